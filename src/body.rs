@@ -1,0 +1,154 @@
+//! The response body the proxy returns, and the access-log line written when it ends.
+//!
+//! Logging at the end of the body (not at the response headers) is what gives the access line
+//! its true byte count and duration, and records streams the client abandoned.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+
+pin_project_lite::pin_project! {
+    #[project = InnerProj]
+    #[derive(Debug)]
+    enum Inner {
+        Upstream { #[pin] body: Incoming },
+        Full { data: Option<Bytes> },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Either the API's body streamed through, or a body the proxy made (errors, admin).
+    #[derive(Debug)]
+    pub struct ResponseBody {
+        #[pin]
+        inner: Inner,
+        log: Option<AccessLog>,
+    }
+}
+
+impl ResponseBody {
+    pub fn upstream(body: Incoming, mut log: AccessLog) -> Self {
+        // hyper never polls a body that says it is empty (204, HEAD), so mark it here.
+        log.complete = body.is_end_stream();
+        ResponseBody {
+            inner: Inner::Upstream { body },
+            log: Some(log),
+        }
+    }
+
+    /// A body made whole by the proxy; the log (if any) counts its length at once.
+    pub fn full(data: Bytes, mut log: Option<AccessLog>) -> Self {
+        if let Some(log) = log.as_mut() {
+            log.bytes = data.len() as u64;
+            log.complete = true;
+        }
+        let data = if data.is_empty() { None } else { Some(data) };
+        ResponseBody {
+            inner: Inner::Full { data },
+            log,
+        }
+    }
+
+    pub fn empty() -> Self {
+        ResponseBody {
+            inner: Inner::Full { data: None },
+            log: None,
+        }
+    }
+}
+
+impl From<Bytes> for ResponseBody {
+    fn from(data: Bytes) -> Self {
+        ResponseBody::full(data, None)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        match this.inner.project() {
+            InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            InnerProj::Upstream { body } => {
+                let polled = body.poll_frame(cx);
+                if let Some(log) = this.log.as_mut() {
+                    match &polled {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Some(data) = frame.data_ref() {
+                                log.bytes += data.len() as u64;
+                            }
+                        }
+                        Poll::Ready(None) => log.complete = true,
+                        Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+                    }
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream { body } => body.is_end_stream(),
+            Inner::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream { body } => body.size_hint(),
+            Inner::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+/// What the access line says about one request; written (and counted) when dropped.
+#[derive(Debug)]
+pub struct AccessLog {
+    pub metrics: Arc<Metrics>,
+    pub start: Instant,
+    pub request_id: HeaderValue,
+    pub tenant: Option<Arc<str>>,
+    pub method: Method,
+    /// The request target; only its path is logged (queries may carry secrets).
+    pub uri: Uri,
+    pub status: u16,
+    pub bytes: u64,
+    /// The body reached its end (false: the client went away or the stream broke).
+    pub complete: bool,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        let elapsed = self.start.elapsed();
+        self.metrics
+            .record_request(self.tenant.as_ref(), self.status, self.bytes, elapsed);
+        tracing::info!(
+            target: "defender_proxy::access",
+            request_id = self.request_id.to_str().unwrap_or("-"),
+            tenant = self.tenant.as_deref().unwrap_or("-"),
+            method = %self.method,
+            path = self.uri.path(),
+            status = self.status,
+            bytes = self.bytes,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            complete = self.complete,
+            "request"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! TOML text -> validated [`Config`], with every problem reported at once.
+//!
+//! Three passes, so an operator fixes a broken file in one round rather than one error per run:
+//! 1. [`raw::index`] walks the document: every unknown key (serde would stop at the first) and the
+//!    position of every known key, so later problems can name a line;
+//! 2. serde fills the [`raw`] structs, which gives values their types;
+//! 3. validation here checks meaning (GUIDs, URLs, secrets, files, addresses, tenants) and
+//!    collects every problem before giving up.
+//!
+//! Passes 2 and 3 only run when the previous one found nothing: a value that has the wrong type
+//! or sits under a misspelled key cannot be judged on its meaning.
+//!
+//! Validation is split by section: [`app`] (credentials and the files they come from), [`cloud`]
+//! (URLs, trust roots, timeouts) and [`tenants`] (tenants and routing); this file holds the entry
+//! points, the problem list and the parts that span sections (listeners).
+
+mod app;
+mod cloud;
+mod tenants;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use super::raw::{self, KeyIndex, RawConfig};
+use super::{defaults, AdminConfig, Config, ListenConfig};
+
+/// One thing wrong with the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the key, e.g. `tenant[1].id` or `app.client_secret`; empty for a problem
+    /// with the file as a whole (unreadable, not TOML).
+    pub key: String,
+    /// 1-based line, where known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in a config file, in file order. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// True when clients reach the proxy on a non-loopback address without authenticating (the
+    /// operator set `allow_unauthenticated`); the server logs a warning at start.
+    pub fn insecure_listener(&self) -> bool {
+        !is_loopback_ip(self.listen.addr.ip())
+    }
+}
+
+/// Reads and validates the config file at `path`, resolving secrets from the process environment.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        problems: vec![Problem {
+            key: String::new(),
+            line: None,
+            message: format!("cannot read config file {}: {e}", path.display()),
+        }],
+    })?;
+    parse_str(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Validates config `text`. `origin` is the file it came from: relative paths in the file are
+/// resolved against its directory. `env` looks up environment variables (injected so tests need
+/// not touch the process environment).
+pub fn parse_str(
+    text: &str,
+    origin: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let (index, unknown) = raw::index(text).unwrap_or_default();
+    let mut v = Validator {
+        text,
+        index,
+        base: origin.parent().map(Path::to_path_buf).unwrap_or_default(),
+        env,
+        problems: Vec::new(),
+    };
+    for key in &unknown {
+        v.push(key.path.clone(), Some(key.offset), key.message.clone());
+    }
+    let raw = match toml::from_str::<RawConfig>(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            // The walk already named every unknown key, with a clearer message than serde's.
+            if unknown.is_empty() || !e.message().starts_with("unknown field") {
+                let offset = e.span().map(|s| s.start);
+                let key = offset
+                    .and_then(|o| v.index.key_before(o))
+                    .unwrap_or_default()
+                    .to_owned();
+                v.push(key, offset, e.message().trim().replace('\n', "; "));
+            }
+            return Err(v.into_errors());
+        }
+    };
+    if !v.problems.is_empty() {
+        return Err(v.into_errors());
+    }
+    v.validate(raw)
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    index: KeyIndex,
+    /// Directory of the config file; relative paths in it are relative to here.
+    base: PathBuf,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn push(&mut self, key: String, offset: Option<usize>, message: String) {
+        // Bytes, not `str` slicing: an offset inside a multi-byte character must not panic.
+        let line = offset.map(|o| {
+            let before = &self.text.as_bytes()[..o.min(self.text.len())];
+            before.iter().filter(|&&b| b == b'\n').count() + 1
+        });
+        self.problems.push(Problem { key, line, message });
+    }
+
+    /// Records a problem on `key`, on the line of that key, or failing that of the nearest
+    /// enclosing key that is written (a missing `app.client_id` points at `[app]`).
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        let offset = self.offset_of(key);
+        self.push(key.to_owned(), offset, message.into());
+    }
+
+    fn offset_of(&self, key: &str) -> Option<usize> {
+        let mut path = key;
+        loop {
+            if let Some(offset) = self.index.offset(path) {
+                return Some(offset);
+            }
+            // `tenant[1]` has no key of its own: use its first key.
+            if path.ends_with(']') {
+                let first = self.index.first_under(path);
+                if first.is_some() {
+                    return first;
+                }
+            }
+            path = &path[..path.rfind(['.', '['])?];
+        }
+    }
+
+    fn into_errors(mut self) -> ConfigErrors {
+        // Stable: problems on one line keep the order they were found in; no line goes last.
+        self.problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        ConfigErrors {
+            problems: self.problems,
+        }
+    }
+
+    fn validate(mut self, raw: RawConfig) -> Result<Config, ConfigErrors> {
+        let listen_addr = self.socket_addr("listen.addr", raw.listen.addr, defaults::LISTEN_ADDR);
+        let admin_addr = self.socket_addr("admin.addr", raw.admin.addr, defaults::ADMIN_ADDR);
+        let allow_unauthenticated = raw.listen.allow_unauthenticated.unwrap_or(false);
+        if let Some(listen) = listen_addr {
+            // No [[client]] support yet, so nothing authenticates clients: off loopback, anyone
+            // who reaches the port could use every tenant's token.
+            if !is_loopback_ip(listen.ip()) && !allow_unauthenticated {
+                self.problem(
+                    "listen.addr",
+                    format!(
+                        "{listen} is not a loopback address and no inbound authentication is \
+                         configured, so anyone who can reach it could call every tenant's API; \
+                         listen on loopback, or set allow_unauthenticated = true in [listen] to \
+                         accept that"
+                    ),
+                );
+            }
+            // Port 0 twice is two different ephemeral ports (tests), not a clash.
+            if admin_addr == Some(listen) && listen.port() != 0 {
+                self.problem(
+                    "admin.addr",
+                    "must differ from listen.addr: admin endpoints are never served on the data port",
+                );
+            }
+        }
+        let app = self.app(raw.app);
+        let cloud = self.cloud(raw.cloud);
+        let upstream = self.upstream(raw.upstream);
+        let routing = self.routing(raw.routing, &raw.tenants);
+        let tenants = self.tenants(raw.tenants);
+
+        match (listen_addr, admin_addr, app, cloud, upstream, routing) {
+            (Some(listen), Some(admin), Some(app), Some(cloud), Some(upstream), Some(routing))
+                if self.problems.is_empty() =>
+            {
+                Ok(Config {
+                    listen: ListenConfig {
+                        addr: listen,
+                        allow_unauthenticated,
+                    },
+                    admin: AdminConfig { addr: admin },
+                    app,
+                    cloud,
+                    upstream,
+                    routing,
+                    tenants,
+                })
+            }
+            _ => {
+                debug_assert!(!self.problems.is_empty(), "a part failed without a problem");
+                Err(self.into_errors())
+            }
+        }
+    }
+
+    fn socket_addr(
+        &mut self,
+        key: &str,
+        value: Option<String>,
+        default: &str,
+    ) -> Option<SocketAddr> {
+        let value = value.as_deref().unwrap_or(default);
+        let parsed = value.parse().ok();
+        if parsed.is_none() {
+            self.problem(
+                key,
+                format!(
+                    "`{value}` is not an IP address and port, like 127.0.0.1:8080 or [::1]:8080"
+                ),
+            );
+        }
+        parsed
+    }
+
+    /// A GUID, lower-cased: ids are compared with the token's `tid`, which Entra writes lower-case.
+    fn guid(&mut self, key: &str, value: &str) -> Option<String> {
+        if is_guid(value) {
+            Some(value.to_ascii_lowercase())
+        } else {
+            self.problem(
+                key,
+                format!("`{value}` is not a GUID like 11111111-2222-3333-4444-555555555555"),
+            );
+            None
+        }
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        self.base.join(path)
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn is_loopback_ip(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}

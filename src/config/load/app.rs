@@ -1,0 +1,211 @@
+//! The app's credential: a secret from the environment or a file, or a certificate and key.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use secrecy::{SecretBox, SecretString};
+
+use super::Validator;
+use crate::config::raw::{RawApp, RawCertificate, RawSecret};
+use crate::config::{AppConfig, CertificateCredential, Credential, KeyFormat};
+
+impl Validator<'_> {
+    pub(super) fn app(&mut self, raw: RawApp) -> Option<AppConfig> {
+        let client_id = match raw.client_id {
+            None => {
+                self.problem(
+                    "app.client_id",
+                    "is required: the application (client) id of the partner's Entra ID app",
+                );
+                None
+            }
+            Some(id) => self.guid("app.client_id", &id),
+        };
+        if raw.federated_token_file.is_some() {
+            self.problem(
+                "app.federated_token_file",
+                "federated_token_file is not supported in this version; use client_secret or certificate",
+            );
+        }
+        let credential = match (raw.client_secret, raw.certificate) {
+            (Some(secret), None) => self.secret(secret).map(Credential::Secret),
+            (None, Some(cert)) => self.certificate(cert).map(Credential::Certificate),
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "app.certificate",
+                    "set either client_secret or certificate, not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    "app",
+                    "no credential: set client_secret = { env = \"...\" } or { file = \"...\" }, \
+                     or certificate = { cert = \"...\", key = \"...\" }",
+                );
+                None
+            }
+        };
+        Some(AppConfig {
+            client_id: client_id?,
+            credential: credential?,
+        })
+    }
+
+    fn secret(&mut self, raw: RawSecret) -> Option<SecretString> {
+        const KEY: &str = "app.client_secret";
+        let value = match raw {
+            RawSecret::Inline => Err(
+                "secrets are never written inline: use { env = \"...\" } or { file = \"...\" }"
+                    .to_owned(),
+            ),
+            RawSecret::Source {
+                env: Some(_),
+                file: Some(_),
+            } => Err("set env or file, not both".to_owned()),
+            RawSecret::Source {
+                env: None,
+                file: None,
+            } => Err("needs env = \"NAME\" or file = \"PATH\"".to_owned()),
+            RawSecret::Source {
+                env: Some(name), ..
+            } => match (self.env)(&name) {
+                None => Err(format!("environment variable {name} is not set")),
+                Some(value) if value.is_empty() => {
+                    Err(format!("environment variable {name} is empty"))
+                }
+                Some(value) => Ok(value),
+            },
+            RawSecret::Source {
+                file: Some(file), ..
+            } => {
+                let path = self.resolve(&file);
+                match std::fs::read_to_string(&path) {
+                    Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
+                    Ok(mut text) => {
+                        // Files written by `echo` or editors end in a newline that is not part
+                        // of the secret.
+                        text.truncate(text.trim_end_matches(['\r', '\n']).len());
+                        if text.is_empty() {
+                            Err(format!("secret file {} is empty", path.display()))
+                        } else {
+                            Ok(text)
+                        }
+                    }
+                }
+            }
+        };
+        match value {
+            Ok(value) => Some(SecretString::from(value)),
+            Err(message) => {
+                self.problem(KEY, message);
+                None
+            }
+        }
+    }
+
+    fn certificate(&mut self, raw: RawCertificate) -> Option<CertificateCredential> {
+        let cert = match raw.cert {
+            None => {
+                self.problem(
+                    "app.certificate.cert",
+                    "is required: the PEM certificate file",
+                );
+                None
+            }
+            Some(cert) => {
+                let path = self.resolve(&cert);
+                match first_certificate(&path) {
+                    Ok(der) => Some((der, path)),
+                    Err(message) => {
+                        self.problem("app.certificate.cert", message);
+                        None
+                    }
+                }
+            }
+        };
+        let key = match raw.key {
+            None => {
+                self.problem(
+                    "app.certificate.key",
+                    "is required: the PEM private key file",
+                );
+                None
+            }
+            Some(key) => {
+                let path = self.resolve(&key);
+                match private_key(&path) {
+                    Ok((der, format)) => Some((der, format, path)),
+                    Err(message) => {
+                        self.problem("app.certificate.key", message);
+                        None
+                    }
+                }
+            }
+        };
+        let ((cert_der, cert_path), (key_der, key_format, key_path)) = (cert?, key?);
+        Some(CertificateCredential {
+            cert_der,
+            key_der: Arc::new(key_der),
+            key_format,
+            cert_path,
+            key_path,
+        })
+    }
+}
+
+fn first_certificate(path: &Path) -> Result<Vec<u8>, String> {
+    let mut certs = CertificateDer::pem_file_iter(path).map_err(|e| pem_problem(path, &e))?;
+    match certs.next() {
+        Some(Ok(cert)) => Ok(cert.to_vec()),
+        Some(Err(e)) => Err(pem_problem(path, &e)),
+        None => Err(format!(
+            "no PEM certificate (BEGIN CERTIFICATE) in {}",
+            path.display()
+        )),
+    }
+}
+
+pub(super) fn count_certificates(path: &Path) -> Result<usize, String> {
+    let mut count = 0;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| pem_problem(path, &e))? {
+        cert.map_err(|e| pem_problem(path, &e))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(format!(
+            "no PEM certificate (BEGIN CERTIFICATE) in {}",
+            path.display()
+        ));
+    }
+    Ok(count)
+}
+
+fn private_key(path: &Path) -> Result<(SecretBox<Vec<u8>>, KeyFormat), String> {
+    let secret = |der: &[u8]| SecretBox::new(Box::new(der.to_vec()));
+    match PrivateKeyDer::from_pem_file(path) {
+        Ok(PrivateKeyDer::Pkcs8(key)) => Ok((secret(key.secret_pkcs8_der()), KeyFormat::Pkcs8)),
+        Ok(PrivateKeyDer::Pkcs1(key)) => Ok((secret(key.secret_pkcs1_der()), KeyFormat::Pkcs1)),
+        Ok(_) => Err(format!(
+            "{} holds a key in a format other than PKCS#8 or PKCS#1; convert it with \
+             `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pkcs8`",
+            path.display()
+        )),
+        Err(pem::Error::NoItemsFound) => Err(format!(
+            "no unencrypted private key (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY) in {}",
+            path.display()
+        )),
+        // Only the I/O error's text is shown: the others could quote the key file's content.
+        Err(pem::Error::Io(e)) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(_) => Err(format!("{} is not a valid PEM key file", path.display())),
+    }
+}
+
+fn pem_problem(path: &Path, e: &pem::Error) -> String {
+    match e {
+        pem::Error::Io(e) => format!("cannot read {}: {e}", path.display()),
+        other => format!("{} is not a valid PEM file: {other}", path.display()),
+    }
+}

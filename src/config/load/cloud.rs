@@ -1,0 +1,140 @@
+//! Where tokens come from and go to: `[cloud]` URLs and trust roots, `[upstream]` timeouts.
+
+use std::time::Duration;
+
+use http::Uri;
+
+use super::app::count_certificates;
+use super::{is_loopback_ip, Validator};
+use crate::config::raw::{RawCloud, RawUpstream};
+use crate::config::{defaults, CloudConfig, TokenEndpointVersion, UpstreamConfig};
+
+impl Validator<'_> {
+    pub(super) fn cloud(&mut self, raw: RawCloud) -> Option<CloudConfig> {
+        if raw.cloud.is_some() {
+            self.problem(
+                "cloud.cloud",
+                "cloud presets are not supported in this version; set authority, api and scope",
+            );
+        }
+        let authority = raw.authority.as_deref().unwrap_or(defaults::AUTHORITY);
+        let authority = self.base_url("cloud.authority", authority);
+        let api = raw.api.as_deref().unwrap_or(defaults::API);
+        let api = self.base_url("cloud.api", api);
+        let scope = raw.scope.unwrap_or_else(|| defaults::SCOPE.to_owned());
+        if scope.trim().is_empty() {
+            self.problem("cloud.scope", "must not be empty");
+        }
+        let token_endpoint = match raw.token_endpoint.as_deref() {
+            None | Some("v2") => Some(TokenEndpointVersion::V2),
+            Some("v1") => Some(TokenEndpointVersion::V1),
+            Some(other) => {
+                self.problem(
+                    "cloud.token_endpoint",
+                    format!("`{other}` is neither \"v2\" nor \"v1\""),
+                );
+                None
+            }
+        };
+        let ca = raw.ca.and_then(|ca| {
+            let path = self.resolve(&ca);
+            match count_certificates(&path) {
+                Ok(_) => Some(path),
+                Err(message) => {
+                    self.problem("cloud.ca", message);
+                    None
+                }
+            }
+        });
+        let authority = authority?;
+        // `Uri` renders an empty path as "/": keep the documented "no trailing slash" form so
+        // `{authority}/{tenant}/...` joins cleanly.
+        let authority = authority.to_string().trim_end_matches('/').to_owned();
+        Some(CloudConfig {
+            authority,
+            api: api?,
+            scope: scope.trim().to_owned(),
+            token_endpoint: token_endpoint?,
+            ca,
+        })
+    }
+
+    /// A base URL: scheme and host, no path or query. https, or http to a loopback host only,
+    /// since a token sent over plain http elsewhere is a token given away.
+    fn base_url(&mut self, key: &str, value: &str) -> Option<Uri> {
+        let result = (|| {
+            let uri: Uri = value
+                .parse()
+                .map_err(|e| format!("`{value}` is not a URL: {e}"))?;
+            let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+                return Err(format!(
+                    "`{value}` is not an absolute URL like https://host"
+                ));
+            };
+            if authority.as_str().contains('@') {
+                return Err(format!("`{value}` must not contain user information"));
+            }
+            if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+                return Err(format!(
+                    "`{value}` must be scheme and host only, without a path or query"
+                ));
+            }
+            match scheme {
+                "https" => {}
+                "http" if is_loopback_host(authority.host()) => {}
+                "http" => {
+                    return Err(
+                        "must be https:// (plain http is only allowed for loopback hosts)".into(),
+                    )
+                }
+                _ => return Err(format!("`{value}` must be an https:// URL")),
+            }
+            format!("{scheme}://{authority}")
+                .parse::<Uri>()
+                .map_err(|e| format!("`{value}` is not a URL: {e}"))
+        })();
+        result.map_err(|message| self.problem(key, message)).ok()
+    }
+
+    pub(super) fn upstream(&mut self, raw: RawUpstream) -> Option<UpstreamConfig> {
+        let connect = self.duration(
+            "upstream.connect_timeout",
+            raw.connect_timeout,
+            defaults::CONNECT_TIMEOUT,
+        );
+        let response = self.duration(
+            "upstream.response_timeout",
+            raw.response_timeout,
+            defaults::RESPONSE_TIMEOUT,
+        );
+        Some(UpstreamConfig {
+            connect_timeout: connect?,
+            response_timeout: response?,
+        })
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        value: Option<String>,
+        default: Duration,
+    ) -> Option<Duration> {
+        let Some(value) = value else {
+            return Some(default);
+        };
+        match humantime::parse_duration(&value) {
+            Ok(d) if d.is_zero() => self.problem(key, "must be greater than zero"),
+            Ok(d) => return Some(d),
+            Err(e) => self.problem(
+                key,
+                format!("`{value}` is not a duration like \"10s\" or \"5m\": {e}"),
+            ),
+        }
+        None
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse().is_ok_and(is_loopback_ip)
+}

@@ -1,0 +1,514 @@
+//! Tests of the config loader: defaults, every kind of problem, and that problems come together.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use secrecy::ExposeSecret;
+
+use super::{parse_str, ConfigErrors, Problem};
+use crate::config::raw::{self, RawConfig, SCHEMA};
+use crate::config::{defaults, Config, Credential, TokenEndpointVersion};
+
+mod credentials;
+
+const CLIENT: &str = "11111111-1111-1111-1111-111111111111";
+const CONTOSO: &str = "22222222-2222-2222-2222-222222222222";
+const SECRET: &str = "s3cret-value";
+
+const APP: &str = r#"
+[app]
+client_id = "11111111-1111-1111-1111-111111111111"
+client_secret = { env = "SECRET" }
+"#;
+
+const TENANT: &str = r#"
+[[tenant]]
+name = "contoso"
+id = "22222222-2222-2222-2222-222222222222"
+"#;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SECRET" => Some(SECRET.to_owned()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn origin() -> PathBuf {
+    std::env::temp_dir()
+        .join("defender-proxy-no-such-dir")
+        .join("proxy.toml")
+}
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    parse_str(text, &origin(), &env)
+}
+
+/// `APP` + `extra` + `TENANT`.
+fn with(extra: &str) -> String {
+    format!("{APP}{extra}\n{TENANT}")
+}
+
+fn ok(text: &str) -> Config {
+    match parse(text) {
+        Ok(config) => config,
+        Err(e) => panic!("expected a valid config, got:\n{e}\n--- config:\n{text}"),
+    }
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text) {
+        Ok(_) => panic!("expected problems in:\n{text}"),
+        Err(e) => {
+            assert!(!e.problems.is_empty());
+            e.problems
+        }
+    }
+}
+
+/// The one problem on `key`; panics if there is not exactly one.
+fn problem_on<'a>(problems: &'a [Problem], key: &str) -> &'a Problem {
+    let found: Vec<&Problem> = problems.iter().filter(|p| p.key == key).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one problem on {key}, got {problems:#?}"
+    );
+    found[0]
+}
+
+#[test]
+fn minimal_config_gets_the_defaults() {
+    let config = ok(&with(""));
+    assert_eq!(
+        config.listen.addr,
+        defaults::LISTEN_ADDR.parse().expect("addr")
+    );
+    assert!(!config.listen.allow_unauthenticated);
+    assert!(!config.insecure_listener());
+    assert_eq!(
+        config.admin.addr,
+        defaults::ADMIN_ADDR.parse().expect("addr")
+    );
+    assert_eq!(config.app.client_id, CLIENT);
+    match &config.app.credential {
+        Credential::Secret(secret) => assert_eq!(secret.expose_secret(), SECRET),
+        other => panic!("expected a secret, got {other:?}"),
+    }
+    assert_eq!(config.cloud.authority, defaults::AUTHORITY);
+    assert_eq!(config.cloud.api, defaults::API.parse::<Uri>().expect("uri"));
+    assert_eq!(config.cloud.scope, defaults::SCOPE);
+    assert_eq!(config.cloud.token_endpoint, TokenEndpointVersion::V2);
+    assert_eq!(config.cloud.ca, None);
+    assert_eq!(config.upstream.connect_timeout, defaults::CONNECT_TIMEOUT);
+    assert_eq!(config.upstream.response_timeout, defaults::RESPONSE_TIMEOUT);
+    assert_eq!(config.routing.tenant_header, "x-defender-tenant");
+    assert_eq!(config.routing.default_tenant, None);
+    assert_eq!(config.tenants.len(), 1);
+    assert_eq!(
+        (
+            config.tenants[0].name.as_str(),
+            config.tenants[0].id.as_str()
+        ),
+        ("contoso", CONTOSO)
+    );
+}
+
+#[test]
+fn debug_never_shows_the_secret() {
+    let config = ok(&with(""));
+    assert!(!format!("{config:?}").contains(SECRET));
+}
+
+#[test]
+fn every_schema_key_is_accepted_by_the_structs() {
+    // Uses every key of SCHEMA; semantic nonsense is fine, only the shape is tested.
+    let full = r#"
+[listen]
+addr = "127.0.0.1:1"
+allow_unauthenticated = false
+[admin]
+addr = "127.0.0.1:2"
+[app]
+client_id = "x"
+client_secret = { env = "A", file = "B" }
+certificate = { cert = "c", key = "k" }
+federated_token_file = "f"
+[cloud]
+cloud = "public"
+authority = "a"
+api = "b"
+scope = "c"
+token_endpoint = "v1"
+ca = "d"
+[upstream]
+connect_timeout = "1s"
+response_timeout = "2s"
+[routing]
+tenant_header = "h"
+default_tenant = "t"
+[[tenant]]
+name = "n"
+id = "i"
+"#;
+    toml::from_str::<RawConfig>(full).expect("the structs accept every schema key");
+    let (index, unknown) = raw::index(full).expect("walk");
+    assert!(unknown.is_empty(), "{unknown:?}");
+    fn paths(prefix: &str, fields: &[(&str, raw::Shape)], out: &mut Vec<String>) {
+        for (name, shape) in fields {
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            match shape {
+                raw::Shape::Value => {}
+                raw::Shape::Table(inner) => paths(&path, inner, out),
+                raw::Shape::Tables(inner) => paths(&format!("{path}[0]"), inner, out),
+            }
+            out.push(path);
+        }
+    }
+    let mut all = Vec::new();
+    paths("", SCHEMA, &mut all);
+    for path in all {
+        assert!(
+            index.offset(&path).is_some(),
+            "the test config misses {path}"
+        );
+    }
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let text = format!("[listen]\naddr = \"127.0.0.1:8080\"\nbogus = 1\n{APP}{TENANT}");
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    let p = problem_on(&problems, "listen.bogus");
+    assert_eq!(p.line, Some(3));
+    assert!(p.message.contains("unknown key `bogus`"), "{}", p.message);
+    assert!(p.message.contains("allow_unauthenticated"), "{}", p.message);
+}
+
+#[test]
+fn all_unknown_keys_are_reported_including_nested_and_documented_future_ones() {
+    let text = format!(
+        "{APP}colour = \"red\"\n{TENANT}rate_limit = {{ per_minute = 10 }}\n\n[[client]]\nname = \"grafana\"\n\
+         [listen.tls]\ncert = \"x\"\n"
+    );
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert_eq!(problem_on(&problems, "app.colour").line, Some(5));
+    let rate = problem_on(&problems, "tenant[0].rate_limit");
+    assert_eq!(rate.line, Some(10));
+    assert!(
+        rate.message.contains("not supported in this version"),
+        "{}",
+        rate.message
+    );
+    assert!(problem_on(&problems, "client")
+        .message
+        .contains("inbound authentication"));
+    assert!(problem_on(&problems, "listen.tls")
+        .message
+        .contains("not supported"));
+    // In file order.
+    let lines: Vec<_> = problems.iter().map(|p| p.line).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn unknown_key_inside_an_inline_secret_table() {
+    let text = APP.replace(
+        "{ env = \"SECRET\" }",
+        "{ env = \"SECRET\", value = \"x\" }",
+    ) + TENANT;
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(
+        problem_on(&problems, "app.client_secret.value").line,
+        Some(4)
+    );
+}
+
+#[test]
+fn dotted_keys_and_subtable_headers_are_understood() {
+    let text = format!(
+        "listen.addr = \"127.0.0.1:8081\"\n[app]\nclient_id = \"{CLIENT}\"\n\
+         [app.client_secret]\nenv = \"SECRET\"\n{TENANT}"
+    );
+    assert_eq!(ok(&text).listen.addr.port(), 8081);
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let text = format!("{APP}\n[listen\naddr = 1\n");
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].line, Some(6));
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let problems = problems(&format!("[listen]\naddr = 8080\n{APP}{TENANT}"));
+    let p = problem_on(&problems, "listen.addr");
+    assert_eq!(p.line, Some(2));
+    assert!(p.message.contains("invalid type"), "{}", p.message);
+}
+
+#[test]
+fn a_datetime_value_is_a_type_error_not_a_crash() {
+    let problems = problems(&format!("[listen]\naddr = 1979-05-27\n{APP}{TENANT}"));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].line, Some(2));
+}
+
+#[test]
+fn unsupported_features_are_refused_by_name() {
+    let problems = problems(&with(
+        "federated_token_file = \"/var/run/token\"\n[cloud]\ncloud = \"gcc\"",
+    ));
+    assert!(problem_on(&problems, "app.federated_token_file")
+        .message
+        .contains("not supported"));
+    assert!(problem_on(&problems, "cloud.cloud")
+        .message
+        .contains("not supported"));
+}
+
+#[test]
+fn plain_http_only_to_loopback() {
+    let problems = problems(&with("[cloud]\nauthority = \"http://login.example.com\""));
+    let p = problem_on(&problems, "cloud.authority");
+    assert!(p.message.contains("must be https://"), "{}", p.message);
+    assert_eq!(p.line, Some(6));
+
+    let config = ok(&with(
+        "[cloud]\nauthority = \"http://127.0.0.1:9000/\"\napi = \"http://[::1]:9001\"",
+    ));
+    assert_eq!(config.cloud.authority, "http://127.0.0.1:9000");
+    assert_eq!(
+        config.cloud.api,
+        "http://[::1]:9001/".parse::<Uri>().expect("uri")
+    );
+    assert_eq!(
+        config.cloud.token_url(CONTOSO),
+        format!("http://127.0.0.1:9000/{CONTOSO}/oauth2/v2.0/token")
+    );
+    ok(&with("[cloud]\napi = \"http://localhost:9001\""));
+}
+
+#[test]
+fn base_urls_have_no_path_query_or_user() {
+    for api in [
+        "https://api.example.com/api",
+        "https://api.example.com?x=1",
+        "https://u:p@api.example.com",
+        "api.example.com",
+        "ftp://api.example.com",
+    ] {
+        let problems = problems(&with(&format!("[cloud]\napi = \"{api}\"")));
+        problem_on(&problems, "cloud.api");
+    }
+}
+
+#[test]
+fn non_loopback_listener_needs_explicit_opt_in() {
+    let problems = problems(&format!("[listen]\naddr = \"0.0.0.0:8080\"\n{APP}{TENANT}"));
+    let p = problem_on(&problems, "listen.addr");
+    assert_eq!(p.line, Some(2));
+    assert!(p.message.contains("allow_unauthenticated"), "{}", p.message);
+
+    let config = ok(&format!(
+        "[listen]\naddr = \"0.0.0.0:8080\"\nallow_unauthenticated = true\n{APP}{TENANT}"
+    ));
+    assert!(config.listen.allow_unauthenticated);
+    assert!(config.insecure_listener());
+    // An IPv4-mapped loopback is loopback.
+    assert!(!ok(&format!(
+        "[listen]\naddr = \"[::ffff:127.0.0.1]:8080\"\n{APP}{TENANT}"
+    ))
+    .insecure_listener());
+}
+
+#[test]
+fn listen_and_admin_addresses() {
+    let text = format!("[listen]\naddr = \"127.0.0.1:9090\"\n{APP}{TENANT}");
+    assert!(problem_on(&problems(&text), "admin.addr")
+        .message
+        .contains("must differ"));
+    // Two ephemeral ports are two ports.
+    ok(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n{APP}{TENANT}"
+    ));
+    let text = format!("[admin]\naddr = \"localhost:9090\"\n{APP}{TENANT}");
+    problem_on(&problems(&text), "admin.addr");
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let text = r#"
+[app]
+client_id = "not-a-guid"
+client_secret = { env = "NOPE" }
+
+[upstream]
+connect_timeout = "soon"
+
+[routing]
+default_tenant = "acme"
+
+[[tenant]]
+name = "Contoso"
+id = "22222222-2222-2222-2222-22222222222"
+"#;
+    let errors = parse(text).expect_err("problems");
+    let keys: Vec<(&str, Option<usize>)> = errors
+        .problems
+        .iter()
+        .map(|p| (p.key.as_str(), p.line))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("app.client_id", Some(3)),
+            ("app.client_secret", Some(4)),
+            ("upstream.connect_timeout", Some(7)),
+            ("routing.default_tenant", Some(10)),
+            ("tenant[0].name", Some(13)),
+            ("tenant[0].id", Some(14)),
+        ]
+    );
+    // One line per problem, each with its line and key.
+    let shown = errors.to_string();
+    assert_eq!(shown.lines().count(), 6);
+    assert!(
+        shown.starts_with("line 3: app.client_id: `not-a-guid` is not a GUID"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn tenant_name_rules() {
+    for bad in [
+        "Contoso",
+        "-contoso",
+        "_sim",
+        "con toso",
+        "api",
+        "metrics",
+        "",
+        CONTOSO,
+        &"a".repeat(64),
+    ] {
+        let text = format!("{APP}[[tenant]]\nname = \"{bad}\"\nid = \"{CONTOSO}\"\n");
+        let problems = problems(&text);
+        assert_eq!(
+            problem_on(&problems, "tenant[0].name").line,
+            Some(6),
+            "{bad}"
+        );
+    }
+    for good in ["contoso", "a", "fabrikam-eu-2", "0day"] {
+        ok(&format!(
+            "{APP}[[tenant]]\nname = \"{good}\"\nid = \"{CONTOSO}\"\n"
+        ));
+    }
+}
+
+#[test]
+fn tenant_duplicates_missing_fields_and_none_at_all() {
+    let text = format!(
+        "{APP}{TENANT}\n[[tenant]]\nname = \"contoso\"\nid = \"{}\"\n\n[[tenant]]\nname = \"fabrikam\"\n",
+        CONTOSO.to_uppercase()
+    );
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problem_on(&problems, "tenant[1].name")
+        .message
+        .contains("tenant[0]"));
+    let id = problem_on(&problems, "tenant[1].id");
+    assert!(
+        id.message.contains("already the id of tenant[0]"),
+        "{}",
+        id.message
+    );
+    assert_eq!(id.line, Some(12));
+    // A missing key points at its tenant's first line.
+    assert_eq!(problem_on(&problems, "tenant[2].id").line, Some(15));
+
+    assert!(problem_on(&self::problems(APP), "tenant")
+        .message
+        .contains("at least one"));
+}
+
+#[test]
+fn tenant_ids_are_stored_lower_case() {
+    let text = with("").replace(CONTOSO, "AAAAAAAA-2222-2222-2222-22222222222B");
+    assert_eq!(
+        ok(&text).tenants[0].id,
+        "aaaaaaaa-2222-2222-2222-22222222222b"
+    );
+}
+
+#[test]
+fn default_tenant_by_name_or_id() {
+    let text = with(&format!(
+        "[routing]\ndefault_tenant = \"{}\"",
+        CONTOSO.to_uppercase()
+    ));
+    assert_eq!(ok(&text).routing.default_tenant.as_deref(), Some("contoso"));
+    let text = with("[routing]\ndefault_tenant = \"contoso\"");
+    assert_eq!(ok(&text).routing.default_tenant.as_deref(), Some("contoso"));
+    let problems = problems(&with("[routing]\ndefault_tenant = \"acme\""));
+    assert!(problem_on(&problems, "routing.default_tenant")
+        .message
+        .contains("acme"));
+}
+
+#[test]
+fn tenant_header_must_be_usable() {
+    let config = ok(&with("[routing]\ntenant_header = \"X-Tenant\""));
+    assert_eq!(config.routing.tenant_header, "x-tenant");
+    for bad in ["X Tenant", "", "Authorization", "proxy-tenant", "Host"] {
+        problem_on(
+            &problems(&with(&format!("[routing]\ntenant_header = \"{bad}\""))),
+            "routing.tenant_header",
+        );
+    }
+}
+
+#[test]
+fn token_endpoint_version() {
+    let config = ok(&with("[cloud]\ntoken_endpoint = \"v1\""));
+    assert_eq!(config.cloud.token_endpoint, TokenEndpointVersion::V1);
+    assert_eq!(
+        config.cloud.token_url(CONTOSO),
+        format!("{}/{CONTOSO}/oauth2/token", defaults::AUTHORITY)
+    );
+    problem_on(
+        &problems(&with("[cloud]\ntoken_endpoint = \"v3\"")),
+        "cloud.token_endpoint",
+    );
+    problem_on(&problems(&with("[cloud]\nscope = \" \"")), "cloud.scope");
+}
+
+#[test]
+fn durations() {
+    let config = ok(&with(
+        "[upstream]\nconnect_timeout = \"2s 500ms\"\nresponse_timeout = \"10m\"",
+    ));
+    assert_eq!(config.upstream.connect_timeout, Duration::from_millis(2500));
+    assert_eq!(config.upstream.response_timeout, Duration::from_secs(600));
+    let problems = problems(&with(
+        "[upstream]\nconnect_timeout = \"0s\"\nresponse_timeout = \"30\"",
+    ));
+    assert!(problem_on(&problems, "upstream.connect_timeout")
+        .message
+        .contains("greater than zero"));
+    problem_on(&problems, "upstream.response_timeout");
+}

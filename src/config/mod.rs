@@ -1,0 +1,152 @@
+//! Typed, validated settings.
+//!
+//! `load.rs` turns the TOML file into these types and reports every problem it finds; the rest of
+//! the proxy only ever sees a [`Config`] that already passed validation, so nothing downstream
+//! re-checks syntax, secrets or URLs.
+
+mod load;
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use secrecy::{SecretBox, SecretString};
+
+pub use load::{load_file, parse_str, ConfigErrors, Problem};
+
+/// Everything the proxy needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: ListenConfig,
+    pub admin: AdminConfig,
+    pub app: AppConfig,
+    pub cloud: CloudConfig,
+    pub upstream: UpstreamConfig,
+    pub routing: RoutingConfig,
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub addr: SocketAddr,
+    /// Operator's explicit opt-in to a non-loopback listener without inbound authentication.
+    pub allow_unauthenticated: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub addr: SocketAddr,
+}
+
+/// The partner's multi-tenant Entra ID application.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub client_id: String,
+    pub credential: Credential,
+}
+
+/// How the app proves its identity to Entra ID. Secret material is already resolved (from env or
+/// file) and held in `secrecy` types so it never reaches a `Debug` print.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Secret(SecretString),
+    Certificate(CertificateCredential),
+}
+
+#[derive(Debug, Clone)]
+pub struct CertificateCredential {
+    /// DER of the app's certificate (first certificate of the PEM file); its SHA-256 is `x5t#S256`.
+    pub cert_der: Vec<u8>,
+    /// DER of the private key: PKCS#8, or PKCS#1 (`RSA PRIVATE KEY`) as [`KeyFormat`] says.
+    pub key_der: std::sync::Arc<SecretBox<Vec<u8>>>,
+    pub key_format: KeyFormat,
+    /// Where the files came from, for messages.
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    Pkcs8,
+    Pkcs1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointVersion {
+    /// `{authority}/{tenant}/oauth2/v2.0/token` with `scope`.
+    V2,
+    /// `{authority}/{tenant}/oauth2/token` with `resource` (the scope less `/.default`).
+    V1,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// Base URL of Entra ID, without a trailing slash, e.g. `https://login.microsoftonline.com`.
+    pub authority: String,
+    /// The default API's base URL (scheme + authority, no path), e.g. `https://api.security.microsoft.com`.
+    pub api: http::Uri,
+    /// OAuth scope of the default API, e.g. `https://api.security.microsoft.com/.default`.
+    pub scope: String,
+    pub token_endpoint: TokenEndpointVersion,
+    /// Extra PEM trust roots (corporate TLS inspection), added to the webpki roots.
+    pub ca: Option<PathBuf>,
+}
+
+/// Limits on the way to the API and to Entra ID.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    /// Time allowed from sending the request until the response headers arrive. Advanced hunting
+    /// queries may legitimately run for minutes, hence the generous default.
+    pub response_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub tenant_header: HeaderName,
+    pub default_tenant: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    /// `[a-z0-9-]`, not starting with `_`; the path prefix.
+    pub name: String,
+    /// The customer's tenant id, lower-case; must equal the token's `tid`.
+    pub id: String,
+}
+
+/// Defaults live here and nowhere else.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const LISTEN_ADDR: &str = "127.0.0.1:8080";
+    pub const ADMIN_ADDR: &str = "127.0.0.1:9090";
+    pub const AUTHORITY: &str = "https://login.microsoftonline.com";
+    pub const API: &str = "https://api.security.microsoft.com";
+    pub const SCOPE: &str = "https://api.security.microsoft.com/.default";
+    pub const TENANT_HEADER: &str = "X-Defender-Tenant";
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+}
+
+impl CloudConfig {
+    /// The token endpoint URL for a tenant, as the assertion's `aud` must name it.
+    pub fn token_url(&self, tenant_id: &str) -> String {
+        match self.token_endpoint {
+            TokenEndpointVersion::V2 => {
+                format!("{}/{}/oauth2/v2.0/token", self.authority, tenant_id)
+            }
+            TokenEndpointVersion::V1 => format!("{}/{}/oauth2/token", self.authority, tenant_id),
+        }
+    }
+
+    /// The admin-consent link a customer's admin opens to consent to the app.
+    pub fn consent_url(&self, tenant_id: &str, client_id: &str) -> String {
+        format!(
+            "{}/{}/adminconsent?client_id={}",
+            self.authority, tenant_id, client_id
+        )
+    }
+}

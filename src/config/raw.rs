@@ -1,0 +1,415 @@
+//! The config file as written: serde structs that mirror the TOML, plus a key index.
+//!
+//! Nothing here judges values; `load.rs` does that. Two things live here because they must agree
+//! with the structs key for key:
+//! - the `Raw*` structs (`deny_unknown_fields`), which give values their types;
+//! - [`SCHEMA`] and [`index`], a walk of the document that finds *every* unknown key with its
+//!   position (serde stops at the first) and records where each known key sits, so problems found
+//!   later during validation can still name a line.
+//!
+//! Values are plain types rather than `toml::Spanned`: a `Spanned` over a table header or a key
+//! without a span fails to deserialize, whereas the key index degrades to "no line".
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) listen: RawListen,
+    #[serde(default)]
+    pub(crate) admin: RawAdmin,
+    #[serde(default)]
+    pub(crate) app: RawApp,
+    #[serde(default)]
+    pub(crate) cloud: RawCloud,
+    #[serde(default)]
+    pub(crate) upstream: RawUpstream,
+    #[serde(default)]
+    pub(crate) routing: RawRouting,
+    #[serde(default, rename = "tenant")]
+    pub(crate) tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub(crate) addr: Option<String>,
+    pub(crate) allow_unauthenticated: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) addr: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApp {
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<RawSecret>,
+    pub(crate) certificate: Option<RawCertificate>,
+    /// Accepted by the parser only so validation can say "not supported" instead of "unknown key":
+    /// the interface documents it, so an operator may well write it.
+    pub(crate) federated_token_file: Option<IgnoredAny>,
+}
+
+/// Where a secret comes from. Never the secret itself: an inline value is recognised and dropped
+/// unread, so it cannot end up in a message or a `Debug` print.
+#[derive(Debug)]
+pub(crate) enum RawSecret {
+    Inline,
+    Source {
+        env: Option<String>,
+        file: Option<String>,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCloud {
+    /// A preset name (`public`, `gcc`, ...): documented, not implemented yet; rejected in validation.
+    pub(crate) cloud: Option<String>,
+    pub(crate) authority: Option<String>,
+    pub(crate) api: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) token_endpoint: Option<String>,
+    pub(crate) ca: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) connect_timeout: Option<String>,
+    pub(crate) response_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouting {
+    pub(crate) tenant_header: Option<String>,
+    pub(crate) default_tenant: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    pub(crate) name: Option<String>,
+    pub(crate) id: Option<String>,
+}
+
+const SECRET_KEYS: &[&str] = &["env", "file"];
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+struct SecretVisitor;
+
+impl SecretVisitor {
+    /// Any scalar is an inline secret. It is dropped without being echoed: serde's default
+    /// "invalid type: integer `1234`" would print the secret in the error.
+    fn inline<E>(self) -> Result<RawSecret, E> {
+        Ok(RawSecret::Inline)
+    }
+}
+
+impl<'de> Visitor<'de> for SecretVisitor {
+    type Value = RawSecret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{ env = \"NAME\" } or { file = \"PATH\" }")
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<RawSecret, E> {
+        self.inline()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<RawSecret, E> {
+        self.inline()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<RawSecret, E> {
+        self.inline()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<RawSecret, E> {
+        self.inline()
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<RawSecret, E> {
+        self.inline()
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawSecret, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.inline()
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
+        let (mut env, mut file) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            let slot = match key.as_str() {
+                "env" => &mut env,
+                "file" => &mut file,
+                _ => return Err(de::Error::unknown_field(&key, SECRET_KEYS)),
+            };
+            *slot = Some(map.next_value::<String>()?);
+        }
+        Ok(RawSecret::Source { env, file })
+    }
+}
+
+/// What a key holds, as far as the unknown-key walk cares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Shape {
+    /// A value; its inside is not walked (serde checks its type).
+    Value,
+    Table(&'static [(&'static str, Shape)]),
+    /// `[[name]]`: each element is walked as a table, and named `name[i]`.
+    Tables(&'static [(&'static str, Shape)]),
+}
+
+/// Every key the `Raw*` structs accept. A test checks that a file using all of them parses and
+/// that the walk finds nothing unknown in it, so this list and the structs cannot drift apart.
+pub(crate) const SCHEMA: &[(&str, Shape)] = &[
+    (
+        "listen",
+        Shape::Table(&[
+            ("addr", Shape::Value),
+            ("allow_unauthenticated", Shape::Value),
+        ]),
+    ),
+    ("admin", Shape::Table(&[("addr", Shape::Value)])),
+    (
+        "app",
+        Shape::Table(&[
+            ("client_id", Shape::Value),
+            (
+                "client_secret",
+                Shape::Table(&[("env", Shape::Value), ("file", Shape::Value)]),
+            ),
+            (
+                "certificate",
+                Shape::Table(&[("cert", Shape::Value), ("key", Shape::Value)]),
+            ),
+            ("federated_token_file", Shape::Value),
+        ]),
+    ),
+    (
+        "cloud",
+        Shape::Table(&[
+            ("cloud", Shape::Value),
+            ("authority", Shape::Value),
+            ("api", Shape::Value),
+            ("scope", Shape::Value),
+            ("token_endpoint", Shape::Value),
+            ("ca", Shape::Value),
+        ]),
+    ),
+    (
+        "upstream",
+        Shape::Table(&[
+            ("connect_timeout", Shape::Value),
+            ("response_timeout", Shape::Value),
+        ]),
+    ),
+    (
+        "routing",
+        Shape::Table(&[
+            ("tenant_header", Shape::Value),
+            ("default_tenant", Shape::Value),
+        ]),
+    ),
+    (
+        "tenant",
+        Shape::Tables(&[("name", Shape::Value), ("id", Shape::Value)]),
+    ),
+];
+
+/// Keys the interface documents for features this version does not have. Saying so beats
+/// "unknown key": the operator copied them from our own docs. Paths are without `[i]` indices.
+const NOT_YET: &[(&str, &str)] = &[
+    ("listen.tls", "HTTPS for clients ([listen.tls])"),
+    ("client", "inbound authentication ([[client]])"),
+    ("cors", "CORS ([cors])"),
+    ("api", "more than one API ([[api]])"),
+    ("rate_limit", "rate limit settings ([rate_limit])"),
+    ("tenant.rate_limit", "per-tenant rate limits"),
+];
+
+/// A TOML document reduced to what the walk needs: tables with spanned keys, arrays, and leaves.
+#[derive(Debug)]
+pub(crate) enum Node {
+    Table(Vec<(Spanned<String>, Node)>),
+    Array(Vec<Node>),
+    Leaf,
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any TOML value")
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Node>()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            entries.push((key, map.next_value::<Node>()?));
+        }
+        Ok(Node::Table(entries))
+    }
+}
+
+/// An unknown key found by the walk.
+#[derive(Debug)]
+pub(crate) struct UnknownKey {
+    pub(crate) path: String,
+    pub(crate) offset: usize,
+    pub(crate) message: String,
+}
+
+/// Where each key of the document starts (byte offset), by dotted path (`tenant[1].id`).
+#[derive(Debug, Default)]
+pub(crate) struct KeyIndex {
+    by_path: HashMap<String, usize>,
+    /// (offset, path) sorted by offset, to name the key an error position falls under.
+    by_offset: Vec<(usize, String)>,
+}
+
+impl KeyIndex {
+    pub(crate) fn offset(&self, path: &str) -> Option<usize> {
+        self.by_path.get(path).copied()
+    }
+
+    /// The key written last at or before `offset`: for a serde error pointing at a value, the
+    /// key that value belongs to.
+    pub(crate) fn key_before(&self, offset: usize) -> Option<&str> {
+        let i = self.by_offset.partition_point(|(o, _)| *o <= offset);
+        i.checked_sub(1).map(|i| self.by_offset[i].1.as_str())
+    }
+
+    /// Where the first key below `prefix` is written: `tenant[1]` has no key of its own.
+    pub(crate) fn first_under(&self, prefix: &str) -> Option<usize> {
+        let dotted = format!("{prefix}.");
+        self.by_offset
+            .iter()
+            .find(|(_, path)| path.starts_with(&dotted))
+            .map(|(offset, _)| *offset)
+    }
+
+    fn add(&mut self, path: &str, span: Range<usize>) {
+        self.by_path.insert(path.to_owned(), span.start);
+        self.by_offset.push((span.start, path.to_owned()));
+    }
+}
+
+/// Walks `text` against [`SCHEMA`]. `None` when the text is not TOML the walk can read (a syntax
+/// error, which serde then reports, or a datetime whose internal keys carry no span).
+pub(crate) fn index(text: &str) -> Option<(KeyIndex, Vec<UnknownKey>)> {
+    let root: Node = toml::from_str(text).ok()?;
+    let mut index = KeyIndex::default();
+    let mut unknown = Vec::new();
+    if let Node::Table(entries) = &root {
+        walk(entries, SCHEMA, "", "", &mut index, &mut unknown);
+    }
+    index.by_offset.sort();
+    Some((index, unknown))
+}
+
+fn walk(
+    entries: &[(Spanned<String>, Node)],
+    schema: &[(&str, Shape)],
+    path: &str,
+    generic: &str,
+    index: &mut KeyIndex,
+    unknown: &mut Vec<UnknownKey>,
+) {
+    let join = |base: &str, key: &str| {
+        if base.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{base}.{key}")
+        }
+    };
+    for (key, node) in entries {
+        let (key_path, key_generic) = (join(path, key.get_ref()), join(generic, key.get_ref()));
+        index.add(&key_path, key.span());
+        let Some((_, shape)) = schema.iter().find(|(name, _)| name == key.get_ref()) else {
+            let message = match NOT_YET.iter().find(|(p, _)| *p == key_generic) {
+                Some((_, what)) => format!("not supported in this version: {what}"),
+                None => {
+                    let names: Vec<&str> = schema.iter().map(|(name, _)| *name).collect();
+                    format!(
+                        "unknown key `{}`; expected one of: {}",
+                        key.get_ref(),
+                        names.join(", ")
+                    )
+                }
+            };
+            unknown.push(UnknownKey {
+                path: key_path,
+                offset: key.span().start,
+                message,
+            });
+            continue;
+        };
+        // A node of the wrong kind (a string where a table belongs) is serde's to report.
+        match (shape, node) {
+            (Shape::Table(fields), Node::Table(inner)) => {
+                walk(inner, fields, &key_path, &key_generic, index, unknown);
+            }
+            (Shape::Tables(fields), Node::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Node::Table(inner) = item {
+                        let item_path = format!("{key_path}[{i}]");
+                        walk(inner, fields, &item_path, &key_generic, index, unknown);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

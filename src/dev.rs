@@ -1,0 +1,113 @@
+//! `serve --dev`: the proxy in front of the built-in simulator, with the demo tenants, so the
+//! whole path (routing, tokens, forwarding) can be tried with curl and no Entra ID app.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+use crate::config::{
+    defaults, AdminConfig, AppConfig, CloudConfig, Config, Credential, ListenConfig, RoutingConfig,
+    TenantConfig, TokenEndpointVersion, UpstreamConfig,
+};
+use crate::server::{self, Listeners};
+use crate::sim::{SimConfig, Simulator};
+
+/// The config `serve --dev` runs: the simulator as both Entra ID and the API.
+pub fn dev_config(
+    sim: &SimConfig,
+    sim_base: &str,
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> Config {
+    Config {
+        listen: ListenConfig {
+            addr: listen,
+            allow_unauthenticated: false,
+        },
+        admin: AdminConfig { addr: admin },
+        app: AppConfig {
+            client_id: sim.client_id.clone(),
+            credential: Credential::Secret(SecretString::from(sim.client_secret.clone())),
+        },
+        cloud: CloudConfig {
+            authority: sim_base.to_owned(),
+            api: sim_base
+                .parse()
+                .unwrap_or_else(|_| http::Uri::from_static("http://127.0.0.1")),
+            scope: defaults::SCOPE.to_owned(),
+            token_endpoint: TokenEndpointVersion::V2,
+            ca: None,
+        },
+        upstream: UpstreamConfig {
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            response_timeout: defaults::RESPONSE_TIMEOUT,
+        },
+        routing: RoutingConfig {
+            tenant_header: http::HeaderName::from_static("x-defender-tenant"),
+            default_tenant: None,
+        },
+        tenants: sim
+            .tenants
+            .iter()
+            .map(|t| TenantConfig {
+                name: t.name.clone(),
+                id: t.id.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Start the simulator and the proxy; print how to try it; run until `shutdown`.
+pub async fn run(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let sim_config = SimConfig::demo();
+    let sim_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the simulator")?;
+    let sim_addr = sim_listener.local_addr()?;
+    let sim_base = format!("http://{sim_addr}");
+    let config = dev_config(&sim_config, &sim_base, listen, admin);
+    let listeners = Listeners {
+        data: TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot bind {listen} (use --listen)"))?,
+        admin: TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("cannot bind {admin} (use --admin)"))?,
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let simulator = Simulator::new(sim_config.clone());
+    let sim_task = tokio::spawn(simulator.serve(sim_listener, async move {
+        let _ = stop_rx.await;
+    }));
+
+    // Print the addresses actually bound (port 0 is allowed).
+    let listen = listeners.data.local_addr()?;
+    let admin = listeners.admin.local_addr()?;
+    let tenant = &config.tenants[0];
+    eprintln!(
+        "\ndefender-proxy dev mode: simulated Entra ID and Defender API on {sim_base}\n\
+         tenants: {}\n\ntry:\n  \
+         curl -s http://{listen}/{name}/api/incidents?\\$top=2\n  \
+         curl -s -H 'X-Defender-Tenant: {other}' http://{listen}/api/machines\n  \
+         curl -s http://{listen}/{id}/api/alerts\n  \
+         curl -s -X POST -H 'Content-Type: application/json' -d '{{\"Query\":\"DeviceInfo | take 3\"}}' http://{listen}/{name}/api/advancedhunting/run\n  \
+         curl -s http://{admin}/metrics\n",
+        config.tenants.iter().map(|t| format!("{} ({})", t.name, t.id)).collect::<Vec<_>>().join(", "),
+        name = tenant.name,
+        id = tenant.id,
+        other = config.tenants.last().map_or("fabrikam", |t| t.name.as_str()),
+    );
+
+    server::run(config, listeners, shutdown).await?;
+    let _ = stop_tx.send(());
+    let _ = sim_task.await;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! `ProxyError`: every error the proxy answers itself, and its one mapping to a status code and
+//! the Defender-shaped JSON body (`{"error":{"code","message","target"}}`), so tools that parse
+//! the API's errors parse ours too. Errors from the API itself never pass through here.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::routing::{PathError, RequestError};
+use crate::token::TokenError;
+
+/// What went wrong, typed; `status()` and `code()` are the only mapping to the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no tenant named '{0}' is configured")]
+    UnknownTenant(String),
+    #[error(
+        "no tenant in the request: prefix the path with a tenant name or id, or set the {0} header"
+    )]
+    NoTenant(http::HeaderName),
+    #[error(transparent)]
+    BadPath(#[from] PathError),
+    #[error(transparent)]
+    BadRequest(#[from] RequestError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the Defender API could not be reached: {0}")]
+    UpstreamUnavailable(#[source] UpstreamFailure),
+    #[error("the Defender API did not answer in time: {0}")]
+    UpstreamTimeout(TimeoutKind),
+}
+
+/// Which upstream deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TimeoutKind {
+    #[error("no connection within the connect timeout")]
+    Connect,
+    #[error("no response headers within {0:?}")]
+    Response(std::time::Duration),
+}
+
+/// Why an upstream exchange failed, without leaking internal detail to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    #[error("connection failed")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("request failed")]
+    Request(#[source] hyper_util::client::legacy::Error),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::UnknownTenant(_) | ProxyError::NoTenant(_) => StatusCode::NOT_FOUND,
+            ProxyError::BadPath(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Token(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The contract's error code (interface.md, "Errors the proxy makes itself").
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::UnknownTenant(_) | ProxyError::NoTenant(_) => "UnknownTenant",
+            ProxyError::BadPath(_) => "BadPath",
+            ProxyError::BadRequest(_) => "BadRequest",
+            ProxyError::Token(_) => "TokenUnavailable",
+            ProxyError::UpstreamUnavailable(_) => "UpstreamUnavailable",
+            ProxyError::UpstreamTimeout(_) => "UpstreamTimeout",
+        }
+    }
+
+    /// The JSON body. The message is the error's `Display`, which never holds a secret or token.
+    pub fn body(&self) -> Bytes {
+        error_body(self.code(), &self.to_string())
+    }
+
+    /// The full response (status, JSON content type, body).
+    pub fn to_response<B: From<Bytes>>(&self) -> Response<B> {
+        json_error_response(self.status(), self.code(), &self.to_string())
+    }
+}
+
+/// The Defender error shape, for any code; also used by the admin listener.
+pub fn error_body(code: &str, message: &str) -> Bytes {
+    let value = serde_json::json!({
+        "error": { "code": code, "message": message, "target": "defender-proxy" }
+    });
+    Bytes::from(value.to_string())
+}
+
+pub fn json_error_response<B: From<Bytes>>(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response<B> {
+    let mut response = Response::new(B::from(error_body(code, message)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn parse(body: &Bytes) -> serde_json::Value {
+        serde_json::from_slice(body).expect("valid json")
+    }
+
+    #[test]
+    fn unknown_tenant_is_404_with_contract_shape() {
+        let err = ProxyError::UnknownTenant("acme".into());
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        let v = parse(&err.body());
+        assert_eq!(v["error"]["code"], "UnknownTenant");
+        assert_eq!(
+            v["error"]["message"],
+            "no tenant named 'acme' is configured"
+        );
+        assert_eq!(v["error"]["target"], "defender-proxy");
+    }
+
+    #[test]
+    fn every_variant_maps_to_its_status_and_code() {
+        let cases: Vec<(ProxyError, u16, &str)> = vec![
+            (
+                ProxyError::NoTenant(http::HeaderName::from_static("x-defender-tenant")),
+                404,
+                "UnknownTenant",
+            ),
+            (ProxyError::BadPath(PathError::DotSegment), 400, "BadPath"),
+            (
+                ProxyError::BadRequest(RequestError::Connect),
+                400,
+                "BadRequest",
+            ),
+            (
+                ProxyError::UpstreamTimeout(TimeoutKind::Response(Duration::from_secs(1))),
+                504,
+                "UpstreamTimeout",
+            ),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err}");
+            assert_eq!(err.code(), code);
+            assert_eq!(parse(&err.body())["error"]["code"], code);
+        }
+    }
+
+    #[test]
+    fn response_is_json() {
+        let resp: Response<Bytes> = ProxyError::UnknownTenant("x".into()).to_response();
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(resp.status(), 404);
+    }
+}

@@ -1,0 +1,29 @@
+//! defender-proxy: a reverse proxy that lets tools call the Microsoft 365 Defender APIs of many
+//! customer tenants without doing OAuth themselves.
+//!
+//! # Layout
+//! - [`config`]: TOML file -> typed, validated [`config::Config`]; every problem reported.
+//! - [`routing`]: request -> tenant and upstream path; path checks. Pure functions.
+//! - [`token`]: the token broker: per (tenant, scope) cache, refresh-ahead, single flight.
+//! - [`proxy`]: the hot path, `handle()` -> `handle_inner()`, and the one access-log line.
+//! - [`headers`]: hop-by-hop stripping, credential injection, request ids.
+//! - [`upstream`]: the pooled rustls client to the API, with timeouts.
+//! - [`error`]: `ProxyError` and its one mapping to a status and JSON body.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`]: the counters behind them.
+//! - [`server`]: listeners, connection serving, shutdown; [`tls`]: outbound TLS config.
+//! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod headers;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod sim;
+pub mod tls;
+pub mod token;
+pub mod upstream;

@@ -1,0 +1,214 @@
+//! The `defender-proxy` command line: a thin layer over the library. Exit codes: 0 ok,
+//! 1 runtime failure, 2 bad config or usage.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use defender_proxy::{config, dev, server, sim};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "defender-proxy",
+    version,
+    about = "Reverse proxy for the Microsoft 365 Defender APIs of many customer tenants"
+)]
+struct Cli {
+    /// Log format on stderr (default: text on a terminal, json otherwise).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, env = "DEFENDER_PROXY_CONFIG", required_unless_present = "dev")]
+        config: Option<PathBuf>,
+        /// Run with a built-in simulated Entra ID and Defender API (tenants contoso, fabrikam).
+        #[arg(long, conflicts_with = "config")]
+        dev: bool,
+        /// With --dev: the proxy's address.
+        #[arg(long, requires = "dev", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// With --dev: the admin address.
+        #[arg(long, requires = "dev", default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
+    /// Run only the simulator (Entra ID token endpoint + Defender API subset).
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: SocketAddr,
+    },
+    /// Parse and validate the config; print every problem.
+    Validate {
+        #[arg(long, env = "DEFENDER_PROXY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print each tenant's admin-consent link.
+    ConsentUrl {
+        #[arg(long, env = "DEFENDER_PROXY_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Validate { config } => match config::load_file(&config) {
+            Ok(cfg) => {
+                println!("{}: ok ({} tenants)", config.display(), cfg.tenants.len());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => config_failure(&config, &errors),
+        },
+        Command::ConsentUrl { config, tenant } => {
+            let cfg = match config::load_file(&config) {
+                Ok(cfg) => cfg,
+                Err(errors) => return config_failure(&config, &errors),
+            };
+            let mut found = false;
+            for t in cfg
+                .tenants
+                .iter()
+                .filter(|t| tenant.as_deref().is_none_or(|n| n == t.name))
+            {
+                found = true;
+                println!(
+                    "{}\t{}",
+                    t.name,
+                    cfg.cloud.consent_url(&t.id, &cfg.app.client_id)
+                );
+            }
+            if found {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "no tenant named '{}' in {}",
+                    tenant.unwrap_or_default(),
+                    config.display()
+                );
+                ExitCode::from(2)
+            }
+        }
+        Command::Serve {
+            config: Some(path), ..
+        } => {
+            let cfg = match config::load_file(&path) {
+                Ok(cfg) => cfg,
+                Err(errors) => return config_failure(&path, &errors),
+            };
+            runtime_result(run_async(async move {
+                let listeners = server::bind(&cfg).await?;
+                server::run(cfg, listeners, shutdown_signal()).await?;
+                Ok(())
+            }))
+        }
+        Command::Serve {
+            config: None,
+            listen,
+            admin,
+            ..
+        } => runtime_result(run_async(dev::run(listen, admin, shutdown_signal()))),
+        Command::Simulate { addr } => runtime_result(run_async(async move {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind {addr}"))?;
+            let simulator = sim::Simulator::new(sim::SimConfig::demo());
+            eprintln!("simulator on http://{addr} (token endpoint /{{tenant}}/oauth2/v2.0/token, API /api/...)");
+            simulator.serve(listener, shutdown_signal()).await?;
+            Ok(())
+        })),
+    }
+}
+
+fn config_failure(path: &std::path::Path, errors: &config::ConfigErrors) -> ExitCode {
+    eprintln!("{}: {} problem(s):", path.display(), errors.problems.len());
+    eprintln!("{errors}");
+    ExitCode::from(2)
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(fut)
+}
+
+fn runtime_result(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "exiting");
+            eprintln!("defender-proxy: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn init_logging(format: Option<LogFormat>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Text) => false,
+        None => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}

@@ -1,0 +1,304 @@
+//! Request -> tenant and upstream path.
+//!
+//! The route table is an immutable snapshot (swapped whole on reload), so the hot path resolves a
+//! tenant with one hash lookup and no lock. The path is checked before any routing decision, so
+//! no spelling of a path can change tenant or climb out of the API root upstream.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::header::HeaderName;
+use http::{HeaderMap, Method, Uri, Version};
+
+use crate::error::ProxyError;
+use crate::token::TokenSlot;
+
+/// A path the proxy refuses to forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path must start with '/'")]
+    NotAbsolute,
+    #[error("the path contains a '.' or '..' segment (also percent-encoded)")]
+    DotSegment,
+    #[error("the path contains an empty segment ('//')")]
+    EmptySegment,
+    #[error("the path contains a backslash (also percent-encoded)")]
+    Backslash,
+    #[error("the path contains a percent-encoded '/' or NUL")]
+    EncodedSeparator,
+}
+
+/// A request the proxy refuses to handle at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("CONNECT is not supported: this is a reverse proxy, not a forward proxy")]
+    Connect,
+    #[error("absolute-form request targets are not supported: this is a reverse proxy, not a forward proxy")]
+    AbsoluteForm,
+    #[error("the tenant header is not valid text")]
+    TenantHeaderEncoding,
+    #[error("the request body could not be read")]
+    BodyRead,
+}
+
+/// One configured tenant as the hot path sees it.
+#[derive(Debug)]
+pub struct Tenant {
+    pub name: Arc<str>,
+    /// Lower-case tenant id (the token's `tid`).
+    pub id: Arc<str>,
+    /// Token cache for the default API's scope.
+    pub token: Arc<TokenSlot>,
+}
+
+/// Tenant lookup by name or id, plus the header and default-tenant rules.
+#[derive(Debug)]
+pub struct RouteTable {
+    by_key: HashMap<Box<str>, Arc<Tenant>>,
+    header: HeaderName,
+    default: Option<Arc<Tenant>>,
+}
+
+/// Where a request goes: its tenant and the path-and-query to send upstream.
+#[derive(Debug)]
+pub struct Route<'a> {
+    pub tenant: Arc<Tenant>,
+    /// Path and query exactly as received, less the tenant prefix when one was used.
+    pub upstream_path: Cow<'a, str>,
+}
+
+impl RouteTable {
+    pub fn new(tenants: Vec<Arc<Tenant>>, header: HeaderName, default: Option<&str>) -> Self {
+        let mut by_key = HashMap::with_capacity(tenants.len() * 2);
+        for tenant in tenants {
+            by_key.insert(Box::from(&*tenant.name), tenant.clone());
+            by_key.insert(Box::from(&*tenant.id), tenant);
+        }
+        let default = default.and_then(|name| by_key.get(name).cloned());
+        RouteTable {
+            by_key,
+            header,
+            default,
+        }
+    }
+
+    pub fn header(&self) -> &HeaderName {
+        &self.header
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        // Each tenant is in the map twice (name and id); yield it once, under its name.
+        self.by_key
+            .iter()
+            .filter(|(k, t)| k.as_ref() == t.name.as_ref())
+            .map(|(_, t)| t)
+    }
+
+    /// Name or id (ids compared case-insensitively).
+    pub fn lookup(&self, key: &str) -> Option<&Arc<Tenant>> {
+        if let Some(t) = self.by_key.get(key) {
+            return Some(t);
+        }
+        if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.by_key.get(key.to_ascii_lowercase().as_str());
+        }
+        None
+    }
+
+    /// Routing rules 1-4 of the interface: header, path prefix, default tenant, else 404.
+    pub fn resolve<'a>(&self, uri: &'a Uri, headers: &HeaderMap) -> Result<Route<'a>, ProxyError> {
+        let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let path = uri.path();
+        check_path(path)?;
+
+        if let Some(value) = headers.get(&self.header) {
+            let key = value
+                .to_str()
+                .map_err(|_| RequestError::TenantHeaderEncoding)?
+                .trim();
+            let tenant = self
+                .lookup(key)
+                .ok_or_else(|| ProxyError::UnknownTenant(key.to_owned()))?;
+            return Ok(Route {
+                tenant: tenant.clone(),
+                upstream_path: Cow::Borrowed(path_and_query),
+            });
+        }
+
+        let first = first_segment(path);
+        if let Some(tenant) = self.lookup(first) {
+            let rest = &path_and_query[1 + first.len()..];
+            let upstream_path = if rest.is_empty() {
+                Cow::Borrowed("/")
+            } else if rest.starts_with('?') {
+                // `/contoso?x`: the API root, query kept. Rare, so the allocation is fine.
+                Cow::Owned(format!("/{rest}"))
+            } else {
+                Cow::Borrowed(rest)
+            };
+            return Ok(Route {
+                tenant: tenant.clone(),
+                upstream_path,
+            });
+        }
+
+        if let Some(tenant) = &self.default {
+            return Ok(Route {
+                tenant: tenant.clone(),
+                upstream_path: Cow::Borrowed(path_and_query),
+            });
+        }
+        if first.is_empty() {
+            return Err(ProxyError::NoTenant(self.header.clone()));
+        }
+        Err(ProxyError::UnknownTenant(first.to_owned()))
+    }
+}
+
+/// Refuse what a reverse proxy must not handle: CONNECT, and absolute-form targets
+/// (`GET http://host/ HTTP/1.1`). HTTP/2 always carries scheme and authority, so only
+/// HTTP/1.x targets are judged by their form.
+pub fn check_request(method: &Method, uri: &Uri, version: Version) -> Result<(), RequestError> {
+    if method == Method::CONNECT {
+        return Err(RequestError::Connect);
+    }
+    if version < Version::HTTP_2 && (uri.scheme().is_some() || uri.authority().is_some()) {
+        return Err(RequestError::AbsoluteForm);
+    }
+    Ok(())
+}
+
+/// The path checks: no `.`/`..` segments (also `%2e`), no `//`, no backslash (also `%5c`), no
+/// encoded `/` or NUL. Upstreams and intermediaries decode these differently; refusing them is
+/// the only way to be sure a path means the same thing on both sides.
+pub fn check_path(path: &str) -> Result<(), PathError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(PathError::NotAbsolute);
+    };
+    if path.contains('\\') {
+        return Err(PathError::Backslash);
+    }
+    if contains_escape(path, b"5c") {
+        return Err(PathError::Backslash);
+    }
+    if contains_escape(path, b"2f") || contains_escape(path, b"00") {
+        return Err(PathError::EncodedSeparator);
+    }
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        if segment.is_empty() {
+            // A trailing slash (`/api/incidents/`) is an empty last segment and harmless.
+            if segments.peek().is_none() {
+                break;
+            }
+            return Err(PathError::EmptySegment);
+        }
+        if is_dot_segment(segment) {
+            return Err(PathError::DotSegment);
+        }
+    }
+    Ok(())
+}
+
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
+}
+
+/// `%XY` with the two hex digits given in lower case, matched case-insensitively.
+fn contains_escape(path: &str, hex: &[u8; 2]) -> bool {
+    path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%' && w[1].to_ascii_lowercase() == hex[0] && w[2].to_ascii_lowercase() == hex[1]
+    })
+}
+
+/// `.` or `..`, each dot possibly written `%2e`/`%2E`.
+fn is_dot_segment(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let mut i = 0;
+    let mut dots = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'.' {
+            i += 1;
+        } else if bytes.len() - i >= 3
+            && bytes[i] == b'%'
+            && bytes[i + 1] == b'2'
+            && bytes[i + 2].eq_ignore_ascii_case(&b'e')
+        {
+            i += 3;
+        } else {
+            return false;
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_refused_in_every_spelling() {
+        for p in [
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a/%2e%2e/b",
+            "/a/%2E./b",
+            "/a/.%2e",
+            "/%2e/x",
+            "/a/..",
+        ] {
+            assert_eq!(check_path(p), Err(PathError::DotSegment), "{p}");
+        }
+        for p in [
+            "/a/...b",
+            "/a/.well-known",
+            "/a/b.c",
+            "/api/incidents",
+            "/",
+            "/a/b/",
+        ] {
+            assert_eq!(check_path(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn separators_refused() {
+        assert_eq!(check_path("/a//b"), Err(PathError::EmptySegment));
+        assert_eq!(check_path("//a"), Err(PathError::EmptySegment));
+        assert_eq!(check_path("/a\\b"), Err(PathError::Backslash));
+        assert_eq!(check_path("/a%5Cb"), Err(PathError::Backslash));
+        assert_eq!(check_path("/a%2fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(check_path("/a%00"), Err(PathError::EncodedSeparator));
+        assert_eq!(check_path("*"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn connect_and_absolute_form_refused() {
+        let abs: Uri = "http://evil.example/api".parse().unwrap();
+        assert_eq!(
+            check_request(&Method::GET, &abs, Version::HTTP_11),
+            Err(RequestError::AbsoluteForm)
+        );
+        let origin: Uri = "/api".parse().unwrap();
+        assert_eq!(
+            check_request(&Method::GET, &origin, Version::HTTP_11),
+            Ok(())
+        );
+        let auth: Uri = "evil.example:443".parse().unwrap();
+        assert_eq!(
+            check_request(&Method::CONNECT, &auth, Version::HTTP_11),
+            Err(RequestError::Connect)
+        );
+        assert_eq!(check_request(&Method::GET, &abs, Version::HTTP_2), Ok(()));
+    }
+}

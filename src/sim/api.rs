@@ -1,0 +1,323 @@
+//! The simulated Defender API: bearer-token check, forced and real per-tenant limits, the
+//! endpoints (`/api/incidents`, `/api/alerts`, `/api/machines[/{id}[/alerts]]`,
+//! `/api/advancedhunting/run`) with OData paging, and the recorder entry for every request.
+//!
+//! Any path that is neither the token endpoint nor `/_sim/` lands here, so a request the proxy
+//! routes to the wrong place is still recorded (and answered 404) rather than lost.
+
+use http::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::data::{self, TenantData};
+use super::limits::Class;
+use super::records::ApiRequestRecord;
+use super::state::Shared;
+use super::support::{self, defender_error, Body, ReadBody};
+use super::{jwt, testapi};
+
+/// Bodies the API parses (advanced-hunting queries) are kept up to this size; larger ones are
+/// only hashed.
+const BODY_KEEP: usize = 1024 * 1024;
+
+/// What a valid bearer token said.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenInfo {
+    pub(crate) tid: String,
+    pub(crate) aud: String,
+    pub(crate) has_roles: bool,
+}
+
+/// Answers and records one API request.
+pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let read = support::read_hashed(body, BODY_KEEP).await;
+    let auth = authenticate(shared, &parts);
+    let known = match &auth {
+        Ok(info) | Err((Some(info), _)) => Some(info.clone()),
+        Err((None, _)) => None,
+    };
+    let resp = match (&read, auth) {
+        (Err(_), _) => defender_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "The request body could not be read.",
+        ),
+        (Ok(_), Err((_, message))) => {
+            defender_error(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+        }
+        (Ok(read), Ok(info)) => serve(shared, &parts, read, &info, base).await,
+    };
+    let mut headers = parts.headers;
+    if let Some(v) = headers.get_mut(AUTHORIZATION) {
+        v.set_sensitive(true);
+    }
+    let (body_len, body_sha256) = match &read {
+        Ok(r) => (r.len, r.sha256.clone()),
+        Err(_) => (0, support::sha256_hex(b"")),
+    };
+    shared.record_api(ApiRequestRecord {
+        method: parts.method,
+        path_and_query,
+        headers,
+        tid: known.as_ref().map(|i| i.tid.clone()),
+        aud: known.map(|i| i.aud),
+        status: resp.status().as_u16(),
+        body_len,
+        body_sha256,
+    });
+    resp
+}
+
+/// The token's facts, or why it is refused (with its facts when it was genuinely ours).
+fn authenticate(
+    shared: &Shared,
+    parts: &Parts,
+) -> Result<TokenInfo, (Option<TokenInfo>, &'static str)> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(header) = header else {
+        return Err((None, "Authorization header is missing."));
+    };
+    let token = match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err((None, "Authorization header must be a Bearer token.")),
+    };
+    let Some(claims) = jwt::verify_hs256(&shared.key, token) else {
+        return Err((None, "Invalid access token: signature validation failed."));
+    };
+    let info = TokenInfo {
+        tid: claims["tid"].as_str().unwrap_or("").to_owned(),
+        aud: claims["aud"].as_str().unwrap_or("").to_owned(),
+        has_roles: claims["roles"].as_array().is_some_and(|r| !r.is_empty()),
+    };
+    let now = shared.clock.unix_secs();
+    if !matches!(claims["exp"].as_u64(), Some(exp) if exp > now) {
+        return Err((Some(info), "Access token has expired."));
+    }
+    if claims["nbf"].as_u64().is_some_and(|nbf| nbf > now) {
+        return Err((Some(info), "Access token is not yet valid."));
+    }
+    let config = &shared.config;
+    let aud_ok = std::iter::once(&config.api_audience)
+        .chain(&config.extra_audiences)
+        .any(|a| a.trim_end_matches('/') == info.aud.trim_end_matches('/'));
+    if !aud_ok {
+        return Err((Some(info), "Invalid access token: wrong audience."));
+    }
+    let uti = claims["uti"].as_str().unwrap_or("");
+    if shared.lock().revoked.contains(uti) {
+        return Err((Some(info), "Access token has been revoked."));
+    }
+    Ok(info)
+}
+
+/// Permission, forced 429s, limits, then the endpoint.
+async fn serve(
+    shared: &Shared,
+    parts: &Parts,
+    read: &ReadBody,
+    info: &TokenInfo,
+    base: &str,
+) -> Response<Body> {
+    if !info.has_roles {
+        return defender_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The application does not have any of the required application permissions to access the resource.",
+        );
+    }
+    let delay = shared.modes(&info.tid).api_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let forced = shared.with_modes(&info.tid, |m| {
+        (m.force_429_remaining > 0).then(|| {
+            m.force_429_remaining -= 1;
+            m.force_429_retry_after.clone()
+        })
+    });
+    if let Some(retry_after) = forced {
+        return too_many(retry_after.and_then(|v| HeaderValue::from_str(&v).ok()));
+    }
+    let path = parts.uri.path();
+    if let Some(class) = Class::of_path(path).filter(|_| shared.config.enforce_limits) {
+        let now = shared.clock.now();
+        if let Err(secs) = shared.lock().limiter.check(&info.tid, class, now) {
+            return too_many(Some(HeaderValue::from(secs)));
+        }
+    }
+    if path.to_ascii_lowercase().starts_with("/api/_test/") {
+        return testapi::handle(shared, parts, read).await;
+    }
+    let tenant = tenant_data(shared, &info.tid);
+    let lower = path.to_ascii_lowercase();
+    let segments: Vec<&str> = lower.trim_start_matches('/').split('/').collect();
+    let query = parts.uri.query();
+    let get = parts.method == Method::GET;
+    match segments.as_slice() {
+        ["api", "incidents"] if get => {
+            list(base, path, query, tenant.incidents(), 100, "Incidents")
+        }
+        ["api", "alerts"] if get => list(base, path, query, tenant.alerts(), 10_000, "Alerts"),
+        ["api", "machines"] if get => {
+            list(base, path, query, tenant.machines(), 10_000, "Machines")
+        }
+        ["api", "machines", id] if get => {
+            match tenant.machines().into_iter().find(|m| m["id"] == *id) {
+                Some(mut machine) => {
+                    machine["@odata.context"] =
+                        format!("{base}/api/$metadata#Machines/$entity").into();
+                    support::odata(&machine)
+                }
+                None => defender_error(
+                    StatusCode::NOT_FOUND,
+                    "ResourceNotFound",
+                    &format!("Machine {id} was not found"),
+                ),
+            }
+        }
+        ["api", "machines", id, "alerts"] if get => {
+            let alerts = tenant
+                .alerts()
+                .into_iter()
+                .filter(|a| a["machineId"] == *id)
+                .collect();
+            list(base, path, query, alerts, 10_000, "Alerts")
+        }
+        ["api", "advancedhunting" | "advancedqueries", "run"] if parts.method == Method::POST => {
+            hunting(&tenant, read)
+        }
+        ["api", "incidents" | "alerts" | "machines", ..]
+        | ["api", "advancedhunting" | "advancedqueries", "run"] => defender_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "The HTTP method is not allowed on this resource.",
+        ),
+        _ => defender_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!("No resource at {path}"),
+        ),
+    }
+}
+
+/// The data of the tenant a token's `tid` names (a `tid` no tenant has gets data named `unknown`).
+fn tenant_data(shared: &Shared, tid: &str) -> TenantData {
+    let config = &shared.config;
+    match config
+        .tenants
+        .iter()
+        .position(|t| t.id.eq_ignore_ascii_case(tid))
+    {
+        Some(i) => TenantData {
+            name: config.tenants[i].name.clone(),
+            id: config.tenants[i].id.clone(),
+            ordinal: i as u64 + 1,
+        },
+        None => TenantData {
+            name: "unknown".into(),
+            id: tid.into(),
+            ordinal: 0,
+        },
+    }
+}
+
+fn too_many(retry_after: Option<HeaderValue>) -> Response<Body> {
+    let mut resp = defender_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "API calls quota exceeded! Please retry after the time in the Retry-After header.",
+    );
+    if let Some(v) = retry_after {
+        resp.headers_mut().insert(RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// One page of `items` as an OData collection. `$top` (at most `max_top`) and `$skip` are read
+/// from the query (`%24top` and `$top` alike); other parameters are carried into the absolute
+/// `@odata.nextLink` byte for byte, after `$top` and `$skip`, as the real API does.
+fn list(
+    base: &str,
+    path: &str,
+    query: Option<&str>,
+    items: Vec<Value>,
+    max_top: usize,
+    entity: &str,
+) -> Response<Body> {
+    let (mut top, mut skip, mut others) = (max_top, 0usize, String::new());
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .unwrap_or_default();
+        let slot = match &*key {
+            "$top" => &mut top,
+            "$skip" => &mut skip,
+            _ => {
+                others.push('&');
+                others.push_str(pair);
+                continue;
+            }
+        };
+        match value.trim().parse::<usize>() {
+            Ok(n) => *slot = n,
+            Err(_) => {
+                return defender_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("Invalid value '{value}' for {key}."),
+                )
+            }
+        }
+    }
+    if top > max_top {
+        return defender_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("Invalid $top value {top}: the maximum page size is {max_top}."),
+        );
+    }
+    let total = items.len();
+    let page: Vec<Value> = items.into_iter().skip(skip).take(top).collect();
+    let next = skip.saturating_add(top);
+    let next_link =
+        (top > 0 && next < total).then(|| format!("{base}{path}?$top={top}&$skip={next}{others}"));
+    // Written by hand to keep the real API's key order: context, value, then nextLink last.
+    let mut out = format!(
+        "{{\"@odata.context\":{},\"value\":{}",
+        Value::from(format!("{base}/api/$metadata#{entity}")),
+        Value::from(page)
+    );
+    if let Some(link) = next_link {
+        out.push_str(&format!(",\"@odata.nextLink\":{}", Value::from(link)));
+    }
+    out.push('}');
+    support::response(StatusCode::OK, support::ODATA_JSON, support::full(out))
+}
+
+/// `POST /api/advancedhunting/run` with `{"Query": "..."}`.
+fn hunting(tenant: &TenantData, read: &ReadBody) -> Response<Body> {
+    let query = read
+        .kept
+        .as_ref()
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .and_then(|v| v.get("Query").and_then(Value::as_str).map(str::to_owned))
+        .filter(|q| !q.trim().is_empty());
+    match query {
+        Some(q) => support::json(StatusCode::OK, &data::hunting(tenant, &q)),
+        None => defender_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestBody",
+            "Request body is incorrect: expected {\"Query\": \"<KQL>\"}.",
+        ),
+    }
+}

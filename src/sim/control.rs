@@ -1,0 +1,134 @@
+//! `/_sim/` control endpoints, for black-box tests and dashboard developers driving
+//! `defender-proxy simulate` over HTTP instead of through a [`Simulator`] handle:
+//!
+//! - `GET /_sim` — client id, tenants and base URL (never the secret).
+//! - `GET /_sim/requests` — both records as JSON, `authorization` values as `Bearer …last4`.
+//! - `POST /_sim/reset` — forget records, every tenant's modes, limit windows and revocations.
+//! - `POST /_sim/release` — release pending `/api/_test/stream` responses.
+//! - `POST /_sim/tenants/{id}` with any subset of `{"consent": bool, "fail_token_requests": n,
+//!   "fail_status": 503, "fail_retry_after": s, "token_delay_ms": n, "api_delay_ms": n,
+//!   "tid_override": "..."
+//!   ("" clears it), "force_api_429": n, "retry_after": "2", "revoke": true}`.
+//!
+//! No authentication: the simulator is a loopback test tool holding nothing real.
+
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::support::{self, Body};
+use super::Simulator;
+
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// A change to one tenant's modes; absent fields are left alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantUpdate {
+    consent: Option<bool>,
+    fail_token_requests: Option<u32>,
+    fail_status: Option<u16>,
+    fail_retry_after: Option<u32>,
+    token_delay_ms: Option<u64>,
+    api_delay_ms: Option<u64>,
+    tid_override: Option<String>,
+    force_api_429: Option<u32>,
+    retry_after: Option<String>,
+    revoke: Option<bool>,
+}
+
+fn bad_request(message: String) -> Response<Body> {
+    support::json(StatusCode::BAD_REQUEST, &json!({"error": message}))
+}
+
+pub(crate) async fn handle(sim: &Simulator, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let body = match support::read_hashed(req.into_body(), BODY_LIMIT).await {
+        Ok(read) => read.kept,
+        Err(_) => return bad_request("the request body could not be read".into()),
+    };
+    let ok = || support::json(StatusCode::OK, &json!({"ok": true}));
+    match (&method, path.trim_end_matches('/')) {
+        (&Method::GET, "/_sim") => support::json(StatusCode::OK, &info(sim)),
+        (&Method::GET, "/_sim/requests") => support::json(StatusCode::OK, &requests(sim)),
+        (&Method::POST, "/_sim/reset") => {
+            sim.reset_all();
+            ok()
+        }
+        (&Method::POST, "/_sim/release") => {
+            sim.release_streams();
+            ok()
+        }
+        (&Method::POST, p) if p.starts_with("/_sim/tenants/") => {
+            let tenant = &p["/_sim/tenants/".len()..];
+            let bytes = body.unwrap_or_default();
+            let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
+            match serde_json::from_slice::<TenantUpdate>(bytes) {
+                Ok(update) => match apply(sim, tenant, update) {
+                    Ok(()) => ok(),
+                    Err(message) => bad_request(message),
+                },
+                Err(e) => bad_request(format!("invalid tenant update: {e}")),
+            }
+        }
+        _ => support::json(
+            StatusCode::NOT_FOUND,
+            &json!({"error": format!("no control endpoint {method} {path}")}),
+        ),
+    }
+}
+
+fn info(sim: &Simulator) -> Value {
+    let config = sim.config();
+    let tenants: Vec<Value> = config
+        .tenants
+        .iter()
+        .map(|t| json!({"name": t.name, "id": t.id, "roles": t.roles}))
+        .collect();
+    json!({
+        "base_url": sim.base_url(),
+        "client_id": config.client_id,
+        "api_audience": config.api_audience,
+        "tenants": tenants,
+    })
+}
+
+fn requests(sim: &Simulator) -> Value {
+    let api: Vec<Value> = sim.api_requests().iter().map(|r| r.to_json()).collect();
+    json!({"token_requests": sim.token_requests(), "api_requests": api})
+}
+
+fn apply(sim: &Simulator, tenant: &str, u: TenantUpdate) -> Result<(), String> {
+    if let Some(consent) = u.consent {
+        sim.set_consent(tenant, consent);
+    }
+    if let Some(count) = u.fail_token_requests {
+        let status = match u.fail_status {
+            Some(code) => {
+                StatusCode::from_u16(code).map_err(|_| format!("invalid fail_status {code}"))?
+            }
+            None => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        sim.fail_token_requests_with(tenant, count, status, u.fail_retry_after);
+    }
+    if let Some(ms) = u.token_delay_ms {
+        sim.set_token_delay(tenant, Duration::from_millis(ms));
+    }
+    if let Some(ms) = u.api_delay_ms {
+        sim.set_api_delay(tenant, Duration::from_millis(ms));
+    }
+    if let Some(tid) = u.tid_override {
+        sim.set_tid_override(tenant, Some(tid).filter(|t| !t.is_empty()));
+    }
+    if let Some(count) = u.force_api_429 {
+        sim.force_api_429(tenant, count, u.retry_after.as_deref());
+    }
+    if u.revoke == Some(true) {
+        sim.revoke_tokens(tenant);
+    }
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! The simulated Entra ID token endpoint: the client-credentials grant on
+//! `POST /{tenant}/oauth2/v2.0/token` (`scope`) and `POST /{tenant}/oauth2/token` (v1,
+//! `resource`), with a client secret or a certificate-signed client assertion.
+//!
+//! Errors use Entra's real shape and AADSTS codes, because the proxy decides between retrying,
+//! remembering a failure and showing a consent link from `error` and `error_codes` alone.
+//! Checks run in roughly Entra's order: tenant, request syntax, app and consent, credential.
+
+use std::collections::HashMap;
+
+use http::header::{HeaderValue, CACHE_CONTROL, HOST, PRAGMA, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::records::{CredentialKind, TokenEndpoint, TokenRequestRecord};
+use super::state::Shared;
+use super::support::{self, Body};
+use super::{assertion, jwt};
+
+/// Form bodies are small; anything larger is refused rather than buffered.
+const FORM_LIMIT: usize = 64 * 1024;
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `{tenant}` and the endpoint version, when `path` is a token endpoint.
+pub(crate) fn match_token_path(path: &str) -> Option<(String, TokenEndpoint)> {
+    let (tenant, rest) = path.strip_prefix('/')?.split_once('/')?;
+    let version = match rest {
+        "oauth2/v2.0/token" => TokenEndpoint::V2,
+        "oauth2/token" => TokenEndpoint::V1,
+        _ => return None,
+    };
+    (!tenant.is_empty()).then(|| (tenant.to_owned(), version))
+}
+
+/// An Entra error answer.
+#[derive(Debug)]
+pub(crate) struct EntraError {
+    status: StatusCode,
+    error: &'static str,
+    code: u32,
+    description: String,
+    retry_after: Option<u32>,
+}
+
+pub(crate) fn err(
+    status: StatusCode,
+    error: &'static str,
+    code: u32,
+    description: impl Into<String>,
+) -> EntraError {
+    EntraError {
+        status,
+        error,
+        code,
+        description: description.into(),
+        retry_after: None,
+    }
+}
+
+fn missing(param: &str) -> EntraError {
+    err(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        900144,
+        format!("The request body must contain the following parameter: '{param}'."),
+    )
+}
+
+impl EntraError {
+    fn response(&self, shared: &Shared, base: &str) -> Response<Body> {
+        let now = shared.clock.unix_secs();
+        let (trace, correlation, ts) = (
+            support::uuid(),
+            support::uuid(),
+            support::entra_timestamp(now),
+        );
+        let body = json!({
+            "error": self.error,
+            "error_description": format!(
+                "AADSTS{}: {}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: {ts}",
+                self.code, self.description
+            ),
+            "error_codes": [self.code],
+            "timestamp": ts,
+            "trace_id": trace,
+            "correlation_id": correlation,
+            "error_uri": format!("{base}/error?code={}", self.code),
+        });
+        let mut resp = support::json(self.status, &body);
+        no_store(&mut resp);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+fn no_store(resp: &mut Response<Body>) {
+    let h = resp.headers_mut();
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// One token request being evaluated.
+struct Ctx<'a> {
+    shared: &'a Shared,
+    tenant: String,
+    version: TokenEndpoint,
+    /// The endpoint URL as the client could have addressed it: assertion `aud` candidates.
+    endpoint_urls: Vec<String>,
+    form: HashMap<String, String>,
+}
+
+/// Answers one token request and records it.
+pub(crate) async fn handle(
+    shared: &Shared,
+    req: Request<Incoming>,
+    tenant: String,
+    version: TokenEndpoint,
+    base: &str,
+) -> Response<Body> {
+    let mut endpoint_urls = vec![format!("{base}{}", req.uri().path())];
+    // Also the host the client named (h1 `Host` or h2 `:authority`), so a client configured
+    // with `localhost` instead of the IP still gets its assertion audience accepted.
+    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
+    for host in host
+        .into_iter()
+        .chain(req.uri().authority().map(|a| a.as_str()))
+    {
+        endpoint_urls.push(format!("http://{host}{}", req.uri().path()));
+    }
+    shared.counts.send_modify(|c| {
+        *c.token_started
+            .entry(tenant.to_ascii_lowercase())
+            .or_default() += 1;
+    });
+    let method = req.method().clone();
+    let body = support::read_hashed(req.into_body(), FORM_LIMIT).await;
+    let form: Option<HashMap<String, String>> = match &body {
+        Ok(read) => read
+            .kept
+            .as_ref()
+            .map(|b| form_urlencoded::parse(b).into_owned().collect()),
+        Err(_) => None,
+    };
+    let ctx = Ctx {
+        shared,
+        tenant,
+        version,
+        endpoint_urls,
+        form: form.clone().unwrap_or_default(),
+    };
+    let modes = shared.modes(&ctx.tenant);
+    if !modes.delay.is_zero() {
+        tokio::time::sleep(modes.delay).await;
+    }
+    let outcome = match form {
+        _ if method != Method::POST => Err(err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900561,
+            format!(
+                "The endpoint only accepts POST, OPTIONS requests. Received a {method} request."
+            ),
+        )),
+        None => Err(err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body could not be read as a form of at most 64 KiB.",
+        )),
+        Some(_) => ctx.evaluate(),
+    };
+    let record = TokenRequestRecord {
+        tenant: ctx.tenant.clone(),
+        version,
+        client_id: ctx.field("client_id").to_owned(),
+        credential: ctx.credential_kind(),
+        scope_or_resource: ctx.field(ctx.resource_field()).to_owned(),
+        status: match &outcome {
+            Ok(_) => 200,
+            Err(e) => e.status.as_u16(),
+        },
+        error_code: outcome.as_ref().err().map(|e| e.code),
+    };
+    shared.record_token(record);
+    match outcome {
+        Ok(body) => {
+            let mut resp = support::json(StatusCode::OK, &body);
+            no_store(&mut resp);
+            resp
+        }
+        Err(e) => {
+            tracing::debug!(tenant = %ctx.tenant, code = e.code, "simulated Entra error");
+            e.response(shared, base)
+        }
+    }
+}
+
+impl Ctx<'_> {
+    fn field(&self, name: &str) -> &str {
+        self.form.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    fn resource_field(&self) -> &'static str {
+        match self.version {
+            TokenEndpoint::V2 => "scope",
+            TokenEndpoint::V1 => "resource",
+        }
+    }
+
+    fn credential_kind(&self) -> CredentialKind {
+        match (
+            self.form.contains_key("client_secret"),
+            self.form.contains_key("client_assertion"),
+        ) {
+            (true, false) => CredentialKind::Secret,
+            (false, true) => CredentialKind::Assertion,
+            _ => CredentialKind::None,
+        }
+    }
+
+    /// All checks, then a token; the JSON success body or the error to answer.
+    fn evaluate(&self) -> Result<Value, EntraError> {
+        let failing = self.shared.with_modes(&self.tenant, |m| {
+            (m.fail_remaining > 0).then(|| {
+                m.fail_remaining -= 1;
+                (m.fail_status, m.fail_retry_after)
+            })
+        });
+        if let Some((status, retry_after)) = failing {
+            let (code, text) = if status == StatusCode::TOO_MANY_REQUESTS {
+                (
+                    90055,
+                    "There are too many incoming requests. Please retry later.",
+                )
+            } else {
+                (
+                    50000,
+                    "There was an error issuing a token or an issue with our sign-in service.",
+                )
+            };
+            let mut e = err(status, "temporarily_unavailable", code, text);
+            e.retry_after = retry_after;
+            return Err(e);
+        }
+        let Some(tenant) = self.shared.tenant_by_id(&self.tenant) else {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                90002,
+                format!(
+                    "Tenant '{}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.",
+                    self.tenant
+                ),
+            ));
+        };
+        match self.form.get("grant_type").map(String::as_str) {
+            None => return Err(missing("grant_type")),
+            Some("client_credentials") => {}
+            Some(other) => {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    70003,
+                    format!("The app requested an unsupported grant type '{other}'."),
+                ))
+            }
+        }
+        let client_id = self
+            .form
+            .get("client_id")
+            .ok_or_else(|| missing("client_id"))?;
+        let resource = self.resource()?;
+        let config = &self.shared.config;
+        let consented = self.shared.modes(&tenant.id).consented;
+        if !client_id.eq_ignore_ascii_case(&config.client_id) || !consented {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                700016,
+                format!(
+                    "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+                    tenant.id
+                ),
+            ));
+        }
+        self.check_credential()?;
+        Ok(self.issue(tenant, resource))
+    }
+
+    /// The requested resource, which must be one the simulator serves.
+    fn resource(&self) -> Result<String, EntraError> {
+        let field = self.resource_field();
+        let value = self.form.get(field).ok_or_else(|| missing(field))?;
+        let resource = match self.version {
+            TokenEndpoint::V1 => value.as_str(),
+            TokenEndpoint::V2 => value.strip_suffix("/.default").ok_or_else(|| {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    1002012,
+                    format!("The provided value for scope {value} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+                )
+            })?,
+        };
+        let config = &self.shared.config;
+        std::iter::once(&config.api_audience)
+            .chain(&config.extra_audiences)
+            .find(|a| a.trim_end_matches('/') == resource.trim_end_matches('/'))
+            .cloned()
+            .ok_or_else(|| {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_resource",
+                    500011,
+                    format!("The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.", self.tenant),
+                )
+            })
+    }
+
+    fn check_credential(&self) -> Result<(), EntraError> {
+        let config = &self.shared.config;
+        let invalid_client =
+            |code, text: String| err(StatusCode::UNAUTHORIZED, "invalid_client", code, text);
+        match self.credential_kind() {
+            CredentialKind::Secret => {
+                // Compare digests so the comparison time says nothing about the secret.
+                let given = support::sha256_hex(self.field("client_secret").as_bytes());
+                if given == support::sha256_hex(config.client_secret.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(invalid_client(7000215, format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", config.client_id)))
+                }
+            }
+            CredentialKind::Assertion => {
+                if self.field("client_assertion_type") != ASSERTION_TYPE {
+                    return Err(err(StatusCode::BAD_REQUEST, "invalid_request", 50027, "Invalid client_assertion_type; expected urn:ietf:params:oauth:client-assertion-type:jwt-bearer."));
+                }
+                assertion::check(self.shared, &self.endpoint_urls, self.field("client_assertion"))
+            }
+            CredentialKind::None => Err(invalid_client(7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into())),
+        }
+    }
+
+    /// Mints the access token and builds the success body of this endpoint version.
+    fn issue(&self, tenant: &super::SimTenant, resource: String) -> Value {
+        let shared = self.shared;
+        let modes = shared.modes(&tenant.id);
+        let tid = modes.tid_override.unwrap_or_else(|| tenant.id.clone());
+        let now = shared.clock.unix_secs();
+        let uti = jwt::b64url(&fastrand::u128(..).to_le_bytes());
+        let (lifetime, refresh_in) = {
+            let mut state = shared.lock();
+            state
+                .issued
+                .insert(uti.clone(), tenant.id.to_ascii_lowercase());
+            (
+                state.lifetime.as_secs(),
+                state.refresh_in.map(|d| d.as_secs()),
+            )
+        };
+        let exp = now + lifetime;
+        let mut claims = json!({
+            "aud": resource,
+            "iss": format!("https://sts.windows.net/{tid}/"),
+            "iat": now, "nbf": now, "exp": exp,
+            "app_displayname": "defender-proxy simulator",
+            "appid": shared.config.client_id,
+            "appidacr": if self.credential_kind() == CredentialKind::Assertion { "2" } else { "1" },
+            "idp": format!("https://sts.windows.net/{tid}/"),
+            "oid": support::uuid(),
+            "tid": tid,
+            "uti": uti,
+            "ver": "1.0",
+        });
+        // Like Entra, no `roles` claim at all when nothing is granted.
+        if !tenant.roles.is_empty() {
+            claims["roles"] = json!(tenant.roles);
+        }
+        let token = jwt::sign_hs256(&shared.key, &claims);
+        match self.version {
+            TokenEndpoint::V2 => {
+                let mut body = json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token});
+                if let Some(r) = refresh_in {
+                    body["refresh_in"] = json!(r);
+                }
+                body
+            }
+            TokenEndpoint::V1 => json!({
+                "token_type": "Bearer",
+                "expires_in": lifetime.to_string(),
+                "ext_expires_in": lifetime.to_string(),
+                "expires_on": exp.to_string(),
+                "not_before": now.to_string(),
+                "resource": resource,
+                "access_token": token,
+            }),
+        }
+    }
+}

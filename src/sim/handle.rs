@@ -1,0 +1,258 @@
+//! The test-facing side of a [`Simulator`]: failure modes per tenant, the recorder, the stream
+//! gate, and [`RunningSim`], a simulator serving on an ephemeral loopback port.
+//!
+//! Tests wait on the recorder ([`Simulator::wait_token_requests`]) and on the stream gate
+//! ([`Simulator::release_streams`]) rather than sleeping.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::records::{ApiRequestRecord, TokenEndpoint, TokenRequestRecord};
+use super::{jwt, Simulator};
+
+impl Simulator {
+    /// `false`: the app is not consented in the tenant; its token requests get 400
+    /// `unauthorized_client` AADSTS700016. All tenants start consented.
+    pub fn set_consent(&self, tenant_id: &str, consented: bool) {
+        self.shared
+            .with_modes(tenant_id, |m| m.consented = consented);
+    }
+
+    /// The tenant's next `count` token requests fail with 503 `temporarily_unavailable`
+    /// (AADSTS50000) and no `Retry-After`.
+    pub fn fail_token_requests(&self, tenant_id: &str, count: u32) {
+        self.fail_token_requests_with(tenant_id, count, StatusCode::SERVICE_UNAVAILABLE, None);
+    }
+
+    /// The tenant's next `count` token requests fail with `status` (429 -> AADSTS90055, any
+    /// other -> AADSTS50000) and, when given, `Retry-After: retry_after`.
+    pub fn fail_token_requests_with(
+        &self,
+        tenant_id: &str,
+        count: u32,
+        status: StatusCode,
+        retry_after: Option<u32>,
+    ) {
+        self.shared.with_modes(tenant_id, |m| {
+            m.fail_remaining = count;
+            m.fail_status = status;
+            m.fail_retry_after = retry_after;
+        });
+    }
+
+    /// Every token request of the tenant waits `delay` before it is answered.
+    pub fn set_token_delay(&self, tenant_id: &str, delay: Duration) {
+        self.shared.with_modes(tenant_id, |m| m.delay = delay);
+    }
+
+    /// Tokens for the tenant carry `tid` instead of its id (`None` restores it).
+    pub fn set_tid_override(&self, tenant_id: &str, tid: Option<String>) {
+        self.shared.with_modes(tenant_id, |m| m.tid_override = tid);
+    }
+
+    /// Every API request carrying a token of the tenant (by `tid`) waits `delay` before it is
+    /// answered (for upstream-timeout tests; pair with paused tokio time to keep tests fast).
+    pub fn set_api_delay(&self, tenant_id: &str, delay: Duration) {
+        self.shared.with_modes(tenant_id, |m| m.api_delay = delay);
+    }
+
+    /// Lifetime and `refresh_in` of tokens issued from now on.
+    pub fn set_token_lifetime(&self, lifetime: Duration, refresh_in: Option<Duration>) {
+        let mut state = self.shared.lock();
+        state.lifetime = lifetime;
+        state.refresh_in = refresh_in;
+    }
+
+    /// Every token issued for the tenant so far is refused by the API (401) from now on.
+    pub fn revoke_tokens(&self, tenant_id: &str) {
+        let mut state = self.shared.lock();
+        let utis: Vec<String> = state
+            .issued
+            .iter()
+            .filter(|(_, t)| t.eq_ignore_ascii_case(tenant_id))
+            .map(|(uti, _)| uti.clone())
+            .collect();
+        state.revoked.extend(utis);
+    }
+
+    /// The next `count` API requests whose token's `tid` is `tenant_id` get 429, with
+    /// `Retry-After: retry_after` when given (sent verbatim, so tests can send odd values).
+    pub fn force_api_429(&self, tenant_id: &str, count: u32, retry_after: Option<&str>) {
+        self.shared.with_modes(tenant_id, |m| {
+            m.force_429_remaining = count;
+            m.force_429_retry_after = retry_after.map(str::to_owned);
+        });
+    }
+
+    /// Accepts client assertions whose header names this certificate (`x5t#S256`, or the
+    /// legacy SHA-1 `x5t`), verified with `rsa_public_key_pkcs1_der` (a PKCS#1 `RSAPublicKey`).
+    pub fn register_certificate(&self, cert_der: &[u8], rsa_public_key_pkcs1_der: &[u8]) {
+        let mut state = self.shared.lock();
+        let key = rsa_public_key_pkcs1_der.to_vec();
+        state
+            .certs
+            .insert(jwt::thumbprint_s256(cert_der), key.clone());
+        state.certs.insert(jwt::thumbprint_sha1(cert_der), key);
+    }
+
+    /// Lets every `/api/_test/stream` response started before this call send its second part.
+    pub fn release_streams(&self) {
+        self.shared.release.send_modify(|g| *g += 1);
+    }
+
+    /// Every token request recorded (oldest first).
+    pub fn token_requests(&self) -> Vec<TokenRequestRecord> {
+        self.shared.lock().token_records.iter().cloned().collect()
+    }
+
+    /// Every API request recorded (oldest first).
+    pub fn api_requests(&self) -> Vec<ApiRequestRecord> {
+        self.shared.lock().api_records.iter().cloned().collect()
+    }
+
+    /// Token requests recorded for `tenant_id` (the path segment, case-insensitive).
+    pub fn token_request_count(&self, tenant_id: &str) -> usize {
+        self.shared
+            .lock()
+            .token_records
+            .iter()
+            .filter(|r| r.tenant.eq_ignore_ascii_case(tenant_id))
+            .count()
+    }
+
+    /// Token requests of any tenant since the last reset.
+    pub fn total_token_request_count(&self) -> usize {
+        self.shared.counts.borrow().token
+    }
+
+    /// API requests since the last reset.
+    pub fn api_request_count(&self) -> usize {
+        self.shared.counts.borrow().api
+    }
+
+    /// Forgets all records and counts.
+    pub fn reset_records(&self) {
+        let mut state = self.shared.lock();
+        state.token_records.clear();
+        state.api_records.clear();
+        drop(state);
+        self.shared.counts.send_replace(Default::default());
+    }
+
+    /// Forgets records, every tenant's modes, rate-limit windows and revocations (registered
+    /// certificates and seen assertion ids stay).
+    pub fn reset_all(&self) {
+        let mut state = self.shared.lock();
+        state.tenants.clear();
+        state.limiter.clear();
+        state.revoked.clear();
+        state.lifetime = self.shared.config.token_lifetime;
+        state.refresh_in = self.shared.config.refresh_in;
+        drop(state);
+        self.reset_records();
+    }
+
+    /// Resolves once at least `n` token requests have been recorded since the last reset.
+    pub async fn wait_token_requests(&self, n: usize) {
+        let mut rx = self.shared.counts.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|c| c.token >= n).await;
+    }
+
+    /// Resolves once at least `n` token requests for `tenant_id` have arrived since the last
+    /// reset, without waiting for their answers: with [`Simulator::set_token_delay`] a test can
+    /// act while a request is still held at the token endpoint.
+    pub async fn wait_token_requests_started(&self, tenant_id: &str, n: usize) {
+        let key = tenant_id.to_ascii_lowercase();
+        let mut rx = self.shared.counts.subscribe();
+        let _ = rx
+            .wait_for(|c| c.token_started.get(&key).copied().unwrap_or(0) >= n)
+            .await;
+    }
+
+    /// Resolves once at least `n` API requests have been recorded since the last reset.
+    pub async fn wait_api_requests(&self, n: usize) {
+        let mut rx = self.shared.counts.subscribe();
+        let _ = rx.wait_for(|c| c.api >= n).await;
+    }
+}
+
+/// A simulator serving on `127.0.0.1:<ephemeral>` in a background task. Dereferences to the
+/// [`Simulator`]; stops when dropped or on [`RunningSim::shutdown`].
+#[derive(Debug)]
+pub struct RunningSim {
+    sim: Simulator,
+    addr: SocketAddr,
+    base_url: String,
+    /// Dropping it resolves the server's shutdown future.
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningSim {
+    pub(crate) async fn start(sim: Simulator) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let base_url = super::base_url_for(addr);
+        // Set now, not when the task first runs, so `base_url()` is right at once.
+        *sim.shared
+            .base_url
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(base_url.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(sim.clone().serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(RunningSim {
+            sim,
+            addr,
+            base_url,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`: the authority for Entra and the API base for the proxy.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The token endpoint URL of a tenant (the `aud` a client assertion must carry).
+    pub fn token_url(&self, tenant_id: &str, version: TokenEndpoint) -> String {
+        match version {
+            TokenEndpoint::V2 => format!("{}/{tenant_id}/oauth2/v2.0/token", self.base_url),
+            TokenEndpoint::V1 => format!("{}/{tenant_id}/oauth2/token", self.base_url),
+        }
+    }
+
+    /// The simulator handle (also reachable through `Deref`).
+    pub fn simulator(&self) -> &Simulator {
+        &self.sim
+    }
+
+    /// Stops serving, closes every connection and waits for the server task.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        self.stop.take();
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Deref for RunningSim {
+    type Target = Simulator;
+    fn deref(&self) -> &Simulator {
+        &self.sim
+    }
+}

@@ -1,0 +1,248 @@
+//! The built-in simulator: a simulated Entra ID token endpoint and a subset of the Microsoft 365
+//! Defender API on one loopback listener, plus `/_sim/` control endpoints.
+//!
+//! It serves three users: the proxy's integration tests (which hold a [`Simulator`] handle, set
+//! failure modes and assert on what it recorded), `defender-proxy simulate` and `serve --dev`
+//! (demo tenants from [`SimConfig::demo`]). It behaves like the real services where the proxy
+//! depends on it: Entra's error shapes and AADSTS codes, certificate assertions, Defender's
+//! error shape, absolute `@odata.nextLink`s and per-tenant rate limits.
+//!
+//! # Layout
+//! - `entra`: the token endpoint (v1 and v2, secret and certificate assertion); `assertion`:
+//!   the certificate-assertion checks.
+//! - `api`: the Defender API subset, its bearer-token check and limits; `testapi`: test helpers
+//!   under `/api/_test/`; `data`: deterministic per-tenant incidents, alerts, machines.
+//! - `control`: the `/_sim/` HTTP endpoints; `state`: modes and recorder; `records`: recorder
+//!   entries; `limits`: Defender's limits; `jwt`: token minting and assertion checks;
+//!   `support`: response helpers.
+
+mod api;
+mod assertion;
+mod control;
+mod data;
+mod entra;
+mod handle;
+mod jwt;
+mod limits;
+mod records;
+mod state;
+mod support;
+mod testapi;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+pub use handle::RunningSim;
+pub use records::{ApiRequestRecord, CredentialKind, TokenEndpoint, TokenRequestRecord};
+
+/// One customer tenant the simulated Entra ID knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimTenant {
+    /// Short name (`contoso`), used in the demo data.
+    pub name: String,
+    /// Tenant id (a GUID); the `{tenant}` of the token endpoint and the tokens' `tid`.
+    pub id: String,
+    /// Application roles granted to the app in this tenant; empty -> tokens without `roles`,
+    /// which the API answers with 403.
+    pub roles: Vec<String>,
+}
+
+/// What the simulator accepts and how it behaves at start.
+#[derive(Clone)]
+pub struct SimConfig {
+    /// The application (client) id it accepts.
+    pub client_id: String,
+    /// The client secret it accepts.
+    pub client_secret: String,
+    pub tenants: Vec<SimTenant>,
+    /// `expires_in` of issued tokens.
+    pub token_lifetime: Duration,
+    /// When set, sent as `refresh_in` by the v2 endpoint.
+    pub refresh_in: Option<Duration>,
+    /// Enforce Defender's per-tenant limits with 429s.
+    pub enforce_limits: bool,
+    /// The audience (resource) of the Defender API; tokens for it are accepted by `/api/`.
+    pub api_audience: String,
+    /// More resources tokens may be requested for (and the API accepts), e.g. the MDE or Graph
+    /// audiences when a test points several `[[api]]` entries at this one simulator.
+    pub extra_audiences: Vec<String>,
+    /// Records kept per kind; older ones are dropped (counts keep counting), so long benchmarks
+    /// don't grow memory without bound.
+    pub max_records: usize,
+}
+
+/// Roles the demo tenants grant: enough for every simulated endpoint.
+pub const DEMO_ROLES: [&str; 4] = [
+    "Incident.Read.All",
+    "AdvancedHunting.Read.All",
+    "Machine.Read.All",
+    "Alert.Read.All",
+];
+
+impl SimConfig {
+    /// The demo setup of `serve --dev` and `simulate`: tenants `contoso` and `fabrikam`.
+    pub fn demo() -> Self {
+        let tenant = |name: &str, id: &str| SimTenant {
+            name: name.into(),
+            id: id.into(),
+            roles: DEMO_ROLES.iter().map(|r| r.to_string()).collect(),
+        };
+        SimConfig {
+            client_id: "00000000-0000-0000-0000-00000000d3f0".into(),
+            client_secret: "dev-secret-not-for-production".into(),
+            tenants: vec![
+                tenant("contoso", "11111111-aaaa-4aaa-8aaa-000000000001"),
+                tenant("fabrikam", "11111111-aaaa-4aaa-8aaa-000000000002"),
+            ],
+            token_lifetime: Duration::from_secs(3599),
+            refresh_in: None,
+            enforce_limits: true,
+            api_audience: "https://api.security.microsoft.com".into(),
+            extra_audiences: vec![
+                "https://api.securitycenter.microsoft.com".into(),
+                "https://graph.microsoft.com".into(),
+            ],
+            max_records: 50_000,
+        }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self::demo()
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("tenants", &self.tenants)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("refresh_in", &self.refresh_in)
+            .field("enforce_limits", &self.enforce_limits)
+            .field("api_audience", &self.api_audience)
+            .field("extra_audiences", &self.extra_audiences)
+            .field("max_records", &self.max_records)
+            .finish()
+    }
+}
+
+/// Handle on a simulator: cheap to clone, all clones share state.
+#[derive(Clone, Debug)]
+pub struct Simulator {
+    pub(crate) shared: Arc<state::Shared>,
+}
+
+/// `http://ip:port` for a listener; a wildcard address becomes loopback so links are usable.
+fn base_url_for(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+impl Simulator {
+    /// A simulator with `config`; nothing listens until [`Simulator::serve`].
+    pub fn new(config: SimConfig) -> Self {
+        Simulator {
+            shared: Arc::new(state::Shared::new(config)),
+        }
+    }
+
+    /// The configuration it was made with.
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
+    /// `http://ip:port` of the listener being served, once [`Simulator::serve`] has started.
+    pub fn base_url(&self) -> Option<String> {
+        self.shared.base_url()
+    }
+
+    /// Serves HTTP/1.1 and h2c on `listener` until `shutdown` resolves, then closes every
+    /// connection (open streams included) and returns. Absolute links (`@odata.nextLink`, the
+    /// assertion audience) use `http://{listener address}`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let base: Arc<str> = base_url_for(listener.local_addr()?).into();
+        *self
+            .shared
+            .base_url
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(base.to_string());
+        tracing::info!(base_url = %base, "simulator listening");
+        let mut conns = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "simulator accept failed");
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let sim = self.clone();
+                    let base = base.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let sim = sim.clone();
+                            let base = base.clone();
+                            async move { Ok::<_, Infallible>(sim.dispatch(req, &base).await) }
+                        });
+                        let builder = auto::Builder::new(TokioExecutor::new());
+                        if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                            tracing::debug!(%peer, error = %e, "simulator connection ended");
+                        }
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Binds `127.0.0.1:0` and serves in a background task; see [`RunningSim`].
+    pub async fn start(config: SimConfig) -> std::io::Result<RunningSim> {
+        RunningSim::start(Simulator::new(config)).await
+    }
+
+    /// Routes a request to the token endpoint, the control endpoints or the API.
+    async fn dispatch(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        base: &str,
+    ) -> http::Response<support::Body> {
+        let path = req.uri().path().to_owned();
+        if path == "/_sim" || path.starts_with("/_sim/") {
+            return control::handle(self, req).await;
+        }
+        if let Some((tenant, version)) = entra::match_token_path(&path) {
+            return entra::handle(&self.shared, req, tenant, version, base).await;
+        }
+        api::handle(&self.shared, req, base).await
+    }
+}

@@ -1,0 +1,233 @@
+//! The simulator's shared, mutable state: per-tenant failure modes set by tests, registered
+//! certificates, issued and revoked tokens, seen assertion ids, rate-limit windows and the
+//! recorder, plus the notifications tests wait on instead of sleeping.
+//!
+//! One `std::sync::Mutex` guards it all: every critical section is a few map operations and no
+//! lock is ever held across an `.await`, so contention is no concern even under benchmarks.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+use ring::hmac;
+use tokio::sync::watch;
+
+use super::limits::Limiter;
+use super::records::{ApiRequestRecord, TokenRequestRecord};
+use super::SimConfig;
+
+/// Time as the simulator sees it. Derived from tokio's clock (anchored to the wall clock at
+/// start) so a test that pauses and advances tokio time moves token expiry and rate-limit
+/// windows along with the proxy's own timers.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    unix_at_start: Duration,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            unix_at_start: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Seconds since the Unix epoch, for JWT claims.
+    pub(crate) fn unix_secs(&self) -> u64 {
+        (self.unix_at_start + self.start.elapsed()).as_secs()
+    }
+
+    /// A monotonic instant, for rate-limit windows.
+    pub(crate) fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+}
+
+/// Failure modes of one tenant, keyed by lower-case tenant id.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantModes {
+    /// `false`: the app is not consented in the tenant -> AADSTS700016.
+    pub(crate) consented: bool,
+    /// Token requests still to fail, with what status and `Retry-After`.
+    pub(crate) fail_remaining: u32,
+    pub(crate) fail_status: StatusCode,
+    pub(crate) fail_retry_after: Option<u32>,
+    /// Added before the token endpoint answers.
+    pub(crate) delay: Duration,
+    /// `tid` claim to put in tokens instead of the tenant's id.
+    pub(crate) tid_override: Option<String>,
+    /// Added before the API answers a request carrying this tenant's token.
+    pub(crate) api_delay: Duration,
+    /// API requests still to answer 429, and the `Retry-After` to send.
+    pub(crate) force_429_remaining: u32,
+    pub(crate) force_429_retry_after: Option<String>,
+}
+
+impl Default for TenantModes {
+    fn default() -> Self {
+        TenantModes {
+            consented: true,
+            fail_remaining: 0,
+            fail_status: StatusCode::SERVICE_UNAVAILABLE,
+            fail_retry_after: None,
+            delay: Duration::ZERO,
+            tid_override: None,
+            api_delay: Duration::ZERO,
+            force_429_remaining: 0,
+            force_429_retry_after: None,
+        }
+    }
+}
+
+/// Record counts since the last reset (they keep counting past the record cap).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Counts {
+    pub(crate) token: usize,
+    pub(crate) api: usize,
+    /// Token requests that arrived, per lower-case `{tenant}`, counted before any
+    /// [`TenantModes::delay`] (records are only written once the answer is decided).
+    pub(crate) token_started: HashMap<String, usize>,
+}
+
+/// Everything behind the lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) lifetime: Duration,
+    pub(crate) refresh_in: Option<Duration>,
+    pub(crate) tenants: HashMap<String, TenantModes>,
+    /// Certificate thumbprint (`x5t#S256` and `x5t`) -> PKCS#1 public key DER.
+    pub(crate) certs: HashMap<String, Vec<u8>>,
+    /// `jti`s of accepted assertions, to refuse replays.
+    pub(crate) seen_jti: HashSet<String>,
+    /// `uti` of every issued token -> the tenant id it was issued for, so revocation can find them.
+    pub(crate) issued: HashMap<String, String>,
+    pub(crate) revoked: HashSet<String>,
+    pub(crate) limiter: Limiter,
+    pub(crate) token_records: VecDeque<TokenRequestRecord>,
+    pub(crate) api_records: VecDeque<ApiRequestRecord>,
+}
+
+/// State shared by the [`super::Simulator`] handle and all connections.
+pub(crate) struct Shared {
+    pub(crate) config: SimConfig,
+    /// Signs access tokens; random per simulator so a token from another instance never verifies.
+    pub(crate) key: hmac::Key,
+    pub(crate) clock: Clock,
+    state: Mutex<State>,
+    pub(crate) counts: watch::Sender<Counts>,
+    /// Generation counter of `release_streams()`; `/api/_test/stream` waits for it to move.
+    pub(crate) release: watch::Sender<u64>,
+    /// `http://ip:port` of the listener being served, once `serve` started.
+    pub(crate) base_url: RwLock<Option<String>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: SimConfig) -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        // A fresh random key; ring's generate only fails if the OS RNG does, then fall back to
+        // fastrand (this key only has to be unguessable by tests, not by attackers).
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
+            let bytes: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..))
+                .take(32)
+                .collect();
+            hmac::Key::new(hmac::HMAC_SHA256, &bytes)
+        });
+        let state = State {
+            lifetime: config.token_lifetime,
+            refresh_in: config.refresh_in,
+            tenants: HashMap::new(),
+            certs: HashMap::new(),
+            seen_jti: HashSet::new(),
+            issued: HashMap::new(),
+            revoked: HashSet::new(),
+            limiter: Limiter::default(),
+            token_records: VecDeque::new(),
+            api_records: VecDeque::new(),
+        };
+        Shared {
+            config,
+            key,
+            clock: Clock::new(),
+            state: Mutex::new(state),
+            counts: watch::Sender::new(Counts::default()),
+            release: watch::Sender::new(0),
+            base_url: RwLock::new(None),
+        }
+    }
+
+    /// The state; a panic in another holder (only possible in a test) does not poison it for good.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of a tenant's modes.
+    pub(crate) fn modes(&self, tenant_id: &str) -> TenantModes {
+        self.lock()
+            .tenants
+            .get(&tenant_id.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Changes a tenant's modes under the lock.
+    pub(crate) fn with_modes<R>(
+        &self,
+        tenant_id: &str,
+        f: impl FnOnce(&mut TenantModes) -> R,
+    ) -> R {
+        let mut state = self.lock();
+        f(state
+            .tenants
+            .entry(tenant_id.to_ascii_lowercase())
+            .or_default())
+    }
+
+    pub(crate) fn record_token(&self, record: TokenRequestRecord) {
+        let mut state = self.lock();
+        if state.token_records.len() >= self.config.max_records {
+            state.token_records.pop_front();
+        }
+        state.token_records.push_back(record);
+        drop(state);
+        self.counts.send_modify(|c| c.token += 1);
+    }
+
+    pub(crate) fn record_api(&self, record: ApiRequestRecord) {
+        let mut state = self.lock();
+        if state.api_records.len() >= self.config.max_records {
+            state.api_records.pop_front();
+        }
+        state.api_records.push_back(record);
+        drop(state);
+        self.counts.send_modify(|c| c.api += 1);
+    }
+
+    /// The base URL used in absolute links, falling back to the request's `Host`.
+    pub(crate) fn base_url(&self) -> Option<String> {
+        self.base_url
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Configured tenant whose id is `tenant_id` (case-insensitive).
+    pub(crate) fn tenant_by_id(&self, tenant_id: &str) -> Option<&super::SimTenant> {
+        self.config
+            .tenants
+            .iter()
+            .find(|t| t.id.eq_ignore_ascii_case(tenant_id))
+    }
+}

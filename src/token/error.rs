@@ -1,0 +1,420 @@
+//! Why a token could not be had, and how the broker should react to it.
+//!
+//! Every variant's `Display` is safe to show a client (the proxy puts it in its `503
+//! TokenUnavailable` body): it names the tenant and Entra's AADSTS code with a short meaning, but
+//! never a token, a secret, an assertion or Entra's free-text `error_description`. The broker acts
+//! on [`ErrorClass`] only, which is derived from the OAuth `error` field and `error_codes`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::tls::TlsError;
+
+/// How the broker treats a failed token request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Network trouble, 5xx, 429 or an AADSTS code Entra documents as temporary: retried with
+    /// backoff.
+    Transient,
+    /// The app is not (fully) consented in the tenant: an admin must open the consent link.
+    Consent,
+    /// The app's own credential is rejected (bad or expired secret, wrong certificate): the
+    /// operator must fix the configuration.
+    Credential,
+    /// Something about the tenant: not found, no licence for the API, Conditional Access.
+    Tenant,
+    /// Any other rejection. Not retried at once either: asking again won't change the answer.
+    Rejected,
+}
+
+/// A failed token request. Cloned to every caller waiting on the same request, hence the `Arc`s
+/// around sources.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenError {
+    /// Entra ID answered with an OAuth error body.
+    Entra {
+        /// The tenant the token was requested for.
+        tenant_id: String,
+        /// HTTP status of the answer.
+        status: u16,
+        /// The OAuth `error` field, e.g. `invalid_client`.
+        error: String,
+        /// The `error_codes` field: AADSTS numbers, most specific first.
+        codes: Vec<u32>,
+        /// How the broker reacts.
+        class: ErrorClass,
+        /// The tenant's admin-consent link, for consent errors.
+        consent_url: Option<String>,
+        /// `Retry-After`, when Entra sent one.
+        retry_after: Option<Duration>,
+    },
+    /// An error status without an OAuth body (e.g. a gateway in between answered).
+    Status {
+        /// The tenant the token was requested for.
+        tenant_id: String,
+        /// HTTP status of the answer.
+        status: u16,
+        /// `Retry-After`, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// The token was issued for another tenant than the one asked for; it is not used.
+    TenantMismatch {
+        /// The configured tenant id.
+        expected: String,
+        /// The token's `tid` claim (empty when it has none).
+        got: String,
+    },
+    /// The token endpoint could not be reached, or the connection broke.
+    Transport {
+        /// The tenant the token was requested for.
+        tenant_id: String,
+        /// The connection or body error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The token endpoint did not answer in time.
+    Timeout {
+        /// The tenant the token was requested for.
+        tenant_id: String,
+        /// The time allowed.
+        after: Duration,
+    },
+    /// A success answer that is no usable token.
+    InvalidResponse {
+        /// The tenant the token was requested for.
+        tenant_id: String,
+        /// What is wrong with it.
+        #[source]
+        reason: InvalidResponse,
+    },
+    /// The client assertion could not be signed.
+    Credential(#[from] CredentialError),
+    /// The token request ended without an answer (its task was cancelled at shutdown).
+    Aborted {
+        /// The tenant the token was requested for.
+        tenant_id: String,
+    },
+}
+
+/// What is wrong with a token endpoint answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvalidResponse {
+    /// The answer is larger than any token response should be.
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge {
+        /// The cap.
+        limit: usize,
+    },
+    /// The body is not the JSON expected.
+    #[error("the answer is not the expected JSON: {0}")]
+    Json(#[source] Arc<serde_json::Error>),
+    /// `token_type` is not `Bearer`.
+    #[error("unsupported token_type")]
+    TokenType,
+    /// The access token is not a JWT whose payload can be read.
+    #[error("the access token is not a readable JWT: {0}")]
+    Claims(#[from] super::claims::ClaimsError),
+    /// The access token cannot be put in an HTTP header.
+    #[error("the access token has characters not allowed in a header")]
+    HeaderValue,
+    /// Neither `expires_in` nor an `exp` claim in the future.
+    #[error("the token has no usable lifetime")]
+    Lifetime,
+}
+
+/// The app's certificate credential could not produce an assertion.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+pub enum CredentialError {
+    /// RSA signing failed (ring gives no detail by design).
+    #[error("signing the client assertion failed")]
+    Sign,
+    /// The random number generator failed.
+    #[error("no randomness for the assertion id")]
+    Random,
+}
+
+/// Why the broker could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenInitError {
+    /// The outbound TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The certificate credential's private key is not a usable RSA key.
+    #[error("the private key {path} is not a usable RSA key: {reason}")]
+    Key {
+        /// The key file, for the message.
+        path: String,
+        /// ring's reason (ring's error is not a `std::error::Error` here, hence no source).
+        reason: ring::error::KeyRejected,
+    },
+}
+
+impl TokenError {
+    /// The most specific AADSTS code, when Entra sent one.
+    pub fn aadsts(&self) -> Option<u32> {
+        match self {
+            TokenError::Entra { codes, .. } => codes.first().copied(),
+            _ => None,
+        }
+    }
+
+    /// The tenant's admin-consent link, for consent errors.
+    pub fn consent_url(&self) -> Option<&str> {
+        match self {
+            TokenError::Entra { consent_url, .. } => consent_url.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// How the broker reacts to this failure.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            TokenError::Entra { class, .. } => *class,
+            TokenError::Status { status, .. } => status_class(*status),
+            TokenError::Transport { .. }
+            | TokenError::Timeout { .. }
+            | TokenError::Aborted { .. } => ErrorClass::Transient,
+            // A garbled success may be a glitch on the way; asking again is cheap and bounded.
+            TokenError::InvalidResponse { .. } => ErrorClass::Transient,
+            TokenError::TenantMismatch { .. } => ErrorClass::Tenant,
+            TokenError::Credential(_) => ErrorClass::Credential,
+        }
+    }
+
+    /// `Retry-After` sent with the failure.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TokenError::Entra { retry_after, .. } | TokenError::Status { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Transient for throttling and server errors, a rejection otherwise.
+pub(crate) fn status_class(status: u16) -> ErrorClass {
+    match status {
+        408 | 429 | 500..=599 => ErrorClass::Transient,
+        _ => ErrorClass::Rejected,
+    }
+}
+
+/// AADSTS codes and what they mean for the broker (defender-reference.md, "AADSTS" table).
+const KNOWN_CODES: &[(u32, ErrorClass, &str)] = &[
+    (
+        700016,
+        ErrorClass::Consent,
+        "the app is not consented in this tenant, or the tenant id is wrong",
+    ),
+    (
+        7000229,
+        ErrorClass::Consent,
+        "the app has no service principal in this tenant",
+    ),
+    (
+        65001,
+        ErrorClass::Consent,
+        "admin consent for the app is missing",
+    ),
+    (90094, ErrorClass::Consent, "admin consent is required"),
+    (
+        650052,
+        ErrorClass::Tenant,
+        "the tenant has not enabled the API's service (licence?)",
+    ),
+    (
+        500011,
+        ErrorClass::Tenant,
+        "the API's service principal is not found in this tenant",
+    ),
+    (
+        90002,
+        ErrorClass::Tenant,
+        "tenant not found (wrong id or wrong cloud?)",
+    ),
+    (
+        53003,
+        ErrorClass::Tenant,
+        "blocked by the tenant's Conditional Access",
+    ),
+    (7000215, ErrorClass::Credential, "invalid client secret"),
+    (
+        7000222,
+        ErrorClass::Credential,
+        "the client secret has expired",
+    ),
+    (
+        700027,
+        ErrorClass::Credential,
+        "the client assertion's signature is invalid (wrong certificate?)",
+    ),
+    (
+        50000,
+        ErrorClass::Transient,
+        "Entra ID had a temporary problem",
+    ),
+    (
+        90006,
+        ErrorClass::Transient,
+        "Entra ID had a temporary problem",
+    ),
+    (
+        90024,
+        ErrorClass::Transient,
+        "Entra ID had a temporary problem",
+    ),
+    (
+        90055,
+        ErrorClass::Transient,
+        "Entra ID is throttling requests",
+    ),
+];
+
+fn known(code: u32) -> Option<(ErrorClass, &'static str)> {
+    KNOWN_CODES
+        .iter()
+        .find(|(c, ..)| *c == code)
+        .map(|(_, class, meaning)| (*class, *meaning))
+}
+
+/// Classify an OAuth error answer: known AADSTS codes first (they are the most specific), then
+/// the OAuth `error` field, then the HTTP status.
+pub(crate) fn classify(status: u16, error: &str, codes: &[u32]) -> ErrorClass {
+    if let Some(class) = codes.iter().find_map(|c| known(*c)).map(|(class, _)| class) {
+        return class;
+    }
+    match error {
+        "invalid_client" => ErrorClass::Credential,
+        "unauthorized_client" => ErrorClass::Consent,
+        "temporarily_unavailable" => ErrorClass::Transient,
+        _ => status_class(status),
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenError::Entra { tenant_id, status, error, codes, consent_url, .. } => {
+                write!(f, "token request for tenant {tenant_id} failed: ")?;
+                match codes.first() {
+                    Some(code) => match known(*code) {
+                        Some((_, meaning)) => write!(f, "AADSTS{code} ({meaning})")?,
+                        None => write!(f, "AADSTS{code} ({error})")?,
+                    },
+                    None => write!(f, "HTTP {status} ({error})")?,
+                }
+                if let Some(url) = consent_url {
+                    write!(f, "; an admin can consent at {url}")?;
+                }
+                Ok(())
+            }
+            TokenError::Status { tenant_id, status, .. } => {
+                write!(f, "token request for tenant {tenant_id} failed: the token endpoint answered HTTP {status}")
+            }
+            TokenError::TenantMismatch { expected, got } => write!(
+                f,
+                "the token issued for tenant {expected} names tenant '{got}' in its tid claim; not used"
+            ),
+            // The cause (connection refused, DNS, TLS) is the source, logged as a chain by the
+            // slot; clients only need to know Entra ID was out of reach.
+            TokenError::Transport { tenant_id, .. } => {
+                write!(f, "token request for tenant {tenant_id} failed: cannot reach the token endpoint")
+            }
+            TokenError::Timeout { tenant_id, after } => write!(
+                f,
+                "token request for tenant {tenant_id} failed: no answer from the token endpoint within {}s",
+                after.as_secs()
+            ),
+            TokenError::InvalidResponse { tenant_id, reason } => {
+                write!(f, "token request for tenant {tenant_id} failed: {reason}")
+            }
+            TokenError::Credential(e) => write!(f, "token request failed: {e}"),
+            TokenError::Aborted { tenant_id } => {
+                write!(f, "token request for tenant {tenant_id} was abandoned")
+            }
+        }
+    }
+}
+
+/// An error and its sources, `a: b: c`, for log lines.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entra(error: &str, codes: Vec<u32>, consent: Option<&str>) -> TokenError {
+        TokenError::Entra {
+            tenant_id: "2222".into(),
+            status: 400,
+            error: error.into(),
+            class: classify(400, error, &codes),
+            codes,
+            consent_url: consent.map(str::to_owned),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn codes_win_over_error_field_and_status() {
+        assert_eq!(
+            classify(400, "unauthorized_client", &[700016]),
+            ErrorClass::Consent
+        );
+        assert_eq!(
+            classify(401, "invalid_client", &[7000215]),
+            ErrorClass::Credential
+        );
+        assert_eq!(
+            classify(400, "invalid_request", &[90002]),
+            ErrorClass::Tenant
+        );
+        assert_eq!(
+            classify(400, "invalid_request", &[90055]),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify(500, "server_error", &[50000]),
+            ErrorClass::Transient
+        );
+        assert_eq!(classify(503, "whatever", &[]), ErrorClass::Transient);
+        assert_eq!(classify(429, "whatever", &[]), ErrorClass::Transient);
+        assert_eq!(classify(400, "invalid_client", &[]), ErrorClass::Credential);
+        assert_eq!(
+            classify(400, "invalid_scope", &[70011]),
+            ErrorClass::Rejected
+        );
+    }
+
+    #[test]
+    fn display_names_code_and_consent_link() {
+        let url = "https://login.microsoftonline.com/2222/adminconsent?client_id=1111";
+        let e = entra("unauthorized_client", vec![700016], Some(url));
+        let msg = e.to_string();
+        assert!(msg.contains("AADSTS700016"), "{msg}");
+        assert!(msg.contains("not consented"), "{msg}");
+        assert!(msg.ends_with(url), "{msg}");
+        assert_eq!(e.aadsts(), Some(700016));
+        assert_eq!(e.consent_url(), Some(url));
+
+        let e = entra("invalid_scope", vec![70011], None);
+        assert!(e.to_string().contains("AADSTS70011 (invalid_scope)"));
+        let e = entra("invalid_request", vec![], None);
+        assert!(e.to_string().contains("HTTP 400 (invalid_request)"));
+    }
+}

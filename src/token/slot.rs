@@ -1,0 +1,420 @@
+//! One (tenant, scope) token: the cache the hot path reads, and the rules for replacing it.
+//!
+//! - The current token sits in an `ArcSwapOption`: a warm `get()` is one atomic load, no lock,
+//!   no await.
+//! - At most one token request per slot is in flight. It runs in its own task and publishes its
+//!   outcome on a `watch` channel, so callers may give up (client gone) without cancelling it.
+//! - Refresh-ahead: a timer task (holding only a `Weak` to the slot) refreshes at Entra's
+//!   `refresh_in` or half the lifetime, jittered, if the slot was used since the last fetch.
+//!   Requests keep the current token meanwhile; a failed refresh is retried with backoff while
+//!   the token lasts.
+//! - The usable deadline, `expires_at - min(60 s, lifetime/10)`: past it the token is never
+//!   handed out; `get()` waits for a fresh one instead.
+//! - A failed request is remembered (60 s, or a few seconds for transient failures), so a burst of
+//!   requests for a broken tenant does not become a burst of token requests.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::error::Chain;
+use super::{accept, Accepted, AccessToken, ErrorClass, TokenError, TokenSource};
+
+/// Attempts within one flight for transient failures.
+const MAX_ATTEMPTS: u32 = 4;
+/// First backoff step of a flight's retries (full jitter, doubling).
+const RETRY_BASE: Duration = Duration::from_millis(200);
+/// Longest wait between attempts; a longer `Retry-After` ends the flight instead (callers are
+/// waiting) and is remembered.
+const RETRY_CAP: Duration = Duration::from_secs(30);
+/// First backoff step between failed background refreshes (the token still works meanwhile).
+const REFRESH_RETRY_BASE: Duration = Duration::from_secs(2);
+/// How long a credential, consent or other non-transient failure is answered from memory.
+const FAILURE_MEMORY: Duration = Duration::from_secs(60);
+/// How long a transient failure (all attempts spent) is answered from memory.
+const TRANSIENT_MEMORY: Duration = Duration::from_secs(5);
+/// Longest `Retry-After` believed, so instant arithmetic cannot overflow.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// The usable deadline's margin before expiry is `min(this, lifetime / 10)`.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+type Outcome = Result<Arc<AccessToken>, TokenError>;
+
+/// Counters and state of one slot, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenStats {
+    /// Token requests that brought a usable token.
+    pub refresh_ok: u64,
+    /// Token requests that failed (each attempt counts).
+    pub refresh_failed: u64,
+    /// Time left until the current token expires; `None` without one.
+    pub expires_in: Option<Duration>,
+}
+
+/// The token of one (tenant, scope). Shared by the routing snapshots that need it.
+pub struct TokenSlot {
+    tenant_id: String,
+    scope: String,
+    source: Arc<dyn TokenSource>,
+    /// For handing an owning reference to the flight task and a weak one to timers.
+    me: Weak<TokenSlot>,
+    current: ArcSwapOption<Cached>,
+    /// Set by every `get()`, cleared when a token request starts: an idle slot is not refreshed.
+    used: AtomicBool,
+    /// Never held across an await.
+    state: Mutex<State>,
+    serial: AtomicU64,
+    refresh_ok: AtomicU64,
+    refresh_failed: AtomicU64,
+}
+
+/// The current token and its schedule.
+struct Cached {
+    token: Arc<AccessToken>,
+    /// Tells timers whether the token they were set for is still the current one.
+    serial: u64,
+    refresh_at: Instant,
+    usable_until: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    /// The token request in flight, if any.
+    flight: Option<watch::Receiver<Option<Outcome>>>,
+    /// The last failure and until when it is answered from memory.
+    failure: Option<(TokenError, Instant)>,
+    /// After a failed background refresh: no new one before this.
+    next_refresh: Option<Instant>,
+    /// Failed background refreshes in a row, for their backoff.
+    refresh_failures: u32,
+}
+
+impl State {
+    /// The flight to join. A flight whose task died without answering (panic, runtime shutdown)
+    /// does not count, so the slot recovers.
+    fn live_flight(&self) -> Option<watch::Receiver<Option<Outcome>>> {
+        let rx = self.flight.as_ref()?;
+        let dead = rx.has_changed().is_err() && rx.borrow().is_none();
+        (!dead).then(|| rx.clone())
+    }
+}
+
+enum Next {
+    Done(Outcome),
+    Wait(watch::Receiver<Option<Outcome>>),
+}
+
+impl fmt::Debug for TokenSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSlot")
+            .field("tenant_id", &self.tenant_id)
+            .field("scope", &self.scope)
+            .field(
+                "token",
+                &self.current.load().as_ref().map(|c| c.token.clone()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSlot {
+    pub(crate) fn new(tenant_id: &str, scope: &str, source: Arc<dyn TokenSource>) -> Arc<Self> {
+        Arc::new_cyclic(|me| TokenSlot {
+            tenant_id: tenant_id.to_owned(),
+            scope: scope.to_owned(),
+            source,
+            me: me.clone(),
+            current: ArcSwapOption::empty(),
+            used: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+            serial: AtomicU64::new(0),
+            refresh_ok: AtomicU64::new(0),
+            refresh_failed: AtomicU64::new(0),
+        })
+    }
+
+    /// The customer's tenant id.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    /// The OAuth scope the token is for.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// A usable token: the cached one without awaiting anything when it is within its usable
+    /// deadline; otherwise the outcome of the slot's one token request (joined or started). A
+    /// failure remembered from a recent request is answered at once, without a new request.
+    /// Cancelling the returned future does not cancel the token request.
+    pub async fn get(&self) -> Result<Arc<AccessToken>, TokenError> {
+        // Read before writing: a store on every request would bounce the cache line between
+        // cores serving the same tenant.
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        {
+            let current = self.current.load();
+            if let Some(cached) = current.as_ref().filter(|c| now < c.usable_until) {
+                if now >= cached.refresh_at {
+                    self.refresh_in_background(now);
+                }
+                return Ok(cached.token.clone());
+            }
+        }
+        match self.join_or_start(now) {
+            Next::Done(outcome) => outcome,
+            Next::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone().unwrap_or_else(|| Err(self.aborted())),
+                Err(_) => Err(self.aborted()),
+            },
+        }
+    }
+
+    /// The upstream answered 401 to a request sent with `used`: drop it if it is still the current
+    /// token, so the next `get()` fetches a fresh one. A newer token is left alone.
+    pub fn invalidate(&self, used: &AccessToken) {
+        let current = self.current.load();
+        if let Some(cached) = current.as_ref() {
+            if std::ptr::eq(Arc::as_ptr(&cached.token), used) {
+                self.current.compare_and_swap(&current, None);
+                tracing::info!(tenant_id = %self.tenant_id, fingerprint = used.fingerprint(), "token rejected upstream; dropped");
+            }
+        }
+    }
+
+    /// Counters and the current token's remaining lifetime.
+    pub fn stats(&self) -> TokenStats {
+        let now = Instant::now();
+        TokenStats {
+            refresh_ok: self.refresh_ok.load(Ordering::Relaxed),
+            refresh_failed: self.refresh_failed.load(Ordering::Relaxed),
+            expires_in: self
+                .current
+                .load()
+                .as_ref()
+                .map(|c| c.token.expires_at().saturating_duration_since(now)),
+        }
+    }
+
+    fn usable(&self, now: Instant) -> Option<Arc<Cached>> {
+        self.current.load_full().filter(|c| now < c.usable_until)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock, so a poisoned state is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn aborted(&self) -> TokenError {
+        TokenError::Aborted {
+            tenant_id: self.tenant_id.clone(),
+        }
+    }
+
+    /// The slow path: checked again under the lock, since a flight may have just finished.
+    fn join_or_start(&self, now: Instant) -> Next {
+        let mut state = self.lock();
+        if let Some(cached) = self.usable(now) {
+            return Next::Done(Ok(cached.token.clone()));
+        }
+        if let Some(rx) = state.live_flight() {
+            return Next::Wait(rx);
+        }
+        if let Some((error, until)) = &state.failure {
+            if now < *until {
+                return Next::Done(Err(error.clone()));
+            }
+        }
+        Next::Wait(self.start_flight(&mut state))
+    }
+
+    /// Start a refresh unless one runs or a failed one's backoff has not passed.
+    fn refresh_in_background(&self, now: Instant) {
+        let mut state = self.lock();
+        if state.live_flight().is_some() || state.next_refresh.is_some_and(|t| now < t) {
+            return;
+        }
+        drop(self.start_flight(&mut state));
+    }
+
+    fn start_flight(&self, state: &mut State) -> watch::Receiver<Option<Outcome>> {
+        let (tx, rx) = watch::channel(None);
+        self.used.store(false, Ordering::Relaxed);
+        match self.me.upgrade() {
+            Some(slot) => {
+                state.flight = Some(rx.clone());
+                tokio::spawn(async move {
+                    let result = slot.fetch_with_retries().await;
+                    let outcome = slot.finish(result);
+                    // Nobody waiting is fine: the token is installed either way.
+                    let _ = tx.send(Some(outcome));
+                });
+            }
+            // Only while the slot is being dropped; nobody can be calling then.
+            None => drop(tx.send(Some(Err(self.aborted())))),
+        }
+        rx
+    }
+
+    /// One flight: transient failures retried with exponential backoff and full jitter, honouring
+    /// `Retry-After`; anything else ends it at once.
+    async fn fetch_with_retries(&self) -> Result<Accepted, TokenError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let requested_at = Instant::now();
+            let result = match self.source.fetch(&self.tenant_id, &self.scope).await {
+                Ok(fetched) => accept(fetched, &self.tenant_id, requested_at),
+                Err(e) => Err(e),
+            };
+            let error = match result {
+                Ok(accepted) => {
+                    self.refresh_ok.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        tenant_id = %self.tenant_id,
+                        scope = %self.scope,
+                        expires_in = accepted.lifetime.as_secs(),
+                        fingerprint = accepted.token.fingerprint(),
+                        "token acquired"
+                    );
+                    return Ok(accepted);
+                }
+                Err(error) => error,
+            };
+            self.refresh_failed.fetch_add(1, Ordering::Relaxed);
+            let delay = retry_after(&error).unwrap_or_else(|| full_jitter(RETRY_BASE, attempt));
+            let retry = error.class() == ErrorClass::Transient
+                && attempt < MAX_ATTEMPTS
+                && delay <= RETRY_CAP;
+            tracing::warn!(
+                tenant_id = %self.tenant_id,
+                aadsts = error.aadsts(),
+                attempt,
+                retry_in_ms = retry.then_some(delay.as_millis() as u64),
+                error = %Chain(&error),
+                "token request failed"
+            );
+            if !retry {
+                return Err(error);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Install the flight's result and schedule what comes next.
+    fn finish(&self, result: Result<Accepted, TokenError>) -> Outcome {
+        let now = Instant::now();
+        match result {
+            Ok(accepted) => {
+                let token = Arc::new(accepted.token);
+                let lifetime = accepted.lifetime;
+                let usable_until = token.expires_at() - EXPIRY_MARGIN.min(lifetime / 10);
+                let refresh_after = jitter_10pc(accepted.refresh_in.unwrap_or(lifetime / 2));
+                let refresh_at = (accepted.issued_at + refresh_after).min(usable_until);
+                let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
+                self.current.store(Some(Arc::new(Cached {
+                    token: token.clone(),
+                    serial,
+                    refresh_at,
+                    usable_until,
+                })));
+                let mut state = self.lock();
+                *state = State::default();
+                self.schedule(refresh_at, serial);
+                Ok(token)
+            }
+            Err(error) => {
+                let mut state = self.lock();
+                state.flight = None;
+                let transient = error.class() == ErrorClass::Transient;
+                let memory = if transient {
+                    retry_after(&error)
+                        .unwrap_or_default()
+                        .max(TRANSIENT_MEMORY)
+                } else {
+                    FAILURE_MEMORY
+                };
+                state.failure = Some((error.clone(), now + memory));
+                // A refresh failed but the current token still works: try again later.
+                if let Some(cached) = self.usable(now) {
+                    state.refresh_failures += 1;
+                    let backoff = if transient {
+                        equal_jitter(REFRESH_RETRY_BASE, state.refresh_failures)
+                    } else {
+                        memory
+                    };
+                    let retry_at = now + backoff.max(retry_after(&error).unwrap_or_default());
+                    state.next_refresh = Some(retry_at);
+                    if retry_at < cached.usable_until {
+                        self.schedule(retry_at, cached.serial);
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Wake at `at` and refresh the token `serial` if it is still current and was used.
+    fn schedule(&self, at: Instant, serial: u64) {
+        let slot = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(slot) = slot.upgrade() {
+                slot.on_timer(serial);
+            }
+        });
+    }
+
+    fn on_timer(&self, serial: u64) {
+        let now = Instant::now();
+        let Some(cached) = self.usable(now) else {
+            return;
+        };
+        if cached.serial != serial {
+            return; // A newer token brought its own timer.
+        }
+        if self.used.load(Ordering::Relaxed) {
+            self.refresh_in_background(now);
+        } else {
+            // Idle: leave Entra alone. A request past `refresh_at` will start the refresh.
+            tracing::debug!(tenant_id = %self.tenant_id, "token not used since the last fetch; no refresh");
+        }
+    }
+}
+
+fn retry_after(error: &TokenError) -> Option<Duration> {
+    error.retry_after().map(|d| d.min(MAX_RETRY_AFTER))
+}
+
+/// Uniform in `[0, base * 2^(attempt-1)]`, capped at [`RETRY_CAP`] (AWS's "full jitter").
+fn full_jitter(base: Duration, attempt: u32) -> Duration {
+    exp_step(base, attempt).mul_f64(fastrand::f64())
+}
+
+/// Uniform in `[d/2, d]` with `d = base * 2^(attempt-1)` capped: never near zero, for background
+/// retries where a quick succession helps nobody.
+fn equal_jitter(base: Duration, attempt: u32) -> Duration {
+    exp_step(base, attempt).mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+fn exp_step(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(RETRY_CAP)
+}
+
+/// ±10 %, so slots filled together don't refresh together.
+fn jitter_10pc(d: Duration) -> Duration {
+    d.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+#[path = "slot_tests.rs"]
+mod tests;

@@ -1,0 +1,502 @@
+//! Timing tests of the slot, on tokio's paused clock with a scripted token source.
+//!
+//! `settle(d)` sleeps on the paused clock: the runtime first runs every ready task (flights,
+//! timers), then jumps the clock by exactly `d`, so these tests are deterministic.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
+
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+
+use super::*;
+use crate::token::claims::tests::fake_jwt;
+use crate::token::{FetchFuture, FetchedToken, TokenBroker};
+
+const TENANT: &str = "22222222-2222-2222-2222-222222222222";
+const SCOPE: &str = "https://api.security.microsoft.com/.default";
+
+#[derive(Debug)]
+enum Answer {
+    Token {
+        lifetime: u64,
+        refresh_in: Option<u64>,
+        tid: &'static str,
+    },
+    Fail(TokenError),
+}
+
+/// Answers from `script` in order, then `default`. With `gated`, each fetch first waits for a
+/// permit from `release()`, to hold a flight open.
+#[derive(Debug)]
+struct Fake {
+    calls: AtomicUsize,
+    script: std::sync::Mutex<VecDeque<Answer>>,
+    default: fn() -> Answer,
+    gated: AtomicBool,
+    gate: Semaphore,
+}
+
+impl Fake {
+    fn new(default: fn() -> Answer) -> Arc<Self> {
+        Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            script: std::sync::Mutex::new(VecDeque::new()),
+            default,
+            gated: AtomicBool::new(false),
+            gate: Semaphore::new(0),
+        })
+    }
+    fn then(self: &Arc<Self>, answer: Answer) -> &Arc<Self> {
+        self.script.lock().unwrap().push_back(answer);
+        self
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn gate(&self) {
+        self.gated.store(true, Ordering::SeqCst);
+    }
+    fn release(&self) {
+        self.gate.add_permits(1);
+    }
+}
+
+impl TokenSource for Fake {
+    fn fetch<'a>(&'a self, tenant_id: &'a str, _scope: &'a str) -> FetchFuture<'a> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.gated.load(Ordering::SeqCst) {
+                self.gate.acquire().await.expect("gate open").forget();
+            }
+            let answer = self
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(self.default);
+            match answer {
+                Answer::Token {
+                    lifetime,
+                    refresh_in,
+                    tid,
+                } => {
+                    let tid = if tid.is_empty() { tenant_id } else { tid };
+                    let jwt =
+                        fake_jwt(&serde_json::json!({"tid": tid, "roles": ["Incident.Read.All"]}));
+                    Ok(FetchedToken {
+                        access_token: SecretString::from(jwt),
+                        expires_in: Some(Duration::from_secs(lifetime)),
+                        refresh_in: refresh_in.map(Duration::from_secs),
+                    })
+                }
+                Answer::Fail(e) => Err(e),
+            }
+        })
+    }
+}
+
+fn hour() -> Answer {
+    Answer::Token {
+        lifetime: 3600,
+        refresh_in: None,
+        tid: "",
+    }
+}
+fn lasting(lifetime: u64) -> Answer {
+    Answer::Token {
+        lifetime,
+        refresh_in: None,
+        tid: "",
+    }
+}
+fn unavailable(retry_after: Option<u64>) -> Answer {
+    Answer::Fail(TokenError::Status {
+        tenant_id: TENANT.into(),
+        status: 503,
+        retry_after: retry_after.map(Duration::from_secs),
+    })
+}
+fn not_consented() -> Answer {
+    Answer::Fail(TokenError::Entra {
+        tenant_id: TENANT.into(),
+        status: 400,
+        error: "unauthorized_client".into(),
+        codes: vec![700016],
+        class: ErrorClass::Consent,
+        consent_url: Some(format!(
+            "https://login.microsoftonline.com/{TENANT}/adminconsent?client_id=1111"
+        )),
+        retry_after: None,
+    })
+}
+
+fn slot(fake: &Arc<Fake>) -> Arc<TokenSlot> {
+    TokenSlot::new(TENANT, SCOPE, fake.clone())
+}
+
+async fn settle(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+const TICK: Duration = Duration::from_millis(1);
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_cold_gets_make_one_request() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let gets = (0..100).map(|_| slot.get());
+    let tokens = futures_util::future::join_all(gets).await;
+    assert_eq!(fake.calls(), 1);
+    let first = tokens[0].as_ref().unwrap();
+    assert!(tokens
+        .iter()
+        .all(|t| Arc::ptr_eq(t.as_ref().unwrap(), first)));
+    assert_eq!(first.tid(), TENANT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn warm_gets_make_no_request() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let first = slot.get().await.unwrap();
+    let started = Instant::now();
+    for _ in 0..1000 {
+        assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &first));
+    }
+    assert_eq!((fake.calls(), Instant::now()), (1, started));
+    let stats = slot.stats();
+    assert_eq!(
+        (stats.refresh_ok, stats.refresh_failed, stats.expires_in),
+        (1, 0, Some(secs(3600)))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_at_half_life_in_background_while_old_token_serves() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let old = slot.get().await.unwrap();
+    slot.get().await.unwrap(); // used since the fetch
+    fake.gate();
+    settle(secs(1619)).await; // before the earliest jittered refresh point (1800 s - 10 %)
+    assert_eq!(fake.calls(), 1);
+    settle(secs(1981 - 1619)).await; // past the latest (1800 s + 10 %)
+    assert_eq!(fake.calls(), 2, "refresh started by the timer");
+    // The refresh is hanging: requests still get the old token, at once.
+    let during = Instant::now();
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &old));
+    assert_eq!(Instant::now(), during);
+    fake.release();
+    settle(TICK).await;
+    let new = slot.get().await.unwrap();
+    assert!(!Arc::ptr_eq(&new, &old));
+    assert_eq!(fake.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_follows_refresh_in() {
+    let fake = Fake::new(|| Answer::Token {
+        lifetime: 86_400,
+        refresh_in: Some(600),
+        tid: "",
+    });
+    let slot = slot(&fake);
+    slot.get().await.unwrap();
+    slot.get().await.unwrap();
+    settle(secs(530)).await;
+    assert_eq!(fake.calls(), 1);
+    settle(secs(140)).await; // 670 s > 600 s + 10 %
+    assert_eq!(fake.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_slot_is_not_refreshed_until_a_request_comes() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let old = slot.get().await.unwrap();
+    settle(secs(3000)).await; // past refresh, before the usable deadline (3540 s)
+    assert_eq!(fake.calls(), 1, "nobody used it: no refresh");
+    // A late request still gets the current token and starts the refresh.
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &old));
+    settle(TICK).await;
+    assert_eq!(fake.calls(), 2);
+    assert!(!Arc::ptr_eq(&slot.get().await.unwrap(), &old));
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_hands_out_a_token_past_its_usable_deadline() {
+    // 100 s lifetime: usable until 90 s (margin min(60 s, 10 s)).
+    let fake = Fake::new(|| lasting(100));
+    let slot = slot(&fake);
+    let old = slot.get().await.unwrap();
+    settle(secs(89)).await;
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &old));
+    fake.gate(); // the refresh that get() started hangs
+    settle(TICK).await;
+    assert_eq!(fake.calls(), 2);
+    settle(secs(1)).await; // 90 s: deadline reached
+    let waiting = tokio::spawn({
+        let slot = slot.clone();
+        async move { slot.get().await }
+    });
+    settle(secs(5)).await;
+    assert!(
+        !waiting.is_finished(),
+        "must wait for the fresh token, not use the old one"
+    );
+    fake.release();
+    let new = waiting.await.unwrap().unwrap();
+    assert!(!Arc::ptr_eq(&new, &old));
+    assert_eq!(fake.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cold_get_after_expiry_waits_for_a_new_token() {
+    let fake = Fake::new(|| lasting(100));
+    let slot = slot(&fake);
+    let old = slot.get().await.unwrap();
+    settle(secs(95)).await;
+    let new = slot.get().await.unwrap();
+    assert!(!Arc::ptr_eq(&new, &old));
+    assert_eq!(fake.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_are_retried_with_backoff() {
+    let fake = Fake::new(hour);
+    fake.then(unavailable(None)).then(unavailable(None));
+    let slot = slot(&fake);
+    let started = Instant::now();
+    slot.get().await.unwrap();
+    assert_eq!(fake.calls(), 3);
+    assert!(
+        Instant::now() - started <= Duration::from_millis(600),
+        "full jitter of 200 ms + 400 ms"
+    );
+    let stats = slot.stats();
+    assert_eq!((stats.refresh_ok, stats.refresh_failed), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured() {
+    let fake = Fake::new(hour);
+    fake.then(unavailable(Some(7)));
+    let slot = slot(&fake);
+    let started = Instant::now();
+    slot.get().await.unwrap();
+    assert_eq!(fake.calls(), 2);
+    assert_eq!(Instant::now() - started, secs(7));
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_retry_after_ends_the_flight_and_is_remembered() {
+    let fake = Fake::new(hour);
+    fake.then(unavailable(Some(120)));
+    let slot = slot(&fake);
+    assert!(slot.get().await.is_err());
+    settle(secs(100)).await;
+    assert!(slot.get().await.is_err(), "still within Retry-After");
+    assert_eq!(fake.calls(), 1);
+    settle(secs(21)).await;
+    slot.get().await.unwrap();
+    assert_eq!(fake.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_transient_failure_is_remembered_briefly() {
+    let fake = Fake::new(|| unavailable(None));
+    let slot = slot(&fake);
+    let err = slot.get().await.unwrap_err();
+    assert_eq!(
+        (err.class(), fake.calls()),
+        (ErrorClass::Transient, MAX_ATTEMPTS as usize)
+    );
+    slot.get().await.unwrap_err();
+    assert_eq!(fake.calls(), MAX_ATTEMPTS as usize);
+    settle(TRANSIENT_MEMORY).await;
+    slot.get().await.unwrap_err();
+    assert_eq!(fake.calls(), 2 * MAX_ATTEMPTS as usize);
+}
+
+#[tokio::test(start_paused = true)]
+async fn consent_error_is_remembered_for_a_minute() {
+    let fake = Fake::new(not_consented);
+    let slot = slot(&fake);
+    let burst = futures_util::future::join_all((0..50).map(|_| slot.get())).await;
+    for result in &burst {
+        let err = result.as_ref().unwrap_err();
+        assert_eq!(err.aadsts(), Some(700016));
+        assert!(err
+            .consent_url()
+            .unwrap()
+            .contains("/adminconsent?client_id=1111"));
+    }
+    settle(secs(59)).await;
+    futures_util::future::join_all((0..50).map(|_| slot.get())).await;
+    assert_eq!(fake.calls(), 1, "not retried at once");
+    settle(secs(1)).await;
+    slot.get().await.unwrap_err();
+    assert_eq!(fake.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_for_another_tenant_is_refused_and_remembered() {
+    let fake = Fake::new(|| Answer::Token {
+        lifetime: 3600,
+        refresh_in: None,
+        tid: "99999999-0000-0000-0000-000000000000",
+    });
+    let slot = slot(&fake);
+    let err = slot.get().await.unwrap_err();
+    assert!(matches!(err, TokenError::TenantMismatch { .. }), "{err:?}");
+    assert!(slot.get().await.is_err());
+    assert_eq!((fake.calls(), slot.stats().expires_in), (1, None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalidate_drops_only_the_current_token() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let first = slot.get().await.unwrap();
+    slot.invalidate(&first);
+    let second = slot.get().await.unwrap();
+    assert!(!Arc::ptr_eq(&first, &second));
+    assert_eq!(fake.calls(), 2);
+    slot.invalidate(&first); // a late 401 for the old token: no effect
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &second));
+    assert_eq!(fake.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_waiter_does_not_break_the_flight() {
+    let fake = Fake::new(hour);
+    fake.gate();
+    let slot = slot(&fake);
+    let waiter = tokio::spawn({
+        let slot = slot.clone();
+        async move { slot.get().await }
+    });
+    settle(TICK).await;
+    assert_eq!(fake.calls(), 1);
+    waiter.abort();
+    settle(TICK).await;
+    fake.release();
+    settle(TICK).await;
+    let before = Instant::now();
+    slot.get().await.unwrap();
+    assert_eq!(
+        (fake.calls(), Instant::now()),
+        (1, before),
+        "the flight finished and cached its token"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_refresh_keeps_the_current_token_and_retries() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let old = slot.get().await.unwrap();
+    slot.get().await.unwrap();
+    for _ in 0..MAX_ATTEMPTS {
+        fake.then(unavailable(None));
+    }
+    // The gate lets the test end each attempt, so it knows when the refresh flight failed.
+    fake.gate();
+    settle(secs(1981)).await;
+    assert_eq!(fake.calls(), 2, "refresh started, first attempt hanging");
+    for _ in 1..MAX_ATTEMPTS {
+        fake.release();
+        settle(secs(1)).await; // longer than any in-flight backoff (<= 800 ms)
+    }
+    assert_eq!(fake.calls(), 1 + MAX_ATTEMPTS as usize);
+    fake.release();
+    settle(TICK).await; // the last attempt failed: the flight is over
+    assert_eq!(slot.stats().refresh_failed, u64::from(MAX_ATTEMPTS));
+    assert!(
+        Arc::ptr_eq(&slot.get().await.unwrap(), &old),
+        "still usable"
+    );
+    settle(TICK).await;
+    assert_eq!(
+        fake.calls(),
+        1 + MAX_ATTEMPTS as usize,
+        "a request during the backoff starts nothing"
+    );
+    settle(REFRESH_RETRY_BASE).await;
+    assert_eq!(fake.calls(), 2 + MAX_ATTEMPTS as usize, "the backoff retry");
+    fake.release();
+    settle(TICK).await;
+    assert!(!Arc::ptr_eq(&slot.get().await.unwrap(), &old));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_refresh_for_consent_waits_a_minute() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let old = slot.get().await.unwrap();
+    slot.get().await.unwrap();
+    fake.then(not_consented());
+    fake.gate();
+    settle(secs(1981)).await;
+    assert_eq!(fake.calls(), 2);
+    fake.release();
+    settle(TICK).await; // the refresh failed now
+    for _ in 0..10 {
+        assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &old));
+    }
+    settle(secs(59)).await;
+    assert_eq!(fake.calls(), 2, "no retry within the failure memory");
+    settle(secs(1)).await;
+    assert_eq!(fake.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_slot_stops_refreshing() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    slot.get().await.unwrap();
+    slot.get().await.unwrap();
+    drop(slot);
+    settle(secs(4000)).await;
+    assert_eq!(fake.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn broker_keeps_one_slot_per_tenant_and_scope() {
+    let fake = Fake::new(hour);
+    let broker = TokenBroker::with_source(fake.clone());
+    let a = broker.slot(TENANT, SCOPE);
+    assert!(Arc::ptr_eq(&a, &broker.slot(TENANT, SCOPE)));
+    let b = broker.slot(TENANT, "https://graph.microsoft.com/.default");
+    assert!(!Arc::ptr_eq(&a, &b));
+    assert_eq!(broker.slots().len(), 2);
+    drop(b);
+    assert_eq!(broker.prune_unused(), 1);
+    assert_eq!(
+        (broker.slots().len(), a.tenant_id(), a.scope()),
+        (1, TENANT, SCOPE)
+    );
+    let once = broker.fetch_once(TENANT, SCOPE).await.unwrap();
+    assert_eq!((once.tid(), fake.calls()), (TENANT, 1));
+    assert!(!format!("{broker:?}").contains("Bearer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_flight_holds_across_threads() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let slot = slot.clone();
+            tokio::spawn(async move { slot.get().await.map(|t| Arc::as_ptr(&t) as usize) })
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for task in tasks {
+        seen.insert(task.await.unwrap().unwrap());
+    }
+    assert_eq!((fake.calls(), seen.len()), (1, 1));
+}

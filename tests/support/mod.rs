@@ -1,0 +1,149 @@
+//! Test harness: the simulator and the real proxy on ephemeral loopback ports, in-process, so
+//! tests can drive the proxy over real sockets and assert on what the simulator received.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use defender_proxy::config::Config;
+use defender_proxy::dev::dev_config;
+use defender_proxy::proxy::Proxy;
+use defender_proxy::server::{self, Listeners};
+use defender_proxy::sim::{RunningSim, SimConfig, Simulator};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const CONTOSO: &str = "contoso";
+pub const FABRIKAM: &str = "fabrikam";
+
+pub struct Harness {
+    pub sim: RunningSim,
+    pub sim_config: SimConfig,
+    pub config: Config,
+    pub proxy: Arc<Proxy>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    /// Proxy + simulator with the demo tenants.
+    pub async fn start() -> Harness {
+        Self::start_with(SimConfig::demo(), |_| {}).await
+    }
+
+    /// Proxy + simulator; `tweak` adjusts the proxy's config before it starts.
+    pub async fn start_with(sim_config: SimConfig, tweak: impl FnOnce(&mut Config)) -> Harness {
+        let sim = Simulator::start(sim_config.clone())
+            .await
+            .expect("simulator starts");
+        let base = sim.base_url().to_string();
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = dev_config(&sim_config, &base, loopback, loopback);
+        tweak(&mut config);
+        let data = TcpListener::bind(loopback).await.unwrap();
+        let admin = TcpListener::bind(loopback).await.unwrap();
+        let addr = data.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let proxy = server::build_proxy(&config).expect("proxy builds");
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(
+            proxy.clone(),
+            Listeners { data, admin },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        Harness {
+            sim,
+            sim_config,
+            config,
+            proxy,
+            addr,
+            admin: admin_addr,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn tenant_id(&self, name: &str) -> String {
+        self.sim_config
+            .tenants
+            .iter()
+            .find(|t| t.name == name)
+            .expect("tenant")
+            .id
+            .clone()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Stop the proxy and wait for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Send raw bytes on a new connection and read the whole answer (the proxy closes or answers).
+pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf)).await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                // One response is enough: stop once headers and a complete JSON body are in.
+                let text = String::from_utf8_lossy(&out);
+                if let Some(idx) = text.find("\r\n\r\n") {
+                    if let Some(len) = content_length(&text[..idx]) {
+                        if out.len() >= idx + 4 + len {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn content_length(head: &str) -> Option<usize> {
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse().ok())
+}
+
+/// The JSON error code of a proxy error body.
+pub fn error_code(body: &serde_json::Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}

@@ -1,0 +1,183 @@
+//! The token broker seen from outside: single flight, warm cache, refresh-ahead, tid check,
+//! consent and transient errors, revoked tokens, the v1 endpoint and certificate assertions.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use defender_proxy::sim::SimConfig;
+use futures_util::future::join_all;
+use support::{error_code, Harness, CONTOSO};
+
+#[tokio::test]
+async fn hundred_concurrent_cold_requests_make_one_token_request() {
+    let h = Harness::start().await;
+    let id = h.tenant_id(CONTOSO);
+    let requests = (0..100).map(|_| h.get("/contoso/api/_test/headers"));
+    for r in join_all(requests).await {
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(h.sim.token_request_count(&id), 1);
+    assert_eq!(h.sim.api_request_count(), 100);
+}
+
+#[tokio::test]
+async fn thousand_warm_requests_make_no_new_token_request() {
+    let h = Harness::start().await;
+    let id = h.tenant_id(CONTOSO);
+    assert_eq!(h.get("/contoso/api/_test/headers").await.status(), 200);
+    assert_eq!(h.sim.token_request_count(&id), 1);
+    for batch in 0..20 {
+        let requests = (0..50).map(|_| h.get("/contoso/api/_test/headers"));
+        for r in join_all(requests).await {
+            assert_eq!(r.status(), 200, "batch {batch}");
+        }
+    }
+    assert_eq!(h.sim.token_request_count(&id), 1);
+}
+
+#[tokio::test]
+async fn refresh_ahead_means_no_request_waits_on_a_slow_token_endpoint() {
+    // Tokens live 60 s but Entra says refresh after 1 s: the proxy refreshes in the background.
+    let mut sim = SimConfig::demo();
+    sim.token_lifetime = Duration::from_secs(60);
+    sim.refresh_in = Some(Duration::from_secs(1));
+    let h = Harness::start_with(sim, |_| {}).await;
+    let id = h.tenant_id(CONTOSO);
+    assert_eq!(h.get("/contoso/api/_test/headers").await.status(), 200);
+    let first_token = h.sim.api_requests()[0].headers["authorization"].clone();
+
+    // From now on the token endpoint takes 5 s to answer.
+    h.sim.set_token_delay(&id, Duration::from_secs(5));
+    // Keep using the proxy (only tokens in use are refreshed) until the background refresh has
+    // reached the token endpoint.
+    let keep_using = async {
+        loop {
+            assert_eq!(h.get("/contoso/api/_test/headers").await.status(), 200);
+        }
+    };
+    tokio::select! {
+        () = h.sim.wait_token_requests_started(&id, 2) => {}
+        () = keep_using => {}
+    }
+    // While that refresh is in flight, requests are answered with the current token at once.
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        assert_eq!(h.get("/contoso/api/_test/headers").await.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a request waited on the token endpoint"
+        );
+    }
+    // The refresh completes and later requests carry the new token.
+    h.sim.wait_token_requests(2).await;
+    let mut new_token_seen = false;
+    for _ in 0..50 {
+        h.get("/contoso/api/_test/headers").await;
+        let last = h.sim.api_requests().last().unwrap().headers["authorization"].clone();
+        if last != first_token {
+            new_token_seen = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(new_token_seen, "the refreshed token is used");
+}
+
+#[tokio::test]
+async fn tid_mismatch_is_503_and_nothing_is_forwarded() {
+    let h = Harness::start().await;
+    let id = h.tenant_id(CONTOSO);
+    h.sim
+        .set_tid_override(&id, Some("99999999-9999-4999-8999-999999999999".into()));
+    let r = h.get("/contoso/api/incidents").await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(error_code(&body), "TokenUnavailable");
+    assert_eq!(h.sim.api_request_count(), 0);
+}
+
+#[tokio::test]
+async fn no_consent_is_503_with_aadsts_code_and_consent_link_and_no_retry_storm() {
+    let h = Harness::start().await;
+    let id = h.tenant_id(CONTOSO);
+    h.sim.set_consent(&id, false);
+    let r = h.get("/contoso/api/incidents").await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(error_code(&body), "TokenUnavailable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("AADSTS700016"), "{message}");
+    let link = format!(
+        "{}/{}/adminconsent?client_id={}",
+        h.sim.base_url(),
+        id,
+        h.sim_config.client_id
+    );
+    assert!(message.contains(&link), "{message} lacks {link}");
+
+    let burst = (0..30).map(|_| h.get("/contoso/api/incidents"));
+    for r in join_all(burst).await {
+        assert_eq!(r.status(), 503);
+    }
+    assert!(
+        h.sim.token_request_count(&id) <= 2,
+        "{} token requests",
+        h.sim.token_request_count(&id)
+    );
+    assert_eq!(h.sim.api_request_count(), 0);
+    // Another tenant is not affected.
+    assert_eq!(h.get("/fabrikam/api/incidents").await.status(), 200);
+}
+
+#[tokio::test]
+async fn transient_token_errors_recover() {
+    let h = Harness::start().await;
+    let id = h.tenant_id(CONTOSO);
+    h.sim.fail_token_requests(&id, 2);
+    let r = h.get("/contoso/api/incidents").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.sim.token_request_count(&id), 3);
+}
+
+#[tokio::test]
+async fn revoked_token_gets_a_fresh_one_and_the_request_succeeds() {
+    let h = Harness::start().await;
+    let id = h.tenant_id(CONTOSO);
+    assert_eq!(h.get("/contoso/api/incidents").await.status(), 200);
+    h.sim.revoke_tokens(&id);
+    let r = h
+        .http
+        .post(h.url("/contoso/api/_test/echo"))
+        .body("small body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echo["bytes"], 10, "the kept body was replayed intact");
+    assert_eq!(h.sim.token_request_count(&id), 2);
+    let statuses: Vec<u16> = h.sim.api_requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![200, 401, 200]);
+}
+
+#[tokio::test]
+async fn v1_endpoint_sends_resource() {
+    let h = Harness::start_with(SimConfig::demo(), |c| {
+        c.cloud.token_endpoint = defender_proxy::config::TokenEndpointVersion::V1;
+    })
+    .await;
+    assert_eq!(h.get("/contoso/api/incidents").await.status(), 200);
+    let token_requests = h.sim.token_requests();
+    assert_eq!(token_requests.len(), 1);
+    assert_eq!(
+        token_requests[0].version,
+        defender_proxy::sim::TokenEndpoint::V1
+    );
+    assert_eq!(
+        token_requests[0].scope_or_resource,
+        "https://api.security.microsoft.com"
+    );
+}
