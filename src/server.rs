@@ -108,6 +108,13 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
+    if config.insecure_listener() {
+        tracing::warn!(
+            addr = %config.listen.addr,
+            "listening off loopback without inbound authentication (allow_unauthenticated = true): \
+             anyone who can reach this address acts as the app in every configured tenant"
+        );
+    }
     let proxy = build_proxy(&config)?;
     serve(proxy, listeners, shutdown).await;
     Ok(())

@@ -285,3 +285,51 @@ async fn serve_dev_works_as_the_quick_start_says() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn consent_url_prints_each_tenants_link() {
+    let dir = temp_dir("consent");
+    let config = dir.join("proxy.toml");
+    let tenants = vec![
+        (
+            "contoso".to_string(),
+            "22222222-2222-2222-2222-222222222222".to_string(),
+        ),
+        (
+            "fabrikam".to_string(),
+            "33333333-3333-3333-3333-333333333333".to_string(),
+        ),
+    ];
+    std::fs::write(
+        &config,
+        config_text(
+            "https://login.microsoftonline.com",
+            "11111111-1111-1111-1111-111111111111",
+            &tenants,
+        )
+        .replace(
+            "api = \"https://login.microsoftonline.com\"",
+            "api = \"https://api.security.microsoft.com\"",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["consent-url", "--config"])
+        .arg(&config)
+        .env("TEST_APP_SECRET", "s")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("contoso\thttps://login.microsoftonline.com/22222222-2222-2222-2222-222222222222/adminconsent?client_id=11111111-1111-1111-1111-111111111111"), "{text}");
+    assert!(text.contains("fabrikam\thttps://login.microsoftonline.com/33333333-3333-3333-3333-333333333333/adminconsent?client_id="), "{text}");
+    let out = Command::new(BIN)
+        .args(["consent-url", "--tenant", "acme", "--config"])
+        .arg(&config)
+        .env("TEST_APP_SECRET", "s")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

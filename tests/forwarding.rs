@@ -173,3 +173,19 @@ fn sha256_hex(data: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test]
+async fn slow_api_is_504_after_the_response_timeout() {
+    let h = Harness::start_with(SimConfig::demo(), |c| {
+        c.upstream.response_timeout = Duration::from_millis(300);
+    })
+    .await;
+    h.sim
+        .set_api_delay(&h.tenant_id(support::CONTOSO), Duration::from_secs(30));
+    let started = std::time::Instant::now();
+    let r = h.get("/contoso/api/incidents").await;
+    assert_eq!(r.status(), 504);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(error_code(&body), "UpstreamTimeout");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -63,6 +63,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
         Err(_) => (0, support::sha256_hex(b"")),
     };
     shared.record_api(ApiRequestRecord {
+        version: parts.version,
         method: parts.method,
         path_and_query,
         headers,

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -196,18 +197,30 @@ pub struct RunningSim {
 
 impl RunningSim {
     pub(crate) async fn start(sim: Simulator) -> std::io::Result<Self> {
+        Self::start_with(sim, None).await
+    }
+
+    /// As `start`, serving TLS with `tls` (its certificate must name `localhost`).
+    pub(crate) async fn start_with(
+        sim: Simulator,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let base_url = super::base_url_for(addr);
+        let base_url = super::base_url_for(addr, tls.is_some());
         // Set now, not when the task first runs, so `base_url()` is right at once.
         *sim.shared
             .base_url
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(base_url.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(sim.clone().serve(listener, async move {
+        let stopped = async move {
             let _ = stopped.await;
-        }));
+        };
+        let task = match tls {
+            None => tokio::spawn(sim.clone().serve(listener, stopped)),
+            Some(tls) => tokio::spawn(sim.clone().serve_tls(listener, tls, stopped)),
+        };
         Ok(RunningSim {
             sim,
             addr,

@@ -147,7 +147,11 @@ pub struct Simulator {
 }
 
 /// `http://ip:port` for a listener; a wildcard address becomes loopback so links are usable.
-fn base_url_for(addr: SocketAddr) -> String {
+fn base_url_for(addr: SocketAddr, tls: bool) -> String {
+    if tls {
+        // Certificates name hosts, not addresses: the TLS simulator is `localhost`.
+        return format!("https://localhost:{}", addr.port());
+    }
     let ip = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
         ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
@@ -182,7 +186,28 @@ impl Simulator {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let base: Arc<str> = base_url_for(listener.local_addr()?).into();
+        self.serve_with(listener, None, shutdown).await
+    }
+
+    /// As [`Simulator::serve`], over TLS (HTTP/2 or HTTP/1.1 by ALPN), as the real hosts are;
+    /// links then use `https://localhost:PORT`.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        self.serve_with(listener, Some(tls), shutdown).await
+    }
+
+    async fn serve_with(
+        self,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let base: Arc<str> = base_url_for(listener.local_addr()?, tls.is_some()).into();
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         *self
             .shared
             .base_url
@@ -205,6 +230,7 @@ impl Simulator {
                     let _ = stream.set_nodelay(true);
                     let sim = self.clone();
                     let base = base.clone();
+                    let acceptor = acceptor.clone();
                     conns.spawn(async move {
                         let svc = service_fn(move |req| {
                             let sim = sim.clone();
@@ -212,7 +238,17 @@ impl Simulator {
                             async move { Ok::<_, Infallible>(sim.dispatch(req, &base).await) }
                         });
                         let builder = auto::Builder::new(TokioExecutor::new());
-                        if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                        let served = match acceptor {
+                            None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(tls) => builder.serve_connection(TokioIo::new(tls), svc).await,
+                                Err(e) => {
+                                    tracing::debug!(%peer, error = %e, "simulator TLS handshake failed");
+                                    return;
+                                }
+                            },
+                        };
+                        if let Err(e) = served {
                             tracing::debug!(%peer, error = %e, "simulator connection ended");
                         }
                     });
@@ -228,6 +264,14 @@ impl Simulator {
     /// Binds `127.0.0.1:0` and serves in a background task; see [`RunningSim`].
     pub async fn start(config: SimConfig) -> std::io::Result<RunningSim> {
         RunningSim::start(Simulator::new(config)).await
+    }
+
+    /// As [`Simulator::start`], over TLS with `tls` (a certificate for `localhost`).
+    pub async fn start_tls(
+        config: SimConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<RunningSim> {
+        RunningSim::start_with(Simulator::new(config), Some(tls)).await
     }
 
     /// Routes a request to the token endpoint, the control endpoints or the API.

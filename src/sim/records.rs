@@ -49,6 +49,8 @@ pub struct TokenRequestRecord {
 /// `/_sim/` control endpoint), whatever its outcome, 401s included.
 #[derive(Debug, Clone)]
 pub struct ApiRequestRecord {
+    /// HTTP version the request arrived with (HTTP/2 when the client negotiated it by ALPN).
+    pub version: http::Version,
     pub method: Method,
     /// Path and query exactly as received, byte for byte.
     pub path_and_query: String,
