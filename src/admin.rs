@@ -37,7 +37,9 @@ impl Admin {
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n", "text/plain"),
             "/metrics" => {
                 let routes = self.proxy.routes.load();
-                let body = self.proxy.metrics.render(&routes);
+                let mut body = self.proxy.metrics.render(&routes);
+                let tenants: Vec<_> = routes.tenants().map(|t| (&*t.name, &*t.limits)).collect();
+                crate::ratelimit::metrics::render(&mut body, &tenants, &self.proxy.limiter);
                 text(
                     StatusCode::OK,
                     body,

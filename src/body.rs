@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::metrics::TenantMetrics;
 
 pin_project_lite::pin_project! {
     #[project = InnerProj]
@@ -82,13 +82,18 @@ impl Body for ResponseBody {
         let this = self.project();
         match this.inner.project() {
             InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            InnerProj::Upstream { body } => {
-                let polled = body.poll_frame(cx);
+            InnerProj::Upstream { mut body } => {
+                let polled = body.as_mut().poll_frame(cx);
                 if let Some(log) = this.log.as_mut() {
                     match &polled {
                         Poll::Ready(Some(Ok(frame))) => {
                             if let Some(data) = frame.data_ref() {
                                 log.bytes += data.len() as u64;
+                            }
+                            // hyper stops polling once the body says it has ended (a known
+                            // length reached), so the final `None` may never be seen.
+                            if body.is_end_stream() {
+                                log.complete = true;
                             }
                         }
                         Poll::Ready(None) => log.complete = true,
@@ -120,7 +125,8 @@ impl Body for ResponseBody {
 /// What the access line says about one request; written (and counted) when dropped.
 #[derive(Debug)]
 pub struct AccessLog {
-    pub metrics: Arc<Metrics>,
+    /// The tenant's counters (or the untenanted ones until routing found a tenant).
+    pub metrics: Arc<TenantMetrics>,
     pub start: Instant,
     pub request_id: HeaderValue,
     pub tenant: Option<Arc<str>>,
@@ -137,7 +143,7 @@ impl Drop for AccessLog {
     fn drop(&mut self) {
         let elapsed = self.start.elapsed();
         self.metrics
-            .record_request(self.tenant.as_ref(), self.status, self.bytes, elapsed);
+            .record_request(self.status, self.bytes, elapsed);
         tracing::info!(
             target: "defender_proxy::access",
             request_id = self.request_id.to_str().unwrap_or("-"),

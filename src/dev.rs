@@ -9,8 +9,9 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    defaults, AdminConfig, AppConfig, CloudConfig, Config, Credential, ListenConfig, RoutingConfig,
-    TenantConfig, TokenEndpointVersion, UpstreamConfig,
+    defaults, AdminConfig, AppConfig, CloudConfig, Config, Credential, LimitBackend, LimitPolicy,
+    ListenConfig, RateLimitConfig, RoutingConfig, TenantConfig, TokenEndpointVersion,
+    UpstreamConfig,
 };
 use crate::server::{self, Listeners};
 use crate::sim::{SimConfig, Simulator};
@@ -49,12 +50,18 @@ pub fn dev_config(
             tenant_header: http::HeaderName::from_static("x-defender-tenant"),
             default_tenant: None,
         },
+        rate_limit: RateLimitConfig {
+            defaults: LimitPolicy::default(),
+            routes: vec![],
+            backend: LimitBackend::Local,
+        },
         tenants: sim
             .tenants
             .iter()
             .map(|t| TenantConfig {
                 name: t.name.clone(),
                 id: t.id.clone(),
+                rate_limit: LimitPolicy::default(),
             })
             .collect(),
     }

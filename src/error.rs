@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::ratelimit::RateLimited;
 use crate::routing::{PathError, RequestError};
 use crate::token::TokenError;
 
@@ -23,6 +24,8 @@ pub enum ProxyError {
     BadRequest(#[from] RequestError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
     #[error("the Defender API could not be reached: {0}")]
     UpstreamUnavailable(#[source] UpstreamFailure),
     #[error("the Defender API did not answer in time: {0}")]
@@ -53,6 +56,7 @@ impl ProxyError {
             ProxyError::UnknownTenant(_) | ProxyError::NoTenant(_) => StatusCode::NOT_FOUND,
             ProxyError::BadPath(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Token(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -65,8 +69,17 @@ impl ProxyError {
             ProxyError::BadPath(_) => "BadPath",
             ProxyError::BadRequest(_) => "BadRequest",
             ProxyError::Token(_) => "TokenUnavailable",
+            ProxyError::RateLimited(_) => "RateLimited",
             ProxyError::UpstreamUnavailable(_) => "UpstreamUnavailable",
             ProxyError::UpstreamTimeout(_) => "UpstreamTimeout",
+        }
+    }
+
+    /// The `Retry-After` a client should honour, for errors that have one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ProxyError::RateLimited(limited) => Some(limited.retry_after()),
+            _ => None,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod error;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod routing;
 pub mod server;
 pub mod sim;

@@ -1,8 +1,10 @@
 //! Counters behind `/metrics`, rendered as Prometheus text.
 //!
-//! Per-request updates are a short uncontended mutex section or an atomic add; nothing is held
-//! across an await. Token metrics are read from the token slots at scrape time instead of being
-//! copied here, so there is one source of truth for them.
+//! Each tenant has its own counters (atomics, plus one small per-tenant mutex for the status
+//! table), reached from the route snapshot, so requests of different tenants never contend and
+//! nothing is held across an await. Counters live in a registry keyed by tenant name, so a
+//! rebuilt route table (reload) keeps them. Token and rate-limit metrics are read from their own
+//! modules at scrape time: one source of truth each.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -36,17 +38,21 @@ impl UpstreamErrorKind {
             Self::Token => "token",
         }
     }
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
+/// A Prometheus histogram of durations on atomics.
 #[derive(Debug, Default)]
-struct Histogram {
+pub struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
 impl Histogram {
-    fn observe(&self, d: Duration) {
+    pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
@@ -56,116 +62,163 @@ impl Histogram {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str) {
+    /// `name_bucket{labels,le=..}` lines, `_sum` and `_count`; `labels` like `tenant="x"`.
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
         for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }
 
+/// One tenant's request counters.
 #[derive(Debug, Default)]
-struct TenantCounts {
-    by_status: HashMap<u16, u64>,
-    bytes: u64,
-}
-
-/// All proxy metrics.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Keyed by tenant name ("" for requests no tenant was found for).
-    requests: Mutex<HashMap<Arc<str>, TenantCounts>>,
+pub struct TenantMetrics {
+    /// (status, count); a handful of entries, so a linear scan beats hashing.
+    statuses: Mutex<Vec<(u16, u64)>>,
+    bytes: AtomicU64,
     duration: Histogram,
     upstream_errors: [AtomicU64; 4],
 }
 
-impl Metrics {
-    /// One finished request: its tenant (if routed), status, response bytes and duration.
-    pub fn record_request(
-        &self,
-        tenant: Option<&Arc<str>>,
-        status: u16,
-        bytes: u64,
-        elapsed: Duration,
-    ) {
+impl TenantMetrics {
+    /// One finished request: status, response body bytes, time to the end of the body.
+    pub fn record_request(&self, status: u16, bytes: u64, elapsed: Duration) {
         self.duration.observe(elapsed);
-        let mut map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        let counts = match tenant {
-            Some(t) => match map.get_mut(t) {
-                Some(c) => c,
-                None => map.entry(t.clone()).or_default(),
-            },
-            None => map.entry(Arc::from("")).or_default(),
-        };
-        *counts.by_status.entry(status).or_default() += 1;
-        counts.bytes += bytes;
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
+        match statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => statuses.push((status, 1)),
+        }
     }
 
     pub fn record_upstream_error(&self, kind: UpstreamErrorKind) {
-        let i = UpstreamErrorKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or(0);
-        self.upstream_errors[i].fetch_add(1, Ordering::Relaxed);
+        self.upstream_errors[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// All request metrics: the per-tenant registry, and the counters of requests no tenant was
+/// found for (label `tenant=""`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    tenants: Mutex<HashMap<Arc<str>, Arc<TenantMetrics>>>,
+    untenanted: Arc<TenantMetrics>,
+}
+
+impl Metrics {
+    /// The counters of `tenant`, created on first use; only called when building route tables.
+    pub fn tenant(&self, tenant: &str) -> Arc<TenantMetrics> {
+        let mut map = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = map.get(tenant) {
+            return m.clone();
+        }
+        let m = Arc::new(TenantMetrics::default());
+        map.insert(Arc::from(tenant), m.clone());
+        m
     }
 
-    /// Prometheus text exposition.
+    /// Counters for requests that never got a tenant (unknown tenant, bad path).
+    pub fn untenanted(&self) -> &Arc<TenantMetrics> {
+        &self.untenanted
+    }
+
+    /// Prometheus text exposition of everything the proxy counts.
     pub fn render(&self, routes: &RouteTable) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str(
-            "# HELP defender_proxy_requests_total Requests answered, by tenant and status code.\n",
+        let mut tenants: Vec<(Arc<str>, Arc<TenantMetrics>)> = self
+            .tenants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        tenants.sort_by(|a, b| a.0.cmp(&b.0));
+        tenants.insert(0, (Arc::from(""), self.untenanted.clone()));
+
+        let mut out = String::with_capacity(4096 + 2048 * tenants.len());
+        header(
+            &mut out,
+            "defender_proxy_requests_total",
+            "counter",
+            "Requests answered, by tenant and status code.",
         );
-        out.push_str("# TYPE defender_proxy_requests_total counter\n");
-        let mut bytes_lines = String::new();
-        {
-            let map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut tenants: Vec<_> = map.iter().collect();
-            tenants.sort_by(|a, b| a.0.cmp(b.0));
-            for (tenant, counts) in tenants {
-                let mut statuses: Vec<_> = counts.by_status.iter().collect();
-                statuses.sort();
-                for (status, n) in statuses {
-                    let _ = writeln!(out, "defender_proxy_requests_total{{tenant=\"{tenant}\",status=\"{status}\"}} {n}");
-                }
+        for (name, m) in &tenants {
+            let mut statuses = m
+                .statuses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            statuses.sort_unstable();
+            for (status, n) in statuses {
                 let _ = writeln!(
-                    bytes_lines,
-                    "defender_proxy_response_bytes_total{{tenant=\"{tenant}\"}} {}",
-                    counts.bytes
+                    out,
+                    "defender_proxy_requests_total{{tenant=\"{name}\",status=\"{status}\"}} {n}"
                 );
             }
         }
-        out.push_str("# HELP defender_proxy_response_bytes_total Response body bytes sent to clients, by tenant.\n");
-        out.push_str("# TYPE defender_proxy_response_bytes_total counter\n");
-        out.push_str(&bytes_lines);
-
-        out.push_str("# HELP defender_proxy_request_duration_seconds Time from request to the end of the response body.\n");
-        out.push_str("# TYPE defender_proxy_request_duration_seconds histogram\n");
-        self.duration
-            .render(&mut out, "defender_proxy_request_duration_seconds");
-
-        out.push_str("# HELP defender_proxy_upstream_errors_total Failed exchanges with the API or Entra ID, by kind.\n");
-        out.push_str("# TYPE defender_proxy_upstream_errors_total counter\n");
-        for (kind, n) in UpstreamErrorKind::ALL.iter().zip(&self.upstream_errors) {
+        header(
+            &mut out,
+            "defender_proxy_response_bytes_total",
+            "counter",
+            "Response body bytes sent to clients, by tenant.",
+        );
+        for (name, m) in &tenants {
             let _ = writeln!(
                 out,
-                "defender_proxy_upstream_errors_total{{kind=\"{}\"}} {}",
-                kind.label(),
-                n.load(Ordering::Relaxed)
+                "defender_proxy_response_bytes_total{{tenant=\"{name}\"}} {}",
+                m.bytes.load(Ordering::Relaxed)
             );
         }
+        header(
+            &mut out,
+            "defender_proxy_request_duration_seconds",
+            "histogram",
+            "Time from request to the end of the response body, by tenant.",
+        );
+        for (name, m) in &tenants {
+            m.duration.render(
+                &mut out,
+                "defender_proxy_request_duration_seconds",
+                &format!("tenant=\"{name}\""),
+            );
+        }
+        header(
+            &mut out,
+            "defender_proxy_upstream_errors_total",
+            "counter",
+            "Failed exchanges with the API or Entra ID, by tenant and kind.",
+        );
+        for (name, m) in &tenants {
+            for kind in UpstreamErrorKind::ALL {
+                let n = m.upstream_errors[kind.index()].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "defender_proxy_upstream_errors_total{{tenant=\"{name}\",kind=\"{}\"}} {n}",
+                    kind.label()
+                );
+            }
+        }
 
-        let mut tenants: Vec<_> = routes.tenants().collect();
-        tenants.sort_by(|a, b| a.name.cmp(&b.name));
-        out.push_str("# HELP defender_proxy_token_refreshes_total Token requests to Entra ID, by tenant and result.\n");
-        out.push_str("# TYPE defender_proxy_token_refreshes_total counter\n");
+        let mut routed: Vec<_> = routes.tenants().collect();
+        routed.sort_by(|a, b| a.name.cmp(&b.name));
+        header(
+            &mut out,
+            "defender_proxy_token_refreshes_total",
+            "counter",
+            "Token requests to Entra ID, by tenant and result.",
+        );
         let mut expiry = String::new();
-        for tenant in &tenants {
+        for tenant in &routed {
             let stats = tenant.token.stats();
             let name = &tenant.name;
             let _ = writeln!(
@@ -186,11 +239,24 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP defender_proxy_token_expiry_seconds Seconds until the cached token expires, by tenant.\n");
-        out.push_str("# TYPE defender_proxy_token_expiry_seconds gauge\n");
+        header(
+            &mut out,
+            "defender_proxy_token_expiry_seconds",
+            "gauge",
+            "Seconds until the cached token expires, by tenant.",
+        );
         out.push_str(&expiry);
-        out.push_str("# HELP defender_proxy_tenants Configured tenants.\n# TYPE defender_proxy_tenants gauge\n");
-        let _ = writeln!(out, "defender_proxy_tenants {}", tenants.len());
+        header(
+            &mut out,
+            "defender_proxy_tenants",
+            "gauge",
+            "Configured tenants.",
+        );
+        let _ = writeln!(out, "defender_proxy_tenants {}", routed.len());
         out
     }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }

@@ -4,23 +4,28 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::uri::{Authority, Scheme};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::body::{AccessLog, ResponseBody};
 use crate::error::{ProxyError, UpstreamFailure};
 use crate::headers;
 use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::ratelimit::RateLimiter;
 use crate::routing::{self, RequestError, RouteTable, Tenant};
 use crate::upstream::{RequestBody, Upstream};
 
 /// Bodies up to this size are kept so the request can be replayed once after an upstream 401.
-pub const REPLAY_LIMIT: u64 = 64 * 1024;
+pub const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// Status logged for a request whose client went away before the response started (as nginx).
+const CLIENT_CLOSED: u16 = 499;
 
 /// Where the default API lives; cloned into every upstream URI (both are cheap `Bytes` clones).
 #[derive(Debug, Clone)]
@@ -45,43 +50,40 @@ pub struct Proxy {
     pub upstream: Upstream,
     pub api: ApiBase,
     pub metrics: Arc<Metrics>,
-}
-
-/// A request that reached the API, with the parts the access line needs.
-struct Forwarded {
-    response: Response<Incoming>,
+    pub limiter: RateLimiter,
 }
 
 impl Proxy {
     /// Answer one client request. Never fails: errors become their contract response here.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
-        let start = Instant::now();
         let request_id = headers::request_id(request.headers());
-        let method = request.method().clone();
-        let uri = request.uri().clone();
-        let mut tenant: Option<Arc<str>> = None;
-
-        let result = self.handle_inner(request, &request_id, &mut tenant).await;
+        // Made before anything is awaited: if the client goes away mid-way, dropping this future
+        // drops the log, which still writes its line (status 499) and counts the request.
         let mut log = AccessLog {
-            metrics: self.metrics.clone(),
-            start,
+            metrics: self.metrics.untenanted().clone(),
+            start: Instant::now(),
             request_id: request_id.clone(),
-            tenant,
-            method,
-            uri,
-            status: 0,
+            tenant: None,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            status: CLIENT_CLOSED,
             bytes: 0,
             complete: false,
         };
+        let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("-"));
+        let result = self
+            .handle_inner(request, &request_id, &mut log)
+            .instrument(span)
+            .await;
         match result {
-            Ok(Forwarded { response }) => {
+            Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 headers::prepare_downstream(&mut parts.headers, &request_id);
                 log.status = parts.status.as_u16();
                 Response::from_parts(parts, ResponseBody::upstream(body, log))
             }
             Err(err) => {
-                self.note_error(&err);
+                self.note_error(&err, &log);
                 log.status = err.status().as_u16();
                 let mut response = Response::new(ResponseBody::full(err.body(), Some(log)));
                 *response.status_mut() = err.status();
@@ -90,13 +92,19 @@ impl Proxy {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
+                if let Some(retry_after) = err.retry_after() {
+                    h.insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(retry_after.as_secs()),
+                    );
+                }
                 h.insert(headers::REQUEST_ID.clone(), request_id);
                 response
             }
         }
     }
 
-    fn note_error(&self, err: &ProxyError) {
+    fn note_error(&self, err: &ProxyError, log: &AccessLog) {
         let kind = match err {
             ProxyError::UpstreamUnavailable(UpstreamFailure::Connect(_)) => {
                 UpstreamErrorKind::Connect
@@ -109,25 +117,32 @@ impl Proxy {
             ProxyError::UnknownTenant(_)
             | ProxyError::NoTenant(_)
             | ProxyError::BadPath(_)
-            | ProxyError::BadRequest(_) => return,
+            | ProxyError::BadRequest(_)
+            | ProxyError::RateLimited(_) => return,
         };
-        self.metrics.record_upstream_error(kind);
-        tracing::warn!(error = %err, "request failed");
+        log.metrics.record_upstream_error(kind);
+        tracing::warn!(
+            request_id = log.request_id.to_str().unwrap_or("-"),
+            tenant = log.tenant.as_deref().unwrap_or("-"),
+            error = %err,
+            "request failed"
+        );
     }
 
     async fn handle_inner(
         &self,
         request: Request<Incoming>,
         request_id: &HeaderValue,
-        tenant_label: &mut Option<Arc<str>>,
-    ) -> Result<Forwarded, ProxyError> {
+        log: &mut AccessLog,
+    ) -> Result<Response<Incoming>, ProxyError> {
         let (mut parts, body) = request.into_parts();
 
         // 1. Only origin-form requests of a reverse proxy.
         routing::check_request(&parts.method, &parts.uri, parts.version)?;
 
-        // 2. Path checks, then tenant and upstream path, from the current route snapshot.
-        let routes = self.routes.load();
+        // 2. Path checks, then tenant and upstream path, from the current route snapshot (an
+        //    owned `Arc`: a borrowed guard must not live across the awaits below).
+        let routes = self.routes.load_full();
         let (tenant, upstream_uri) = {
             let route = routes.resolve(&parts.uri, &parts.headers)?;
             let uri = Uri::builder()
@@ -138,50 +153,66 @@ impl Proxy {
                 .map_err(|_| routing::PathError::NotAbsolute)?;
             (route.tenant, uri)
         };
-        *tenant_label = Some(tenant.name.clone());
+        log.tenant = Some(tenant.name.clone());
+        log.metrics = tenant.metrics.clone();
 
-        // 3. (inbound auth) and 4. (rate limits) slot in here.
+        // 3. (inbound auth slots in here.)
 
-        // 5. The tenant's token: a lock-free read once warm.
+        // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
+        let class = tenant.limits.class_of(upstream_uri.path());
+        tenant.limits.admit(class).await?;
+
+        // 5. The body: streamed, or kept when small so a 401 can be replayed.
+        let body = request_body(body, &parts.headers).await?;
+
+        // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token
+        //    goes out; then the headers: cleaned, token and request id set.
         let token = tenant.token.get().await?;
-
-        // 6. The upstream request: headers cleaned, token and request id set, body streamed
-        //    (or kept, when small, so a 401 can be replayed with a fresh token).
         headers::prepare_upstream(
             &mut parts.headers,
             routes.header(),
             token.authorization(),
             request_id,
         );
-        let body = request_body(body, &parts.headers).await?;
         let replay = body
             .try_clone()
             .map(|b| (parts.method.clone(), parts.headers.clone(), b));
         let request = build(parts.method, upstream_uri.clone(), parts.headers, body);
 
         // 7. Send; on 401 drop the token and, if the body allows, replay once with a fresh one.
-        let response = self.upstream.send(request).await?;
+        let response = self.send(&tenant, class, request).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(Forwarded { response });
+            return Ok(response);
         }
-        tenant.token.invalidate(&token);
-        let Some((method, mut headers, body)) = replay else {
-            return Ok(Forwarded { response });
+        let fresh_worthwhile = tenant.token.invalidate(&token);
+        let Some((method, mut headers, body)) = replay.filter(|_| fresh_worthwhile) else {
+            return Ok(response);
         };
         drop(response);
         let fresh = tenant.token.get().await?;
-        let mut auth = fresh.authorization().clone();
-        auth.set_sensitive(true);
-        headers.insert(header::AUTHORIZATION, auth);
+        headers.insert(header::AUTHORIZATION, fresh.authorization().clone());
         tracing::info!(
             tenant = &*tenant.name,
             "upstream answered 401; retrying once with a fresh token"
         );
-        let response = self
-            .upstream
-            .send(build(method, upstream_uri, headers, body))
-            .await?;
-        Ok(Forwarded { response })
+        self.send(&tenant, class, build(method, upstream_uri, headers, body))
+            .await
+    }
+
+    /// One upstream exchange; an upstream 429 pauses the tenant's route class.
+    async fn send(
+        &self,
+        tenant: &Tenant,
+        class: usize,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let response = self.upstream.send(request).await?;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            tenant
+                .limits
+                .upstream_throttled(class, response.headers().get(header::RETRY_AFTER));
+        }
+        Ok(response)
     }
 
     /// The tenants currently routed to, for admin and metrics.
@@ -200,8 +231,9 @@ fn build(method: Method, uri: Uri, headers: HeaderMap, body: RequestBody) -> Req
     request
 }
 
-/// Empty, kept (small, known length), or streamed.
-async fn request_body(body: Incoming, headers: &HeaderMap) -> Result<RequestBody, ProxyError> {
+/// Empty; kept whole when it turns out to be at most [`REPLAY_LIMIT`] (whatever the framing);
+/// else streamed, the part already read going first. A body declared larger is streamed at once.
+async fn request_body(mut body: Incoming, headers: &HeaderMap) -> Result<RequestBody, ProxyError> {
     if body.is_end_stream() {
         return Ok(RequestBody::Empty);
     }
@@ -209,15 +241,38 @@ async fn request_body(body: Incoming, headers: &HeaderMap) -> Result<RequestBody
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(len) if len <= REPLAY_LIMIT => {
-            let collected = Limited::new(body, REPLAY_LIMIT as usize)
-                .collect()
-                .await
-                .map_err(|_| RequestError::BodyRead)?;
-            let data: Bytes = collected.to_bytes();
-            Ok(RequestBody::Kept { data: Some(data) })
+    if declared.is_some_and(|len| len > REPLAY_LIMIT as u64) {
+        return Ok(RequestBody::Streamed { prefix: None, body });
+    }
+    let mut kept = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => {
+                return Ok(RequestBody::Kept {
+                    data: Some(kept.freeze()),
+                    trailers: None,
+                })
+            }
+            Some(Err(_)) => return Err(RequestError::BodyRead.into()),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    kept.extend_from_slice(&data);
+                    if kept.len() > REPLAY_LIMIT {
+                        let prefix: Bytes = kept.freeze();
+                        return Ok(RequestBody::Streamed {
+                            prefix: Some(prefix),
+                            body,
+                        });
+                    }
+                }
+                Err(frame) => {
+                    let trailers = frame.into_trailers().ok();
+                    return Ok(RequestBody::Kept {
+                        data: Some(kept.freeze()),
+                        trailers,
+                    });
+                }
+            },
         }
-        _ => Ok(RequestBody::Streamed { body }),
     }
 }

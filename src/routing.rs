@@ -12,6 +12,8 @@ use http::header::HeaderName;
 use http::{HeaderMap, Method, Uri, Version};
 
 use crate::error::ProxyError;
+use crate::metrics::TenantMetrics;
+use crate::ratelimit::TenantLimiter;
 use crate::token::TokenSlot;
 
 /// A path the proxy refuses to forward.
@@ -50,6 +52,10 @@ pub struct Tenant {
     pub id: Arc<str>,
     /// Token cache for the default API's scope.
     pub token: Arc<TokenSlot>,
+    /// This tenant's rate limits (per route class), queue and upstream pauses.
+    pub limits: Arc<TenantLimiter>,
+    /// This tenant's request counters.
+    pub metrics: Arc<TenantMetrics>,
 }
 
 /// Tenant lookup by name or id, plus the header and default-tenant rules.

@@ -22,6 +22,7 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::{ApiBase, Proxy};
+use crate::ratelimit::{RateLimitInitError, RateLimiter};
 use crate::routing::{RouteTable, Tenant};
 use crate::tls::TlsError;
 use crate::token::{TokenBroker, TokenInitError};
@@ -46,6 +47,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Token(#[from] TokenInitError),
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitInitError),
     #[error("cloud.api has no scheme or host")]
     ApiUrl,
     #[error("cannot bind {addr}: {source}")]
@@ -69,9 +72,14 @@ pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
     })
 }
 
-/// The tenants' route table; token slots come from the broker, so a rebuilt table (reload)
-/// keeps the tokens of tenants that did not change.
-pub fn route_table(config: &Config, broker: &TokenBroker) -> RouteTable {
+/// The tenants' route table. Token slots, limiters and counters come from registries keyed by
+/// tenant, so a rebuilt table (reload) keeps the state of tenants that did not change.
+pub fn route_table(
+    config: &Config,
+    broker: &TokenBroker,
+    limiter: &RateLimiter,
+    metrics: &Metrics,
+) -> RouteTable {
     let tenants = config
         .tenants
         .iter()
@@ -80,6 +88,8 @@ pub fn route_table(config: &Config, broker: &TokenBroker) -> RouteTable {
                 name: Arc::from(t.name.as_str()),
                 id: Arc::from(t.id.as_str()),
                 token: broker.slot(&t.id, &config.cloud.scope),
+                limits: limiter.tenant(&t.id, &t.rate_limit),
+                metrics: metrics.tenant(&t.name),
             })
         })
         .collect();
@@ -93,12 +103,15 @@ pub fn route_table(config: &Config, broker: &TokenBroker) -> RouteTable {
 /// Build the shared proxy state from a validated config.
 pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
     let broker = TokenBroker::new(&config.app, &config.cloud, &config.upstream)?;
+    let limiter = RateLimiter::new(&config.rate_limit)?;
+    let metrics = Arc::new(Metrics::default());
     let api = ApiBase::from_uri(&config.cloud.api).ok_or(StartError::ApiUrl)?;
     Ok(Arc::new(Proxy {
-        routes: ArcSwap::from_pointee(route_table(config, &broker)),
+        routes: ArcSwap::from_pointee(route_table(config, &broker, &limiter, &metrics)),
         upstream: Upstream::new(config)?,
         api,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
+        limiter,
     }))
 }
 

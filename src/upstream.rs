@@ -26,8 +26,8 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     pub enum RequestBody {
         Empty,
-        Kept { data: Option<Bytes> },
-        Streamed { #[pin] body: Incoming },
+        Kept { data: Option<Bytes>, trailers: Option<http::HeaderMap> },
+        Streamed { prefix: Option<Bytes>, #[pin] body: Incoming },
     }
 }
 
@@ -36,7 +36,10 @@ impl RequestBody {
     pub fn try_clone(&self) -> Option<RequestBody> {
         match self {
             RequestBody::Empty => Some(RequestBody::Empty),
-            RequestBody::Kept { data } => Some(RequestBody::Kept { data: data.clone() }),
+            RequestBody::Kept { data, trailers } => Some(RequestBody::Kept {
+                data: data.clone(),
+                trailers: trailers.clone(),
+            }),
             RequestBody::Streamed { .. } => None,
         }
     }
@@ -52,26 +55,43 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
             RequestBodyProj::Empty => Poll::Ready(None),
-            RequestBodyProj::Kept { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            RequestBodyProj::Streamed { body } => body.poll_frame(cx),
+            RequestBodyProj::Kept { data, trailers } => Poll::Ready(
+                data.take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .map(Ok),
+            ),
+            RequestBodyProj::Streamed { prefix, body } => match prefix.take() {
+                Some(first) => Poll::Ready(Some(Ok(Frame::data(first)))),
+                None => body.poll_frame(cx),
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
-            RequestBody::Kept { data } => data.is_none(),
-            RequestBody::Streamed { body } => body.is_end_stream(),
+            RequestBody::Kept { data, trailers } => data.is_none() && trailers.is_none(),
+            RequestBody::Streamed { prefix, body } => prefix.is_none() && body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
-            RequestBody::Kept { data } => {
+            RequestBody::Kept { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            RequestBody::Streamed { body } => body.size_hint(),
+            RequestBody::Streamed { prefix, body } => {
+                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let inner = body.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + extra);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
         }
     }
 }

@@ -226,7 +226,15 @@ async fn logs_have_one_access_line_per_request_and_no_secret_or_token() {
     }
     assert_eq!(access[0]["tenant"], "contoso");
     assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["complete"], true, "{}", access[0]);
+    assert!(access[0]["bytes"].as_u64().unwrap() > 100, "{}", access[0]);
+    assert_eq!(
+        access[0]["path"], "/contoso/api/incidents",
+        "no query in the log"
+    );
+    assert_eq!(access[1]["complete"], true);
     assert_eq!(access[2]["status"], 404);
+    assert_eq!(access[2]["tenant"], "-");
 
     // Nothing secret: not the app secret, not the client's key, not any token the API received.
     let joined = all.join("\n");

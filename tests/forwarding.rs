@@ -23,6 +23,7 @@ async fn client_credentials_tenant_header_and_hop_by_hop_never_reach_the_api() {
                TE: trailers\r\n\
                Proxy-Authorization: Basic abc\r\n\
                Upgrade: websocket\r\n\
+               Trailer: X-Checksum\r\n\
                X-End-To-End: kept\r\n\
                \r\n";
     let answer = raw_request(h.addr, req.as_bytes()).await;
@@ -33,8 +34,11 @@ async fn client_credentials_tenant_header_and_hop_by_hop_never_reach_the_api() {
     for gone in [
         "x-defender-tenant",
         "x-hop-secret",
+        "connection",
         "keep-alive",
         "te",
+        "trailer",
+        "transfer-encoding",
         "proxy-authorization",
         "upgrade",
     ] {
@@ -188,4 +192,39 @@ async fn slow_api_is_504_after_the_response_timeout() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(error_code(&body), "UpstreamTimeout");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn abandoned_request_is_still_logged_and_counted() {
+    let h = Harness::start().await;
+    h.sim
+        .set_api_delay(&h.tenant_id(support::CONTOSO), Duration::from_secs(30));
+    // The client gives up while the proxy waits for the API.
+    let gave_up = h
+        .http
+        .get(h.url("/contoso/api/incidents"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    // The proxy notices the closed connection and counts the request as 499 (client closed).
+    let metrics = format!("http://{}/metrics", h.admin);
+    let mut counted = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !counted && std::time::Instant::now() < deadline {
+        let text = h
+            .http
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        counted =
+            text.contains("defender_proxy_requests_total{tenant=\"contoso\",status=\"499\"} 1");
+        // Polling a condition (the disconnect is noticed asynchronously), not timing a step.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(counted, "the abandoned request was not counted");
 }

@@ -11,11 +11,13 @@
 //! or sits under a misspelled key cannot be judged on its meaning.
 //!
 //! Validation is split by section: [`app`] (credentials and the files they come from), [`cloud`]
-//! (URLs, trust roots, timeouts) and [`tenants`] (tenants and routing); this file holds the entry
-//! points, the problem list and the parts that span sections (listeners).
+//! (URLs, trust roots, timeouts), [`ratelimit`] (limits, route classes, the shared backend) and
+//! [`tenants`] (tenants and routing, each tenant's limits laid over `[rate_limit]`); this file
+//! holds the entry points, the problem list and the parts that span sections (listeners).
 
 mod app;
 mod cloud;
+mod ratelimit;
 mod tenants;
 #[cfg(test)]
 mod tests;
@@ -211,7 +213,8 @@ impl Validator<'_> {
         let cloud = self.cloud(raw.cloud);
         let upstream = self.upstream(raw.upstream);
         let routing = self.routing(raw.routing, &raw.tenants);
-        let tenants = self.tenants(raw.tenants);
+        let (rate_limit, global_limits) = self.rate_limit(raw.rate_limit);
+        let tenants = self.tenants(raw.tenants, &global_limits);
 
         match (listen_addr, admin_addr, app, cloud, upstream, routing) {
             (Some(listen), Some(admin), Some(app), Some(cloud), Some(upstream), Some(routing))
@@ -227,6 +230,7 @@ impl Validator<'_> {
                     cloud,
                     upstream,
                     routing,
+                    rate_limit,
                     tenants,
                 })
             }

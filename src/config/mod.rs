@@ -8,6 +8,7 @@ mod load;
 mod raw;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ pub struct Config {
     pub cloud: CloudConfig,
     pub upstream: UpstreamConfig,
     pub routing: RoutingConfig,
+    pub rate_limit: RateLimitConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -115,6 +117,86 @@ pub struct TenantConfig {
     pub name: String,
     /// The customer's tenant id, lower-case; must equal the token's `tid`.
     pub id: String,
+    /// This tenant's policy for the default route class: `[rate_limit]` with the tenant's own
+    /// `rate_limit = { ... }` keys laid over it (already merged).
+    pub rate_limit: LimitPolicy,
+}
+
+/// `[rate_limit]`: per-tenant limits, how to wait for them, and where their state lives.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// The global policy (built-in defaults with `[rate_limit]` keys laid over them).
+    pub defaults: LimitPolicy,
+    /// `[[rate_limit.route]]`: route classes with their own limits, matched by path prefix on the
+    /// upstream path, longest prefix first.
+    pub routes: Vec<RouteLimit>,
+    pub backend: LimitBackend,
+}
+
+/// Limits of one route class plus how over-limit requests are treated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitPolicy {
+    pub windows: Windows,
+    pub mode: LimitMode,
+    /// Longest a queued request may wait for its slot before it gets a 429.
+    pub max_wait: Duration,
+    /// Most requests that may wait per tenant and route class; more get a 429 at once.
+    pub max_queue: usize,
+}
+
+/// The two windows. `None` (configured as `0`) means no limit on that window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub per_minute: Option<NonZeroU32>,
+    pub per_hour: Option<NonZeroU32>,
+    /// Requests that may pass at once after a quiet spell (`burst`); `None`: derived from the
+    /// per-minute limit (see `ratelimit::gcra`).
+    pub burst: Option<NonZeroU32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitMode {
+    /// Over the limit: wait for a slot, first come first served (legacy tools don't retry).
+    Queue,
+    /// Over the limit: 429 at once.
+    Reject,
+}
+
+/// A `[[rate_limit.route]]` class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLimit {
+    /// Matched on whole path segments, ASCII case-insensitively, e.g. `/api/advancedhunting`.
+    pub path_prefix: String,
+    /// Only the windows the route sets; a window it leaves out is not limited for this class.
+    pub windows: Windows,
+}
+
+/// Where limiter state lives.
+#[derive(Debug, Clone)]
+pub enum LimitBackend {
+    /// In this process (the default; nothing to install).
+    Local,
+    /// Shared by every replica through Redis.
+    Redis(RedisBackendConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisBackendConfig {
+    /// `redis://host:port[/db]` (no password inline: that is `password`).
+    pub url: String,
+    /// From `backend_password = { env = ... } | { file = ... }`.
+    pub password: Option<SecretString>,
+    pub on_error: OnBackendError,
+    /// How many replicas share the limits; the local fallback allows `1/replicas` of each limit.
+    pub replicas: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBackendError {
+    /// Fall back to local limits divided by `replicas` (logged and counted).
+    Local,
+    /// Answer 429 while the backend is unreachable.
+    Reject,
 }
 
 /// Defaults live here and nowhere else.
@@ -129,6 +211,27 @@ pub mod defaults {
     pub const TENANT_HEADER: &str = "X-Defender-Tenant";
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Defender's documented limits for listing incidents, per app and customer tenant.
+    pub const PER_MINUTE: u32 = 50;
+    pub const PER_HOUR: u32 = 1500;
+    pub const MAX_WAIT: Duration = Duration::from_secs(30);
+    pub const MAX_QUEUE: usize = 200;
+}
+
+impl Default for LimitPolicy {
+    /// The built-in policy, before any `[rate_limit]` key: Defender's documented limits, queue mode.
+    fn default() -> Self {
+        LimitPolicy {
+            windows: Windows {
+                per_minute: NonZeroU32::new(defaults::PER_MINUTE),
+                per_hour: NonZeroU32::new(defaults::PER_HOUR),
+                burst: None,
+            },
+            mode: LimitMode::Queue,
+            max_wait: defaults::MAX_WAIT,
+            max_queue: defaults::MAX_QUEUE,
+        }
+    }
 }
 
 impl CloudConfig {

@@ -33,6 +33,8 @@ pub(crate) struct RawConfig {
     pub(crate) upstream: RawUpstream,
     #[serde(default)]
     pub(crate) routing: RawRouting,
+    #[serde(default)]
+    pub(crate) rate_limit: RawRateLimit,
     #[serde(default, rename = "tenant")]
     pub(crate) tenants: Vec<RawTenant>,
 }
@@ -110,6 +112,63 @@ pub(crate) struct RawRouting {
 pub(crate) struct RawTenant {
     pub(crate) name: Option<String>,
     pub(crate) id: Option<String>,
+    pub(crate) rate_limit: Option<RawLimitPolicy>,
+}
+
+/// The keys of a limit policy, as `[rate_limit]` and a tenant's `rate_limit = { ... }` write them.
+/// Numbers are `i64` (TOML's integer) so a negative or oversized value gets our own message.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimitPolicy {
+    pub(crate) per_minute: Option<i64>,
+    pub(crate) per_hour: Option<i64>,
+    pub(crate) burst: Option<i64>,
+    pub(crate) mode: Option<String>,
+    pub(crate) max_wait: Option<String>,
+    pub(crate) max_queue: Option<i64>,
+}
+
+/// `[rate_limit]`: the policy keys of [`RawLimitPolicy`] (repeated: `flatten` and
+/// `deny_unknown_fields` do not mix) plus the keys that exist only here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub(crate) per_minute: Option<i64>,
+    pub(crate) per_hour: Option<i64>,
+    pub(crate) burst: Option<i64>,
+    pub(crate) mode: Option<String>,
+    pub(crate) max_wait: Option<String>,
+    pub(crate) max_queue: Option<i64>,
+    pub(crate) backend: Option<String>,
+    pub(crate) backend_password: Option<RawSecret>,
+    pub(crate) on_backend_error: Option<String>,
+    pub(crate) replicas: Option<i64>,
+    #[serde(default, rename = "route")]
+    pub(crate) routes: Vec<RawRouteLimit>,
+}
+
+impl RawRateLimit {
+    /// The policy keys, moved out.
+    pub(crate) fn take_policy(&mut self) -> RawLimitPolicy {
+        RawLimitPolicy {
+            per_minute: self.per_minute.take(),
+            per_hour: self.per_hour.take(),
+            burst: self.burst.take(),
+            mode: self.mode.take(),
+            max_wait: self.max_wait.take(),
+            max_queue: self.max_queue.take(),
+        }
+    }
+}
+
+/// `[[rate_limit.route]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteLimit {
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) per_minute: Option<i64>,
+    pub(crate) per_hour: Option<i64>,
+    pub(crate) burst: Option<i64>,
 }
 
 const SECRET_KEYS: &[&str] = &["env", "file"];
@@ -233,8 +292,49 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
         ]),
     ),
     (
+        "rate_limit",
+        Shape::Table(&[
+            ("per_minute", Shape::Value),
+            ("per_hour", Shape::Value),
+            ("burst", Shape::Value),
+            ("mode", Shape::Value),
+            ("max_wait", Shape::Value),
+            ("max_queue", Shape::Value),
+            ("backend", Shape::Value),
+            (
+                "backend_password",
+                Shape::Table(&[("env", Shape::Value), ("file", Shape::Value)]),
+            ),
+            ("on_backend_error", Shape::Value),
+            ("replicas", Shape::Value),
+            (
+                "route",
+                Shape::Tables(&[
+                    ("path_prefix", Shape::Value),
+                    ("per_minute", Shape::Value),
+                    ("per_hour", Shape::Value),
+                    ("burst", Shape::Value),
+                ]),
+            ),
+        ]),
+    ),
+    (
         "tenant",
-        Shape::Tables(&[("name", Shape::Value), ("id", Shape::Value)]),
+        Shape::Tables(&[
+            ("name", Shape::Value),
+            ("id", Shape::Value),
+            (
+                "rate_limit",
+                Shape::Table(&[
+                    ("per_minute", Shape::Value),
+                    ("per_hour", Shape::Value),
+                    ("burst", Shape::Value),
+                    ("mode", Shape::Value),
+                    ("max_wait", Shape::Value),
+                    ("max_queue", Shape::Value),
+                ]),
+            ),
+        ]),
     ),
 ];
 
@@ -245,8 +345,49 @@ const NOT_YET: &[(&str, &str)] = &[
     ("client", "inbound authentication ([[client]])"),
     ("cors", "CORS ([cors])"),
     ("api", "more than one API ([[api]])"),
-    ("rate_limit", "rate limit settings ([rate_limit])"),
-    ("tenant.rate_limit", "per-tenant rate limits"),
+];
+
+/// Keys that exist, but elsewhere: said so rather than "unknown key". Paths are without `[i]`.
+const MISPLACED: &[(&str, &str)] = &[
+    (
+        "tenant.rate_limit.backend",
+        "`backend` is set only in [rate_limit]: limiter state lives in one place for every tenant",
+    ),
+    (
+        "tenant.rate_limit.backend_password",
+        "`backend_password` is set only in [rate_limit], next to `backend`",
+    ),
+    (
+        "tenant.rate_limit.on_backend_error",
+        "`on_backend_error` is set only in [rate_limit], next to `backend`",
+    ),
+    (
+        "tenant.rate_limit.replicas",
+        "`replicas` is set only in [rate_limit], next to `backend`",
+    ),
+    (
+        "tenant.rate_limit.route",
+        "`route` is set only in [rate_limit], as [[rate_limit.route]]; route classes apply to every tenant",
+    ),
+    (
+        "tenant.rate_limit.path_prefix",
+        "`path_prefix` belongs in a [[rate_limit.route]]; route classes apply to every tenant",
+    ),
+    (
+        "rate_limit.route.mode",
+        "a route sets only path_prefix, per_minute, per_hour and burst; `mode` comes from \
+         [rate_limit] or the tenant's rate_limit",
+    ),
+    (
+        "rate_limit.route.max_wait",
+        "a route sets only path_prefix, per_minute, per_hour and burst; `max_wait` comes from \
+         [rate_limit] or the tenant's rate_limit",
+    ),
+    (
+        "rate_limit.route.max_queue",
+        "a route sets only path_prefix, per_minute, per_hour and burst; `max_queue` comes from \
+         [rate_limit] or the tenant's rate_limit",
+    ),
 ];
 
 /// A TOML document reduced to what the walk needs: tables with spanned keys, arrays, and leaves.
@@ -378,9 +519,12 @@ fn walk(
         let (key_path, key_generic) = (join(path, key.get_ref()), join(generic, key.get_ref()));
         index.add(&key_path, key.span());
         let Some((_, shape)) = schema.iter().find(|(name, _)| name == key.get_ref()) else {
-            let message = match NOT_YET.iter().find(|(p, _)| *p == key_generic) {
-                Some((_, what)) => format!("not supported in this version: {what}"),
-                None => {
+            let not_yet = NOT_YET.iter().find(|(p, _)| *p == key_generic);
+            let misplaced = MISPLACED.iter().find(|(p, _)| *p == key_generic);
+            let message = match (not_yet, misplaced) {
+                (Some((_, what)), _) => format!("not supported in this version: {what}"),
+                (None, Some((_, why))) => (*why).to_owned(),
+                (None, None) => {
                     let names: Vec<&str> = schema.iter().map(|(name, _)| *name).collect();
                     format!(
                         "unknown key `{}`; expected one of: {}",

@@ -32,6 +32,7 @@ pub(crate) struct TokenInfo {
 
 /// Answers and records one API request.
 pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) -> Response<Body> {
+    let received_at = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let path_and_query = parts
         .uri
@@ -63,6 +64,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
         Err(_) => (0, support::sha256_hex(b"")),
     };
     shared.record_api(ApiRequestRecord {
+        received_at,
         version: parts.version,
         method: parts.method,
         path_and_query,

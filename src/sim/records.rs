@@ -49,6 +49,8 @@ pub struct TokenRequestRecord {
 /// `/_sim/` control endpoint), whatever its outcome, 401s included.
 #[derive(Debug, Clone)]
 pub struct ApiRequestRecord {
+    /// When the request's headers arrived (wall-clock monotonic time, for spacing assertions).
+    pub received_at: std::time::Instant,
     /// HTTP version the request arrived with (HTTP/2 when the client negotiated it by ALPN).
     pub version: http::Version,
     pub method: Method,

@@ -42,6 +42,9 @@ const TRANSIENT_MEMORY: Duration = Duration::from_secs(5);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// The usable deadline's margin before expiry is `min(this, lifetime / 10)`.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+/// An upstream that rejects every token (say, a wrong scope) must not turn each request into a
+/// token request: tokens are dropped on 401 at most this often.
+const INVALIDATE_EVERY: Duration = Duration::from_secs(10);
 
 type Outcome = Result<Arc<AccessToken>, TokenError>;
 
@@ -69,6 +72,12 @@ pub struct TokenSlot {
     /// Never held across an await.
     state: Mutex<State>,
     serial: AtomicU64,
+    /// Milliseconds after `epoch` before which requests past `refresh_at` need not ask for a
+    /// refresh (one runs, or a failed one is backing off): keeps them off the mutex.
+    refresh_gate: AtomicU64,
+    epoch: Instant,
+    /// When a token was last dropped after an upstream 401; at most one per [`INVALIDATE_EVERY`].
+    last_invalidation: Mutex<Option<Instant>>,
     refresh_ok: AtomicU64,
     refresh_failed: AtomicU64,
 }
@@ -133,6 +142,9 @@ impl TokenSlot {
             used: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             serial: AtomicU64::new(0),
+            refresh_gate: AtomicU64::new(0),
+            epoch: Instant::now(),
+            last_invalidation: Mutex::new(None),
             refresh_ok: AtomicU64::new(0),
             refresh_failed: AtomicU64::new(0),
         })
@@ -162,7 +174,9 @@ impl TokenSlot {
         {
             let current = self.current.load();
             if let Some(cached) = current.as_ref().filter(|c| now < c.usable_until) {
-                if now >= cached.refresh_at {
+                if now >= cached.refresh_at
+                    && self.ms(now) >= self.refresh_gate.load(Ordering::Relaxed)
+                {
                     self.refresh_in_background(now);
                 }
                 return Ok(cached.token.clone());
@@ -178,15 +192,33 @@ impl TokenSlot {
     }
 
     /// The upstream answered 401 to a request sent with `used`: drop it if it is still the current
-    /// token, so the next `get()` fetches a fresh one. A newer token is left alone.
-    pub fn invalidate(&self, used: &AccessToken) {
+    /// token, so the next `get()` fetches a fresh one. A newer token is left alone, and tokens are
+    /// dropped at most once per [`INVALIDATE_EVERY`]. Returns whether a fresh token is worth
+    /// asking for (the used one is gone).
+    pub fn invalidate(&self, used: &AccessToken) -> bool {
         let current = self.current.load();
-        if let Some(cached) = current.as_ref() {
-            if std::ptr::eq(Arc::as_ptr(&cached.token), used) {
-                self.current.compare_and_swap(&current, None);
-                tracing::info!(tenant_id = %self.tenant_id, fingerprint = used.fingerprint(), "token rejected upstream; dropped");
-            }
+        let Some(cached) = current.as_ref() else {
+            return true; // Already dropped by someone else: a fresh one comes next.
+        };
+        if !std::ptr::eq(Arc::as_ptr(&cached.token), used) {
+            return true; // Replaced meanwhile: the caller's next get() sees the newer token.
         }
+        let now = Instant::now();
+        {
+            let mut last = self
+                .last_invalidation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| now.saturating_duration_since(at) < INVALIDATE_EVERY) {
+                tracing::warn!(tenant_id = %self.tenant_id, fingerprint = used.fingerprint(),
+                    "upstream rejected a fresh token again; keeping it (wrong scope or missing permission?)");
+                return false;
+            }
+            *last = Some(now);
+        }
+        self.current.compare_and_swap(&current, None);
+        tracing::info!(tenant_id = %self.tenant_id, fingerprint = used.fingerprint(), "token rejected upstream; dropped");
+        true
     }
 
     /// Counters and the current token's remaining lifetime.
@@ -235,18 +267,34 @@ impl TokenSlot {
         Next::Wait(self.start_flight(&mut state))
     }
 
-    /// Start a refresh unless one runs or a failed one's backoff has not passed.
+    /// Start a refresh unless one runs, a failed one's backoff has not passed, or the token was
+    /// replaced since the caller looked (checked under the lock, so a refresh that just finished
+    /// does not start a second one).
     fn refresh_in_background(&self, now: Instant) {
         let mut state = self.lock();
-        if state.live_flight().is_some() || state.next_refresh.is_some_and(|t| now < t) {
+        if self.usable(now).is_some_and(|c| now < c.refresh_at) {
+            return;
+        }
+        if state.live_flight().is_some() {
+            return;
+        }
+        if let Some(t) = state.next_refresh.filter(|t| now < *t) {
+            self.refresh_gate.store(self.ms(t), Ordering::Relaxed);
             return;
         }
         drop(self.start_flight(&mut state));
     }
 
+    /// `at` as milliseconds after the slot's epoch, for the lock-free refresh gate.
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
     fn start_flight(&self, state: &mut State) -> watch::Receiver<Option<Outcome>> {
         let (tx, rx) = watch::channel(None);
         self.used.store(false, Ordering::Relaxed);
+        // Until the flight ends, requests past `refresh_at` have nothing to start.
+        self.refresh_gate.store(u64::MAX, Ordering::Relaxed);
         match self.me.upgrade() {
             Some(slot) => {
                 state.flight = Some(rx.clone());
@@ -311,6 +359,19 @@ impl TokenSlot {
     /// Install the flight's result and schedule what comes next.
     fn finish(&self, result: Result<Accepted, TokenError>) -> Outcome {
         let now = Instant::now();
+        // A token that arrives already past its usable deadline (a very short lifetime and a slow
+        // answer) is never handed out, not even to the callers waiting for it.
+        let result = result.and_then(|accepted| {
+            let margin = EXPIRY_MARGIN.min(accepted.lifetime / 10);
+            if accepted.token.expires_at() - margin <= now {
+                Err(TokenError::InvalidResponse {
+                    tenant_id: self.tenant_id.clone(),
+                    reason: super::InvalidResponse::Lifetime,
+                })
+            } else {
+                Ok(accepted)
+            }
+        });
         match result {
             Ok(accepted) => {
                 let token = Arc::new(accepted.token);
@@ -327,6 +388,7 @@ impl TokenSlot {
                 })));
                 let mut state = self.lock();
                 *state = State::default();
+                self.refresh_gate.store(0, Ordering::Relaxed);
                 self.schedule(refresh_at, serial);
                 Ok(token)
             }
@@ -352,6 +414,8 @@ impl TokenSlot {
                     };
                     let retry_at = now + backoff.max(retry_after(&error).unwrap_or_default());
                     state.next_refresh = Some(retry_at);
+                    self.refresh_gate
+                        .store(self.ms(retry_at), Ordering::Relaxed);
                     if retry_at < cached.usable_until {
                         self.schedule(retry_at, cached.serial);
                     }

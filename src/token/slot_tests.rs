@@ -482,6 +482,18 @@ async fn broker_keeps_one_slot_per_tenant_and_scope() {
     let once = broker.fetch_once(TENANT, SCOPE).await.unwrap();
     assert_eq!((once.tid(), fake.calls()), (TENANT, 1));
     assert!(!format!("{broker:?}").contains("Bearer"));
+    let token = a.get().await.unwrap();
+    let jwt = token
+        .authorization()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_owned();
+    assert!(
+        !format!("{a:?}").contains(&jwt),
+        "a slot's Debug never shows its token"
+    );
+    assert!(!format!("{token:?}").contains(&jwt));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -499,4 +511,67 @@ async fn single_flight_holds_across_threads() {
         seen.insert(task.await.unwrap().unwrap());
     }
     assert_eq!((fake.calls(), seen.len()), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_margin_is_capped_at_sixty_seconds() {
+    // An hour token is usable until 3540 s (margin min(60 s, 360 s)), not until 3240 s.
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let old = slot.get().await.unwrap();
+    fake.gate(); // every refresh from now on hangs
+    settle(secs(3539)).await;
+    let at = Instant::now();
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &old));
+    assert_eq!(
+        Instant::now(),
+        at,
+        "served at once, 1 s before the deadline"
+    );
+    settle(secs(2)).await; // 3541 s: past the deadline
+    let waiting = tokio::spawn({
+        let slot = slot.clone();
+        async move { slot.get().await }
+    });
+    settle(secs(5)).await;
+    assert!(
+        !waiting.is_finished(),
+        "past the deadline nothing is handed out"
+    );
+    fake.release();
+    assert!(!Arc::ptr_eq(&waiting.await.unwrap().unwrap(), &old));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_are_dropped_on_401_at_most_every_ten_seconds() {
+    let fake = Fake::new(hour);
+    let slot = slot(&fake);
+    let first = slot.get().await.unwrap();
+    assert!(slot.invalidate(&first));
+    let second = slot.get().await.unwrap();
+    assert_eq!(fake.calls(), 2);
+    // The fresh token is rejected too (say, a wrong scope): keep it, no token request storm.
+    assert!(!slot.invalidate(&second));
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &second));
+    assert_eq!(fake.calls(), 2);
+    settle(secs(10)).await;
+    assert!(slot.invalidate(&second));
+    slot.get().await.unwrap();
+    assert_eq!(fake.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_arriving_past_its_usable_deadline_is_not_handed_out() {
+    // 10 s lifetime: usable for 9 s after the request; the answer takes 9.5 s.
+    let fake = Fake::new(|| lasting(10));
+    fake.gate();
+    let slot = slot(&fake);
+    let waiting = tokio::spawn({
+        let slot = slot.clone();
+        async move { slot.get().await }
+    });
+    settle(Duration::from_millis(9500)).await;
+    fake.release();
+    let outcome = waiting.await.unwrap();
+    assert!(outcome.is_err(), "a stale token reached a caller");
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use defender_proxy::config::Config;
+use defender_proxy::config::{Config, LimitPolicy, Windows};
 use defender_proxy::dev::dev_config;
 use defender_proxy::proxy::Proxy;
 use defender_proxy::server::{self, Listeners};
@@ -42,6 +42,14 @@ impl Harness {
         let base = sim.base_url().to_string();
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut config = dev_config(&sim_config, &base, loopback, loopback);
+        // Tests of other features must not trip over Defender's limits; rate-limit tests set
+        // their own with `set_policy`.
+        let unlimited = Windows {
+            per_minute: None,
+            per_hour: None,
+            burst: None,
+        };
+        set_policy(&mut config, |p| p.windows = unlimited);
         tweak(&mut config);
         let data = TcpListener::bind(loopback).await.unwrap();
         let admin = TcpListener::bind(loopback).await.unwrap();
@@ -102,6 +110,14 @@ impl Harness {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// Change the rate-limit policy of `[rate_limit]` and of every tenant.
+pub fn set_policy(config: &mut Config, change: impl Fn(&mut LimitPolicy)) {
+    change(&mut config.rate_limit.defaults);
+    for tenant in &mut config.tenants {
+        change(&mut tenant.rate_limit);
     }
 }
 

@@ -30,7 +30,9 @@ impl Validator<'_> {
             );
         }
         let credential = match (raw.client_secret, raw.certificate) {
-            (Some(secret), None) => self.secret(secret).map(Credential::Secret),
+            (Some(secret), None) => self
+                .secret("app.client_secret", secret)
+                .map(Credential::Secret),
             (None, Some(cert)) => self.certificate(cert).map(Credential::Certificate),
             (Some(_), Some(_)) => {
                 self.problem(
@@ -54,8 +56,8 @@ impl Validator<'_> {
         })
     }
 
-    fn secret(&mut self, raw: RawSecret) -> Option<SecretString> {
-        const KEY: &str = "app.client_secret";
+    /// A secret from `{ env = ... }` or `{ file = ... }`, never inline; problems are put on `key`.
+    pub(super) fn secret(&mut self, key: &str, raw: RawSecret) -> Option<SecretString> {
         let value = match raw {
             RawSecret::Inline => Err(
                 "secrets are never written inline: use { env = \"...\" } or { file = \"...\" }"
@@ -100,7 +102,7 @@ impl Validator<'_> {
         match value {
             Ok(value) => Some(SecretString::from(value)),
             Err(message) => {
-                self.problem(KEY, message);
+                self.problem(key, message);
                 None
             }
         }

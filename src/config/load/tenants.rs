@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use http::header::HeaderName;
 
+use super::ratelimit::GlobalLimits;
 use super::{is_guid, Validator};
 use crate::config::raw::{RawRouting, RawTenant};
 use crate::config::{defaults, RoutingConfig, TenantConfig};
@@ -86,7 +87,12 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn tenants(&mut self, raw: Vec<RawTenant>) -> Vec<TenantConfig> {
+    /// The tenants, each with its rate-limit policy laid over `[rate_limit]`.
+    pub(super) fn tenants(
+        &mut self,
+        raw: Vec<RawTenant>,
+        limits: &GlobalLimits,
+    ) -> Vec<TenantConfig> {
         if raw.is_empty() {
             self.problem(
                 "tenant",
@@ -134,8 +140,17 @@ impl Validator<'_> {
                     );
                 }
             }
+            let rate_limit = self.tenant_limits(
+                &format!("tenant[{i}].rate_limit"),
+                limits,
+                tenant.rate_limit,
+            );
             if let (Some(name), Some(id)) = (name, id) {
-                tenants.push(TenantConfig { name, id });
+                tenants.push(TenantConfig {
+                    name,
+                    id,
+                    rate_limit,
+                });
             }
         }
         tenants

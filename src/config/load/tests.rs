@@ -11,6 +11,7 @@ use crate::config::raw::{self, RawConfig, SCHEMA};
 use crate::config::{defaults, Config, Credential, TokenEndpointVersion};
 
 mod credentials;
+mod ratelimit;
 
 const CLIENT: &str = "11111111-1111-1111-1111-111111111111";
 const CONTOSO: &str = "22222222-2222-2222-2222-222222222222";
@@ -149,9 +150,26 @@ response_timeout = "2s"
 [routing]
 tenant_header = "h"
 default_tenant = "t"
+[rate_limit]
+per_minute = 1
+per_hour = 2
+burst = 3
+mode = "m"
+max_wait = "w"
+max_queue = 4
+backend = "b"
+backend_password = { env = "A", file = "B" }
+on_backend_error = "e"
+replicas = 5
+[[rate_limit.route]]
+path_prefix = "p"
+per_minute = 6
+per_hour = 7
+burst = 8
 [[tenant]]
 name = "n"
 id = "i"
+rate_limit = { per_minute = 1, per_hour = 2, burst = 3, mode = "m", max_wait = "w", max_queue = 4 }
 "#;
     toml::from_str::<RawConfig>(full).expect("the structs accept every schema key");
     let (index, unknown) = raw::index(full).expect("walk");
@@ -195,18 +213,19 @@ fn unknown_key_is_named_with_its_line() {
 #[test]
 fn all_unknown_keys_are_reported_including_nested_and_documented_future_ones() {
     let text = format!(
-        "{APP}colour = \"red\"\n{TENANT}rate_limit = {{ per_minute = 10 }}\n\n[[client]]\nname = \"grafana\"\n\
-         [listen.tls]\ncert = \"x\"\n"
+        "{APP}colour = \"red\"\n{TENANT}rate_limit = {{ per_minute = 10, backend = \"redis://h\" }}\n\n\
+         [[client]]\nname = \"grafana\"\n[listen.tls]\ncert = \"x\"\n"
     );
     let problems = problems(&text);
     assert_eq!(problems.len(), 4, "{problems:#?}");
     assert_eq!(problem_on(&problems, "app.colour").line, Some(5));
-    let rate = problem_on(&problems, "tenant[0].rate_limit");
-    assert_eq!(rate.line, Some(10));
+    // A key that exists, but in [rate_limit] only, is named as such.
+    let backend = problem_on(&problems, "tenant[0].rate_limit.backend");
+    assert_eq!(backend.line, Some(10));
     assert!(
-        rate.message.contains("not supported in this version"),
+        backend.message.contains("only in [rate_limit]"),
         "{}",
-        rate.message
+        backend.message
     );
     assert!(problem_on(&problems, "client")
         .message
