@@ -29,6 +29,8 @@ pub enum PathError {
     Backslash,
     #[error("the path contains a percent-encoded '/' or NUL")]
     EncodedSeparator,
+    #[error("the path percent-encodes a character that needs no encoding (a letter, digit, '-', '.', '_' or '~')")]
+    EncodedUnreserved,
 }
 
 /// A request the proxy refuses to handle at all.
@@ -207,7 +209,27 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
             return Err(PathError::DotSegment);
         }
     }
+    // `%61dvancedhunting` is `advancedhunting` to the API but not to a prefix match: refusing
+    // needless escapes keeps route classes (and later allowlists) from being dodged.
+    if encodes_unreserved(path) {
+        return Err(PathError::EncodedUnreserved);
+    }
     Ok(())
+}
+
+/// A `%XX` escape of an RFC 3986 unreserved character.
+fn encodes_unreserved(path: &str) -> bool {
+    let hex = |b: u8| (b as char).to_digit(16);
+    path.as_bytes().windows(3).any(|w| {
+        if w[0] != b'%' {
+            return false;
+        }
+        let (Some(hi), Some(lo)) = (hex(w[1]), hex(w[2])) else {
+            return false;
+        };
+        let c = (hi * 16 + lo) as u8;
+        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+    })
 }
 
 fn first_segment(path: &str) -> &str {
@@ -286,6 +308,17 @@ mod tests {
         assert_eq!(check_path("/a%2fb"), Err(PathError::EncodedSeparator));
         assert_eq!(check_path("/a%00"), Err(PathError::EncodedSeparator));
         assert_eq!(check_path("*"), Err(PathError::NotAbsolute));
+        assert_eq!(
+            check_path("/api/%61dvancedhunting/run"),
+            Err(PathError::EncodedUnreserved)
+        );
+        assert_eq!(
+            check_path("/api/x%2Ejson"),
+            Err(PathError::EncodedUnreserved)
+        );
+        assert_eq!(check_path("/api/x%7e"), Err(PathError::EncodedUnreserved));
+        // Escapes that are needed stay allowed.
+        assert_eq!(check_path("/api/a%20b/%3F/%25"), Ok(()));
     }
 
     #[test]

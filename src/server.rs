@@ -146,6 +146,9 @@ pub async fn serve(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    if let Ok(addr) = listeners.admin.local_addr() {
+        tracing::info!(%addr, "admin listening");
+    }
     let admin_task = tokio::spawn(accept_loop(listeners.admin, stop_rx.clone(), move |req| {
         let admin = admin.clone();
         async move { Ok::<_, Infallible>(admin.handle(&req)) }

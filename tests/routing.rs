@@ -126,6 +126,7 @@ async fn path_attacks_are_400_and_not_forwarded() {
         "/contoso/api\\..\\x",
         "/contoso/api/%5c..%5cx",
         "/contoso/api/..%2f..%2fx",
+        "/contoso/api/%61dvancedhunting/run",
     ];
     for path in attacks {
         let req = format!("GET {path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n");

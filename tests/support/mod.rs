@@ -163,3 +163,88 @@ fn content_length(head: &str) -> Option<usize> {
 pub fn error_code(body: &serde_json::Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
+
+/// The proxy binary running as its own process, addresses read from its JSON logs.
+pub struct ProxyProcess {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    /// Every stderr line so far (a background task keeps reading).
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ProxyProcess {
+    /// Start `defender-proxy serve` on `config_text` (listen and admin on port 0), with `env`.
+    pub async fn spawn(config_text: &str, env: &[(&str, &str)]) -> ProxyProcess {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let dir = std::env::temp_dir().join(format!(
+            "defender-proxy-proc-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("proxy.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_defender-proxy"));
+        command
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&config);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || admin.is_none() {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+                .await
+                .expect("the proxy starts in time")
+                .unwrap()
+                .unwrap_or_else(|| panic!("proxy exited: {:#?}", log.lock().unwrap()));
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                let parsed = v["addr"].as_str().and_then(|a| a.parse().ok());
+                match v["message"].as_str() {
+                    Some("listening") => addr = parsed,
+                    Some("admin listening") => admin = parsed,
+                    _ => {}
+                }
+            }
+            log.lock().unwrap().push(line);
+        }
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        ProxyProcess {
+            child,
+            addr: addr.unwrap(),
+            admin: admin.unwrap(),
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A metric's value from `/metrics` (the first line starting with `series`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
