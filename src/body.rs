@@ -3,6 +3,7 @@
 //! Logging at the end of the body (not at the response headers) is what gives the access line
 //! its true byte count and duration, and records streams the client abandoned.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::inbound::{AuditEntry, AuditLog};
 use crate::metrics::TenantMetrics;
 
 pin_project_lite::pin_project! {
@@ -137,6 +139,11 @@ pub struct AccessLog {
     pub bytes: u64,
     /// The body reached its end (false: the client went away or the stream broke).
     pub complete: bool,
+    /// The identified `[[client]]`, when inbound authentication is on.
+    pub client: Option<Arc<str>>,
+    pub peer: Option<SocketAddr>,
+    /// Where the audit line goes, when `[audit]` is configured.
+    pub audit: Option<AuditLog>,
 }
 
 impl Drop for AccessLog {
@@ -154,7 +161,22 @@ impl Drop for AccessLog {
             bytes = self.bytes,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             complete = self.complete,
+            client = self.client.as_deref(),
             "request"
         );
+        if let Some(audit) = &self.audit {
+            audit.record(AuditEntry {
+                request_id: self.request_id.to_str().unwrap_or("-").to_owned(),
+                client: self.client.clone(),
+                peer: self.peer,
+                tenant: self.tenant.clone(),
+                method: self.method.clone(),
+                path: self.uri.path().to_owned(),
+                status: self.status,
+                bytes: self.bytes,
+                duration: elapsed,
+                complete: self.complete,
+            });
+        }
     }
 }

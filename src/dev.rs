@@ -9,9 +9,9 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    defaults, AdminConfig, AppConfig, CloudConfig, Config, Credential, LimitBackend, LimitPolicy,
-    ListenConfig, RateLimitConfig, RoutingConfig, TenantConfig, TokenEndpointVersion,
-    UpstreamConfig,
+    defaults, AdminConfig, AppConfig, CloudConfig, Config, CorsConfig, Credential, LimitBackend,
+    LimitPolicy, ListenConfig, ListenLimits, RateLimitConfig, RoutingConfig, TenantConfig,
+    TokenEndpointVersion, UpstreamConfig,
 };
 use crate::server::{self, Listeners};
 use crate::sim::{SimConfig, Simulator};
@@ -27,6 +27,8 @@ pub fn dev_config(
         listen: ListenConfig {
             addr: listen,
             allow_unauthenticated: false,
+            tls: None,
+            limits: ListenLimits::default(),
         },
         admin: AdminConfig { addr: admin },
         app: AppConfig {
@@ -64,6 +66,13 @@ pub fn dev_config(
                 rate_limit: LimitPolicy::default(),
             })
             .collect(),
+        clients: vec![],
+        cors: CorsConfig {
+            allowed_origins: vec![],
+            max_age: defaults::CORS_MAX_AGE,
+        },
+        audit: None,
+        warnings: vec![],
     }
 }
 

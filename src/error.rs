@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::inbound::{AuthError, Forbidden, ForeignOrigin};
 use crate::ratelimit::RateLimited;
 use crate::routing::{PathError, RequestError};
 use crate::token::TokenError;
@@ -26,6 +27,16 @@ pub enum ProxyError {
     Token(#[from] TokenError),
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    #[error("requests from the web origin '{}' are not allowed (see [cors] allowed_origins)", .0.0)]
+    ForeignOrigin(#[from] ForeignOrigin),
+    #[error("the request headers are larger than {0} bytes")]
+    HeadersTooLarge(usize),
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(u64),
     #[error("the Defender API could not be reached: {0}")]
     UpstreamUnavailable(#[source] UpstreamFailure),
     #[error("the Defender API did not answer in time: {0}")]
@@ -57,6 +68,10 @@ impl ProxyError {
             ProxyError::BadPath(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Token(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden(_) | ProxyError::ForeignOrigin(_) => StatusCode::FORBIDDEN,
+            ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -70,6 +85,10 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "BadRequest",
             ProxyError::Token(_) => "TokenUnavailable",
             ProxyError::RateLimited(_) => "RateLimited",
+            ProxyError::Unauthorized(_) => "Unauthorized",
+            ProxyError::Forbidden(_) | ProxyError::ForeignOrigin(_) => "Forbidden",
+            ProxyError::HeadersTooLarge(_) => "RequestHeadersTooLarge",
+            ProxyError::BodyTooLarge(_) => "RequestTooLarge",
             ProxyError::UpstreamUnavailable(_) => "UpstreamUnavailable",
             ProxyError::UpstreamTimeout(_) => "UpstreamTimeout",
         }
@@ -147,6 +166,22 @@ mod tests {
                 "UnknownTenant",
             ),
             (ProxyError::BadPath(PathError::DotSegment), 400, "BadPath"),
+            (
+                ProxyError::Unauthorized(AuthError::Missing),
+                401,
+                "Unauthorized",
+            ),
+            (
+                ProxyError::HeadersTooLarge(1024),
+                431,
+                "RequestHeadersTooLarge",
+            ),
+            (ProxyError::BodyTooLarge(1024), 413, "RequestTooLarge"),
+            (
+                ProxyError::ForeignOrigin(ForeignOrigin("https://x".into())),
+                403,
+                "Forbidden",
+            ),
             (
                 ProxyError::BadRequest(RequestError::Connect),
                 400,

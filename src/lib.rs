@@ -10,7 +10,11 @@
 //! - [`upstream`]: the pooled rustls client to the API, with timeouts.
 //! - [`error`]: `ProxyError` and its one mapping to a status and JSON body.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`]: the counters behind them.
-//! - [`server`]: listeners, connection serving, shutdown; [`tls`]: outbound TLS config.
+//! - [`ratelimit`]: per-tenant, per-route-class limits (GCRA), queueing, upstream pauses, Redis.
+//! - [`inbound`]: client TLS/mTLS, API keys and allowlists, CORS, the audit log, dev certificates.
+//! - [`listener`]: accepting connections: TLS handshakes, connection limit, idle, drain.
+//! - [`server`]: building the proxy from a config and running its listeners; [`tls`]: outbound
+//!   TLS config.
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
 
 pub mod admin;
@@ -19,12 +23,15 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod headers;
+pub mod inbound;
+pub mod listener;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod routing;
 pub mod server;
 pub mod sim;
+pub mod sniff;
 pub mod tls;
 pub mod token;
 pub mod upstream;

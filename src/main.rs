@@ -51,11 +51,24 @@ enum Command {
     Simulate {
         #[arg(long, default_value = "127.0.0.1:8090")]
         addr: SocketAddr,
+        /// Generated tenants (`tenant-00001`...) besides contoso and fabrikam, for benchmarks.
+        #[arg(long, default_value_t = 0)]
+        extra_tenants: usize,
+        /// Don't enforce Defender's per-tenant limits (for load tests).
+        #[arg(long)]
+        no_limits: bool,
     },
     /// Parse and validate the config; print every problem.
     Validate {
         #[arg(long, env = "DEFENDER_PROXY_CONFIG")]
         config: PathBuf,
+    },
+    /// Make a new random client key; print it and the `key_sha256` to put in the config.
+    HashKey,
+    /// Certificate helpers.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
     },
     /// Print each tenant's admin-consent link.
     ConsentUrl {
@@ -63,6 +76,16 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Write a dev CA, a localhost server certificate and a client certificate (for trying TLS
+    /// and mTLS; not for production).
+    Dev {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -80,8 +103,48 @@ fn main() -> ExitCode {
     };
     init_logging(cli.log_format);
     match cli.command {
+        Command::HashKey => {
+            let (key, hash) = defender_proxy::inbound::auth::hash_key();
+            println!("key:        {key}");
+            println!("key_sha256: {hash}");
+            eprintln!("Give the key to the client (Authorization: Bearer <key> or X-Api-Key); put only key_sha256 in the config.");
+            ExitCode::SUCCESS
+        }
+        Command::Certs {
+            command: CertsCommand::Dev { out },
+        } => match defender_proxy::inbound::certs::write_dev_certs(&out) {
+            Ok(certs) => {
+                println!("wrote to {}:", out.display());
+                for (what, path) in [
+                    (
+                        "dev CA (client_ca, and the CA clients trust)",
+                        &certs.ca_cert,
+                    ),
+                    (
+                        "server certificate for localhost ([listen.tls] cert)",
+                        &certs.server_cert,
+                    ),
+                    ("server key ([listen.tls] key)", &certs.server_key),
+                    (
+                        "client certificate (cert_subject = \"dev-client\")",
+                        &certs.client_cert,
+                    ),
+                    ("client key", &certs.client_key),
+                ] {
+                    println!("  {:<55} {}", what, path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("defender-proxy: {err}");
+                ExitCode::from(1)
+            }
+        },
         Command::Validate { config } => match config::load_file(&config) {
             Ok(cfg) => {
+                for warning in &cfg.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 println!("{}: ok ({} tenants)", config.display(), cfg.tenants.len());
                 ExitCode::SUCCESS
             }
@@ -135,11 +198,17 @@ fn main() -> ExitCode {
             admin,
             ..
         } => runtime_result(run_async(dev::run(listen, admin, shutdown_signal()))),
-        Command::Simulate { addr } => runtime_result(run_async(async move {
+        Command::Simulate {
+            addr,
+            extra_tenants,
+            no_limits,
+        } => runtime_result(run_async(async move {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot bind {addr}"))?;
-            let simulator = sim::Simulator::new(sim::SimConfig::demo());
+            let mut sim_config = sim::SimConfig::demo_with_tenants(extra_tenants);
+            sim_config.enforce_limits = !no_limits;
+            let simulator = sim::Simulator::new(sim_config);
             eprintln!("simulator on http://{addr} (token endpoint /{{tenant}}/oauth2/v2.0/token, API /api/...)");
             simulator.serve(listener, shutdown_signal()).await?;
             Ok(())

@@ -16,6 +16,8 @@ use tracing::Instrument as _;
 use crate::body::{AccessLog, ResponseBody};
 use crate::error::{ProxyError, UpstreamFailure};
 use crate::headers;
+use crate::inbound::{self, AuditLog};
+use crate::listener::{ConnInfo, ListenOptions};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::ratelimit::RateLimiter;
 use crate::routing::{self, RequestError, RouteTable, Tenant};
@@ -51,11 +53,20 @@ pub struct Proxy {
     pub api: ApiBase,
     pub metrics: Arc<Metrics>,
     pub limiter: RateLimiter,
+    /// Clients, CORS and request limits; swapped whole on reload.
+    pub inbound: ArcSwap<inbound::Policy>,
+    pub audit: Option<AuditLog>,
+    /// How the data listener serves connections (limits, TLS acceptor).
+    pub listen: ListenOptions,
 }
 
 impl Proxy {
     /// Answer one client request. Never fails: errors become their contract response here.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Response<ResponseBody> {
         let request_id = headers::request_id(request.headers());
         // Made before anything is awaited: if the client goes away mid-way, dropping this future
         // drops the log, which still writes its line (status 499) and counts the request.
@@ -69,13 +80,29 @@ impl Proxy {
             status: CLIENT_CLOSED,
             bytes: 0,
             complete: false,
+            client: None,
+            peer: Some(conn.peer),
+            audit: self.audit.clone(),
         };
+        let policy = self.inbound.load_full();
+        // Browsers: preflights are answered here (they carry no credentials); the Origin is kept
+        // to decorate the response.
+        if let Some(preflight) = policy.cors.preflight(request.method(), request.headers()) {
+            let (mut parts, ()) = preflight.into_parts();
+            parts
+                .headers
+                .insert(headers::REQUEST_ID.clone(), request_id);
+            log.status = parts.status.as_u16();
+            return Response::from_parts(parts, ResponseBody::full(Bytes::new(), Some(log)));
+        }
+        let origin = request.headers().get(header::ORIGIN).cloned();
+
         let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("-"));
         let result = self
-            .handle_inner(request, &request_id, &mut log)
+            .handle_inner(request, &conn, &policy, &request_id, &mut log)
             .instrument(span)
             .await;
-        match result {
+        let mut response = match result {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 headers::prepare_downstream(&mut parts.headers, &request_id);
@@ -101,7 +128,15 @@ impl Proxy {
                 h.insert(headers::REQUEST_ID.clone(), request_id);
                 response
             }
+        };
+        if let Some(origin) = origin {
+            let mut request_headers = HeaderMap::with_capacity(1);
+            request_headers.insert(header::ORIGIN, origin);
+            policy
+                .cors
+                .decorate(&request_headers, response.headers_mut());
         }
+        response
     }
 
     fn note_error(&self, err: &ProxyError, log: &AccessLog) {
@@ -118,7 +153,12 @@ impl Proxy {
             | ProxyError::NoTenant(_)
             | ProxyError::BadPath(_)
             | ProxyError::BadRequest(_)
-            | ProxyError::RateLimited(_) => return,
+            | ProxyError::RateLimited(_)
+            | ProxyError::Unauthorized(_)
+            | ProxyError::Forbidden(_)
+            | ProxyError::ForeignOrigin(_)
+            | ProxyError::HeadersTooLarge(_)
+            | ProxyError::BodyTooLarge(_) => return,
         };
         log.metrics.record_upstream_error(kind);
         tracing::warn!(
@@ -132,13 +172,24 @@ impl Proxy {
     async fn handle_inner(
         &self,
         request: Request<Incoming>,
+        conn: &ConnInfo,
+        policy: &inbound::Policy,
         request_id: &HeaderValue,
         log: &mut AccessLog,
     ) -> Result<Response<Incoming>, ProxyError> {
         let (mut parts, body) = request.into_parts();
 
-        // 1. Only origin-form requests of a reverse proxy.
+        // 1. Only origin-form requests of a reverse proxy, of sane size, with one clear length,
+        //    and not from a web page that may not use the proxy.
         routing::check_request(&parts.method, &parts.uri, parts.version)?;
+        if routing::header_bytes(&parts.headers) > policy.max_header_bytes {
+            return Err(ProxyError::HeadersTooLarge(policy.max_header_bytes));
+        }
+        routing::check_length(&parts.headers)?;
+        if parts.version < Version::HTTP_2 && conn.ambiguous_length() {
+            return Err(RequestError::AmbiguousLength.into());
+        }
+        policy.cors.check_origin(&parts.headers)?;
 
         // 2. Path checks, then tenant and upstream path, from the current route snapshot (an
         //    owned `Arc`: a borrowed guard must not live across the awaits below).
@@ -156,14 +207,22 @@ impl Proxy {
         log.tenant = Some(tenant.name.clone());
         log.metrics = tenant.metrics.clone();
 
-        // 3. (inbound auth slots in here.)
+        // 3. Who is calling, and may it use this tenant with this method? Its key goes no further.
+        let client = policy
+            .clients
+            .identify(&parts.headers, conn.identity.as_ref())?;
+        if let Some(client) = &client {
+            log.client = Some(client.name.clone());
+            client.may_use(&tenant.name, &parts.method)?;
+        }
+        inbound::auth::strip_credentials(&mut parts.headers);
 
         // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
         let class = tenant.limits.class_of(upstream_uri.path());
         tenant.limits.admit(class).await?;
 
         // 5. The body: streamed, or kept when small so a 401 can be replayed.
-        let body = request_body(body, &parts.headers).await?;
+        let body = request_body(body, &parts.headers, policy.max_body_bytes).await?;
 
         // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token
         //    goes out; then the headers: cleaned, token and request id set.
@@ -233,7 +292,13 @@ fn build(method: Method, uri: Uri, headers: HeaderMap, body: RequestBody) -> Req
 
 /// Empty; kept whole when it turns out to be at most [`REPLAY_LIMIT`] (whatever the framing);
 /// else streamed, the part already read going first. A body declared larger is streamed at once.
-async fn request_body(mut body: Incoming, headers: &HeaderMap) -> Result<RequestBody, ProxyError> {
+/// With `limit`, a declared length over it is refused at once (413), and so is a body without one
+/// that passes the limit while being kept; a longer streamed body is cut off upstream.
+async fn request_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: Option<u64>,
+) -> Result<RequestBody, ProxyError> {
     if body.is_end_stream() {
         return Ok(RequestBody::Empty);
     }
@@ -241,6 +306,11 @@ async fn request_body(mut body: Incoming, headers: &HeaderMap) -> Result<Request
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    if let (Some(limit), Some(len)) = (limit, declared) {
+        if len > limit {
+            return Err(ProxyError::BodyTooLarge(limit));
+        }
+    }
     if declared.is_some_and(|len| len > REPLAY_LIMIT as u64) {
         return Ok(RequestBody::Streamed { prefix: None, body });
     }
@@ -257,6 +327,9 @@ async fn request_body(mut body: Incoming, headers: &HeaderMap) -> Result<Request
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     kept.extend_from_slice(&data);
+                    if let Some(limit) = limit.filter(|l| kept.len() as u64 > *l) {
+                        return Err(ProxyError::BodyTooLarge(limit));
+                    }
                     if kept.len() > REPLAY_LIMIT {
                         let prefix: Bytes = kept.freeze();
                         return Ok(RequestBody::Streamed {

@@ -44,6 +44,8 @@ pub enum RequestError {
     TenantHeaderEncoding,
     #[error("the request body could not be read")]
     BodyRead,
+    #[error("the request has both Content-Length and Transfer-Encoding, or several Content-Lengths: its length is ambiguous")]
+    AmbiguousLength,
 }
 
 /// One configured tenant as the hot path sees it.
@@ -167,6 +169,24 @@ impl RouteTable {
 /// Refuse what a reverse proxy must not handle: CONNECT, and absolute-form targets
 /// (`GET http://host/ HTTP/1.1`). HTTP/2 always carries scheme and authority, so only
 /// HTTP/1.x targets are judged by their form.
+/// Request smuggling guard: a length given twice (or two ways) may be read differently by the
+/// next hop, so such requests are refused rather than normalised.
+pub fn check_length(headers: &HeaderMap) -> Result<(), RequestError> {
+    let lengths = headers.get_all(http::header::CONTENT_LENGTH).iter().count();
+    if lengths > 1 || (lengths == 1 && headers.contains_key(http::header::TRANSFER_ENCODING)) {
+        return Err(RequestError::AmbiguousLength);
+    }
+    Ok(())
+}
+
+/// Bytes of the header block as received (names, values and their separators).
+pub fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
 pub fn check_request(method: &Method, uri: &Uri, version: Version) -> Result<(), RequestError> {
     if method == Method::CONNECT {
         return Err(RequestError::Connect);

@@ -4,22 +4,20 @@
 //! binary binds the configured addresses. On shutdown the listeners stop accepting, `/readyz`
 //! turns 503, and open connections get a bounded grace period to finish.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::config::ListenLimits;
+use crate::inbound::{self, AuditLog, ServerTlsError, TlsAcceptor};
+use crate::listener::{accept_loop, ListenOptions};
 use crate::metrics::Metrics;
 use crate::proxy::{ApiBase, Proxy};
 use crate::ratelimit::{RateLimitInitError, RateLimiter};
@@ -28,8 +26,6 @@ use crate::tls::TlsError;
 use crate::token::{TokenBroker, TokenInitError};
 use crate::upstream::Upstream;
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open connections may finish after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -49,6 +45,10 @@ pub enum StartError {
     Token(#[from] TokenInitError),
     #[error(transparent)]
     RateLimit(#[from] RateLimitInitError),
+    #[error(transparent)]
+    ServerTls(#[from] ServerTlsError),
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[source] std::io::Error),
     #[error("cloud.api has no scheme or host")]
     ApiUrl,
     #[error("cannot bind {addr}: {source}")]
@@ -106,12 +106,29 @@ pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
     let limiter = RateLimiter::new(&config.rate_limit)?;
     let metrics = Arc::new(Metrics::default());
     let api = ApiBase::from_uri(&config.cloud.api).ok_or(StartError::ApiUrl)?;
+    let tls = match &config.listen.tls {
+        Some(tls) => Some(Arc::new(TlsAcceptor::new(inbound::tls::server_config(
+            tls,
+        )?))),
+        None => None,
+    };
+    let audit = match &config.audit {
+        Some(target) => Some(AuditLog::open(target).map_err(StartError::Audit)?),
+        None => None,
+    };
     Ok(Arc::new(Proxy {
         routes: ArcSwap::from_pointee(route_table(config, &broker, &limiter, &metrics)),
         upstream: Upstream::new(config)?,
         api,
         metrics,
         limiter,
+        inbound: ArcSwap::from_pointee(inbound::Policy::from_config(config)),
+        audit,
+        listen: ListenOptions {
+            limits: config.listen.limits.clone(),
+            tls,
+            grace: SHUTDOWN_GRACE,
+        },
     }))
 }
 
@@ -127,6 +144,9 @@ pub async fn run(
             "listening off loopback without inbound authentication (allow_unauthenticated = true): \
              anyone who can reach this address acts as the app in every configured tenant"
         );
+    }
+    for warning in &config.warnings {
+        tracing::warn!("config: {warning}");
     }
     let proxy = build_proxy(&config)?;
     serve(proxy, listeners, shutdown).await;
@@ -149,18 +169,34 @@ pub async fn serve(
     if let Ok(addr) = listeners.admin.local_addr() {
         tracing::info!(%addr, "admin listening");
     }
-    let admin_task = tokio::spawn(accept_loop(listeners.admin, stop_rx.clone(), move |req| {
-        let admin = admin.clone();
-        async move { Ok::<_, Infallible>(admin.handle(&req)) }
-    }));
+    // The admin port takes few, plain connections.
+    let admin_options = ListenOptions {
+        limits: ListenLimits {
+            max_connections: 64,
+            ..ListenLimits::default()
+        },
+        tls: None,
+        grace: proxy.listen.grace,
+    };
+    let admin_task = tokio::spawn(accept_loop(
+        listeners.admin,
+        stop_rx.clone(),
+        admin_options,
+        move |req, _conn| {
+            let response = admin.handle(&req);
+            async move { response }
+        },
+    ));
     let data = listeners.data;
     if let Ok(addr) = data.local_addr() {
-        tracing::info!(%addr, "listening");
+        tracing::info!(%addr, tls = proxy.listen.tls.is_some(), "listening");
     }
     ready.store(true, Ordering::Release);
-    let data_task = tokio::spawn(accept_loop(data, stop_rx, move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req).await) }
+    let options = proxy.listen.clone();
+    let data_proxy = proxy.clone();
+    let data_task = tokio::spawn(accept_loop(data, stop_rx, options, move |req, conn| {
+        let proxy = data_proxy.clone();
+        async move { proxy.handle(req, conn).await }
     }));
 
     shutdown.await;
@@ -169,58 +205,12 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = data_task.await;
     let _ = admin_task.await;
-}
-
-/// Accept connections and serve each with `handler` (HTTP/1.1, or HTTP/2 with prior knowledge),
-/// until `stop` flips; then give open connections [`SHUTDOWN_GRACE`] to finish.
-async fn accept_loop<H, F>(listener: TcpListener, mut stop: watch::Receiver<bool>, handler: H)
-where
-    H: Fn(http::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Result<http::Response<crate::body::ResponseBody>, Infallible>>
-        + Send
-        + 'static,
-{
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service_fn(handler))
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(err) = conn.await {
-                        tracing::debug!(%peer, error = %err, "connection ended with an error");
-                    }
-                });
-            }
+    if let Some(audit) = &proxy.audit {
+        if tokio::time::timeout(Duration::from_secs(5), audit.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit log not flushed within 5 s");
         }
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace period over; closing remaining connections");
     }
 }

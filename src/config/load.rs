@@ -11,12 +11,18 @@
 //! or sits under a misspelled key cannot be judged on its meaning.
 //!
 //! Validation is split by section: [`app`] (credentials and the files they come from), [`cloud`]
-//! (URLs, trust roots, timeouts), [`ratelimit`] (limits, route classes, the shared backend) and
-//! [`tenants`] (tenants and routing, each tenant's limits laid over `[rate_limit]`); this file
-//! holds the entry points, the problem list and the parts that span sections (listeners).
+//! (URLs, trust roots, timeouts), [`ratelimit`] (limits, route classes, the shared backend),
+//! [`tenants`] (tenants and routing, each tenant's limits laid over `[rate_limit]`), [`listen`]
+//! (the client listener: limits, TLS) and [`inbound`] (clients, CORS, audit); this file holds the
+//! entry points, the problem list and the checks that span sections.
+//!
+//! Findings that do not stop the proxy (a secret file others can read) are collected as warnings
+//! in [`Config::warnings`].
 
 mod app;
 mod cloud;
+mod inbound;
+mod listen;
 mod ratelimit;
 mod tenants;
 #[cfg(test)]
@@ -27,7 +33,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::raw::{self, KeyIndex, RawConfig};
-use super::{defaults, AdminConfig, Config, ListenConfig};
+use super::{defaults, AdminConfig, ClientCredential, Config};
+use listen::InboundAuth;
 
 /// One thing wrong with the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,10 +80,17 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
-    /// True when clients reach the proxy on a non-loopback address without authenticating (the
-    /// operator set `allow_unauthenticated`); the server logs a warning at start.
+    /// True when clients reach the proxy on a non-loopback address without authenticating: no
+    /// `[[client]]` and no mTLS, so only `allow_unauthenticated` let it start. The server logs a
+    /// warning at start.
     pub fn insecure_listener(&self) -> bool {
         !is_loopback_ip(self.listen.addr.ip())
+            && self.clients.is_empty()
+            && self
+                .listen
+                .tls
+                .as_ref()
+                .is_none_or(|tls| tls.client_ca.is_none())
     }
 }
 
@@ -107,6 +121,7 @@ pub fn parse_str(
         base: origin.parent().map(Path::to_path_buf).unwrap_or_default(),
         env,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     for key in &unknown {
         v.push(key.path.clone(), Some(key.offset), key.message.clone());
@@ -139,6 +154,8 @@ struct Validator<'a> {
     base: PathBuf,
     env: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<Problem>,
+    /// Non-fatal findings, each starting with its key: `app.client_secret: ...`.
+    warnings: Vec<String>,
 }
 
 impl Validator<'_> {
@@ -183,25 +200,12 @@ impl Validator<'_> {
         }
     }
 
-    fn validate(mut self, raw: RawConfig) -> Result<Config, ConfigErrors> {
-        let listen_addr = self.socket_addr("listen.addr", raw.listen.addr, defaults::LISTEN_ADDR);
+    fn validate(mut self, mut raw: RawConfig) -> Result<Config, ConfigErrors> {
+        let listen_addr =
+            self.socket_addr("listen.addr", raw.listen.addr.take(), defaults::LISTEN_ADDR);
         let admin_addr = self.socket_addr("admin.addr", raw.admin.addr, defaults::ADMIN_ADDR);
-        let allow_unauthenticated = raw.listen.allow_unauthenticated.unwrap_or(false);
+        // Port 0 twice is two different ephemeral ports (tests), not a clash.
         if let Some(listen) = listen_addr {
-            // No [[client]] support yet, so nothing authenticates clients: off loopback, anyone
-            // who reaches the port could use every tenant's token.
-            if !is_loopback_ip(listen.ip()) && !allow_unauthenticated {
-                self.problem(
-                    "listen.addr",
-                    format!(
-                        "{listen} is not a loopback address and no inbound authentication is \
-                         configured, so anyone who can reach it could call every tenant's API; \
-                         listen on loopback, or set allow_unauthenticated = true in [listen] to \
-                         accept that"
-                    ),
-                );
-            }
-            // Port 0 twice is two different ephemeral ports (tests), not a clash.
             if admin_addr == Some(listen) && listen.port() != 0 {
                 self.problem(
                     "admin.addr",
@@ -209,22 +213,60 @@ impl Validator<'_> {
                 );
             }
         }
+        let client_ca = raw
+            .listen
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca.is_some());
+        let auth = InboundAuth {
+            clients: !raw.clients.is_empty(),
+        };
+        let listen = self.listen(raw.listen, listen_addr, auth);
         let app = self.app(raw.app);
         let cloud = self.cloud(raw.cloud);
         let upstream = self.upstream(raw.upstream);
         let routing = self.routing(raw.routing, &raw.tenants);
+        let clients = self.clients(raw.clients, &raw.tenants, client_ca);
+        let cors = self.cors(raw.cors);
+        let audit = self.audit(raw.audit);
         let (rate_limit, global_limits) = self.rate_limit(raw.rate_limit);
         let tenants = self.tenants(raw.tenants, &global_limits);
 
-        match (listen_addr, admin_addr, app, cloud, upstream, routing) {
-            (Some(listen), Some(admin), Some(app), Some(cloud), Some(upstream), Some(routing))
-                if self.problems.is_empty() =>
-            {
+        match (
+            listen, admin_addr, app, cloud, upstream, routing, cors, audit,
+        ) {
+            (
+                Some(listen),
+                Some(admin),
+                Some(app),
+                Some(cloud),
+                Some(upstream),
+                Some(routing),
+                Some(cors),
+                Some(audit),
+            ) if self.problems.is_empty() => {
+                let keys_in_clear = listen.tls.is_none()
+                    && !is_loopback_ip(listen.addr.ip())
+                    && clients
+                        .iter()
+                        .any(|c| matches!(c.credential, ClientCredential::KeySha256(_)));
+                if keys_in_clear {
+                    self.warnings.push(format!(
+                        "listen.addr: clients send their keys over plain HTTP on {}; anyone on \
+                         the network path can read them: set [listen.tls]",
+                        listen.addr
+                    ));
+                }
+                if !cors.allowed_origins.is_empty() && clients.is_empty() {
+                    self.warnings.push(
+                        "cors.allowed_origins: no [[client]] authenticates requests, so scripts \
+                         on these origins can call every tenant's API from any browser that can \
+                         reach the proxy"
+                            .to_owned(),
+                    );
+                }
                 Ok(Config {
-                    listen: ListenConfig {
-                        addr: listen,
-                        allow_unauthenticated,
-                    },
+                    listen,
                     admin: AdminConfig { addr: admin },
                     app,
                     cloud,
@@ -232,6 +274,10 @@ impl Validator<'_> {
                     routing,
                     rate_limit,
                     tenants,
+                    clients,
+                    cors,
+                    audit,
+                    warnings: self.warnings,
                 })
             }
             _ => {

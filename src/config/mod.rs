@@ -28,6 +28,14 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub rate_limit: RateLimitConfig,
     pub tenants: Vec<TenantConfig>,
+    /// `[[client]]`; empty: no inbound authentication (loopback only, unless opted out).
+    pub clients: Vec<ClientConfig>,
+    pub cors: CorsConfig,
+    /// `[audit] file = PATH | "-"`; `None`: no audit log (the access log still runs).
+    pub audit: Option<AuditTarget>,
+    /// Non-fatal findings (e.g. a secret file readable by others), logged at start and printed
+    /// by `validate`.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +43,93 @@ pub struct ListenConfig {
     pub addr: SocketAddr,
     /// Operator's explicit opt-in to a non-loopback listener without inbound authentication.
     pub allow_unauthenticated: bool,
+    /// `[listen.tls]`: HTTPS for clients, and mTLS with `client_ca`.
+    pub tls: Option<ServerTlsConfig>,
+    /// Request hardening limits (all `[listen]` keys).
+    pub limits: ListenLimits,
+}
+
+/// `[listen.tls]`. Paths only: the files are read when the TLS config is built (at start and on
+/// every reload), so rotated certificates are picked up without a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA that client certificates must chain to; when set, clients without one are refused at
+    /// the handshake.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// What a client connection may cost the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenLimits {
+    /// `max_header_bytes`: request line plus headers; larger is 431 (HTTP/1.1).
+    pub max_header_bytes: usize,
+    /// `header_timeout`: time to send the request headers; slower connections are closed.
+    pub header_timeout: Duration,
+    /// `idle_timeout`: a keep-alive connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// `max_connections`: open client connections at most.
+    pub max_connections: usize,
+    /// `on_max_connections`: what happens to connections beyond `max_connections`.
+    pub on_max_connections: ConnectionOverflow,
+    /// `max_body_bytes`: request bodies larger than this are 413; `None` (configured as 0): no limit.
+    pub max_body_bytes: Option<u64>,
+    /// `h2_max_concurrent_streams`.
+    pub h2_max_concurrent_streams: u32,
+    /// `h2_max_header_list_size`.
+    pub h2_max_header_list_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionOverflow {
+    /// Accept and close at once.
+    Refuse,
+    /// Leave them in the kernel's accept queue until a connection closes.
+    Queue,
+}
+
+/// A `[[client]]`: who may use the proxy, for which tenants and methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub name: String,
+    pub credential: ClientCredential,
+    pub tenants: TenantAllow,
+    /// `None`: every method.
+    pub methods: Option<Vec<http::Method>>,
+}
+
+/// `Debug` shows a key hash by its first 8 hex digits only.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientCredential {
+    /// SHA-256 of the client's key (`key_sha256`, hex in the file). Only the hash is ever held.
+    KeySha256([u8; 32]),
+    /// An mTLS identity: certificate CN or DNS SAN (`cert_subject`).
+    CertSubject(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantAllow {
+    /// `["*"]`.
+    All,
+    /// Tenant names (ids given in the file are resolved to names).
+    Only(Vec<String>),
+}
+
+/// `[cors]`: browser dashboards. Nothing is allowed by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CorsConfig {
+    /// Exact origins (`https://dashboards.soc.example`); `*` is refused with credentials around.
+    pub allowed_origins: Vec<String>,
+    /// `max_age` of preflight answers.
+    pub max_age: Duration,
+}
+
+/// `[audit]`: one JSON line per request, for "who read which customer's data, when".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Stderr,
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +311,13 @@ pub mod defaults {
     pub const PER_HOUR: u32 = 1500;
     pub const MAX_WAIT: Duration = Duration::from_secs(30);
     pub const MAX_QUEUE: usize = 200;
+    pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const MAX_CONNECTIONS: usize = 4096;
+    pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+    pub const H2_MAX_HEADER_LIST_SIZE: u32 = 32 * 1024;
+    pub const CORS_MAX_AGE: Duration = Duration::from_secs(600);
 }
 
 impl Default for LimitPolicy {
@@ -231,6 +333,57 @@ impl Default for LimitPolicy {
             max_wait: defaults::MAX_WAIT,
             max_queue: defaults::MAX_QUEUE,
         }
+    }
+}
+
+impl Default for ListenLimits {
+    fn default() -> Self {
+        ListenLimits {
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
+            header_timeout: defaults::HEADER_TIMEOUT,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            max_connections: defaults::MAX_CONNECTIONS,
+            on_max_connections: ConnectionOverflow::Queue,
+            max_body_bytes: None,
+            h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
+            h2_max_header_list_size: defaults::H2_MAX_HEADER_LIST_SIZE,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientCredential::KeySha256(hash) => {
+                f.write_str("KeySha256(")?;
+                for byte in &hash[..4] {
+                    write!(f, "{byte:02x}")?;
+                }
+                f.write_str("…)")
+            }
+            ClientCredential::CertSubject(subject) => {
+                f.debug_tuple("CertSubject").field(subject).finish()
+            }
+        }
+    }
+}
+
+impl TenantAllow {
+    /// Whether the tenant named `name` (a name, as routing resolves it) may be used.
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            TenantAllow::All => true,
+            TenantAllow::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Whether this client may send `method`.
+    pub fn allows_method(&self, method: &http::Method) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|methods| methods.contains(method))
     }
 }
 

@@ -37,6 +37,10 @@ pub(crate) struct RawConfig {
     pub(crate) rate_limit: RawRateLimit,
     #[serde(default, rename = "tenant")]
     pub(crate) tenants: Vec<RawTenant>,
+    #[serde(default, rename = "client")]
+    pub(crate) clients: Vec<RawClient>,
+    pub(crate) cors: Option<RawCors>,
+    pub(crate) audit: Option<RawAudit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +48,50 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawListen {
     pub(crate) addr: Option<String>,
     pub(crate) allow_unauthenticated: Option<bool>,
+    pub(crate) max_header_bytes: Option<i64>,
+    pub(crate) header_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
+    pub(crate) max_connections: Option<i64>,
+    pub(crate) on_max_connections: Option<String>,
+    pub(crate) max_body_bytes: Option<i64>,
+    pub(crate) h2_max_concurrent_streams: Option<i64>,
+    pub(crate) h2_max_header_list_size: Option<i64>,
+    pub(crate) tls: Option<RawServerTls>,
+}
+
+/// `[listen.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServerTls {
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) client_ca: Option<String>,
+}
+
+/// `[[client]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClient {
+    pub(crate) name: Option<String>,
+    pub(crate) key_sha256: Option<String>,
+    pub(crate) cert_subject: Option<String>,
+    pub(crate) tenants: Option<Vec<String>>,
+    pub(crate) methods: Option<Vec<String>>,
+}
+
+/// `[cors]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCors {
+    pub(crate) allowed_origins: Option<Vec<String>>,
+    pub(crate) max_age: Option<String>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +296,22 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
         Shape::Table(&[
             ("addr", Shape::Value),
             ("allow_unauthenticated", Shape::Value),
+            ("max_header_bytes", Shape::Value),
+            ("header_timeout", Shape::Value),
+            ("idle_timeout", Shape::Value),
+            ("max_connections", Shape::Value),
+            ("on_max_connections", Shape::Value),
+            ("max_body_bytes", Shape::Value),
+            ("h2_max_concurrent_streams", Shape::Value),
+            ("h2_max_header_list_size", Shape::Value),
+            (
+                "tls",
+                Shape::Table(&[
+                    ("cert", Shape::Value),
+                    ("key", Shape::Value),
+                    ("client_ca", Shape::Value),
+                ]),
+            ),
         ]),
     ),
     ("admin", Shape::Table(&[("addr", Shape::Value)])),
@@ -336,19 +400,41 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ),
         ]),
     ),
+    (
+        "client",
+        Shape::Tables(&[
+            ("name", Shape::Value),
+            ("key_sha256", Shape::Value),
+            ("cert_subject", Shape::Value),
+            ("tenants", Shape::Value),
+            ("methods", Shape::Value),
+        ]),
+    ),
+    (
+        "cors",
+        Shape::Table(&[("allowed_origins", Shape::Value), ("max_age", Shape::Value)]),
+    ),
+    ("audit", Shape::Table(&[("file", Shape::Value)])),
 ];
 
 /// Keys the interface documents for features this version does not have. Saying so beats
 /// "unknown key": the operator copied them from our own docs. Paths are without `[i]` indices.
-const NOT_YET: &[(&str, &str)] = &[
-    ("listen.tls", "HTTPS for clients ([listen.tls])"),
-    ("client", "inbound authentication ([[client]])"),
-    ("cors", "CORS ([cors])"),
-    ("api", "more than one API ([[api]])"),
-];
+const NOT_YET: &[(&str, &str)] = &[("api", "more than one API ([[api]])")];
 
 /// Keys that exist, but elsewhere: said so rather than "unknown key". Paths are without `[i]`.
 const MISPLACED: &[(&str, &str)] = &[
+    ("listen.cert", "`cert` belongs in [listen.tls]"),
+    ("listen.key", "`key` belongs in [listen.tls]"),
+    ("listen.client_ca", "`client_ca` belongs in [listen.tls]"),
+    (
+        "client.key",
+        "a client's key is never written in the file: put its SHA-256 in key_sha256 \
+         (`defender-proxy hash-key` makes a key and its hash)",
+    ),
+    (
+        "client.tenant",
+        "the key is `tenants`, a list: tenants = [\"contoso\"] or [\"*\"]",
+    ),
     (
         "tenant.rate_limit.backend",
         "`backend` is set only in [rate_limit]: limiter state lives in one place for every tenant",

@@ -118,6 +118,20 @@ impl SimConfig {
     }
 }
 
+impl SimConfig {
+    /// The demo setup plus `extra` generated tenants `tenant-00001`, `tenant-00002`, ... with
+    /// ids `11111111-bbbb-4bbb-8bbb-{n:012}`, for benchmarks with many tenants.
+    pub fn demo_with_tenants(extra: usize) -> Self {
+        let mut config = Self::demo();
+        config.tenants.extend((1..=extra).map(|n| SimTenant {
+            name: format!("tenant-{n:05}"),
+            id: format!("11111111-bbbb-4bbb-8bbb-{n:012}"),
+            roles: DEMO_ROLES.iter().map(|r| r.to_string()).collect(),
+        }));
+        config
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         Self::demo()

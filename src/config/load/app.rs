@@ -93,6 +93,7 @@ impl Validator<'_> {
                         if text.is_empty() {
                             Err(format!("secret file {} is empty", path.display()))
                         } else {
+                            self.check_secret_file_mode(key, &path);
                             Ok(text)
                         }
                     }
@@ -105,6 +106,22 @@ impl Validator<'_> {
                 self.problem(key, message);
                 None
             }
+        }
+    }
+
+    /// Warns (does not fail) when a file holding a secret or private key, already read, can be
+    /// read or written by users other than its owner.
+    pub(super) fn check_secret_file_mode(&mut self, key: &str, path: &Path) {
+        if let Some(mode) = loose_mode(path) {
+            let how = if mode & 0o044 != 0 {
+                "readable"
+            } else {
+                "writable"
+            };
+            self.warnings.push(format!(
+                "{key}: {} is {how} by other users (mode {mode:04o}); chmod 600 it",
+                path.display()
+            ));
         }
     }
 
@@ -139,7 +156,10 @@ impl Validator<'_> {
             Some(key) => {
                 let path = self.resolve(&key);
                 match private_key(&path) {
-                    Ok((der, format)) => Some((der, format, path)),
+                    Ok((der, format)) => {
+                        self.check_secret_file_mode("app.certificate.key", &path);
+                        Some((der, format, path))
+                    }
                     Err(message) => {
                         self.problem("app.certificate.key", message);
                         None
@@ -171,38 +191,64 @@ fn first_certificate(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 pub(super) fn count_certificates(path: &Path) -> Result<usize, String> {
-    let mut count = 0;
+    read_certificates(path).map(|certs| certs.len())
+}
+
+/// Every certificate of a PEM file; at least one.
+pub(super) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut certs = Vec::new();
     for cert in CertificateDer::pem_file_iter(path).map_err(|e| pem_problem(path, &e))? {
-        cert.map_err(|e| pem_problem(path, &e))?;
-        count += 1;
+        certs.push(cert.map_err(|e| pem_problem(path, &e))?);
     }
-    if count == 0 {
+    if certs.is_empty() {
         return Err(format!(
             "no PEM certificate (BEGIN CERTIFICATE) in {}",
             path.display()
         ));
     }
-    Ok(count)
+    Ok(certs)
 }
 
 fn private_key(path: &Path) -> Result<(SecretBox<Vec<u8>>, KeyFormat), String> {
     let secret = |der: &[u8]| SecretBox::new(Box::new(der.to_vec()));
-    match PrivateKeyDer::from_pem_file(path) {
-        Ok(PrivateKeyDer::Pkcs8(key)) => Ok((secret(key.secret_pkcs8_der()), KeyFormat::Pkcs8)),
-        Ok(PrivateKeyDer::Pkcs1(key)) => Ok((secret(key.secret_pkcs1_der()), KeyFormat::Pkcs1)),
-        Ok(_) => Err(format!(
+    match read_private_key(path)? {
+        PrivateKeyDer::Pkcs8(key) => Ok((secret(key.secret_pkcs8_der()), KeyFormat::Pkcs8)),
+        PrivateKeyDer::Pkcs1(key) => Ok((secret(key.secret_pkcs1_der()), KeyFormat::Pkcs1)),
+        _ => Err(format!(
             "{} holds a key in a format other than PKCS#8 or PKCS#1; convert it with \
              `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pkcs8`",
             path.display()
         )),
+    }
+}
+
+/// The first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file. Messages name the file, never
+/// its content.
+pub(super) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    match PrivateKeyDer::from_pem_file(path) {
+        Ok(key) => Ok(key),
         Err(pem::Error::NoItemsFound) => Err(format!(
-            "no unencrypted private key (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY) in {}",
+            "no unencrypted private key (BEGIN PRIVATE KEY, BEGIN RSA PRIVATE KEY or \
+             BEGIN EC PRIVATE KEY) in {}",
             path.display()
         )),
         // Only the I/O error's text is shown: the others could quote the key file's content.
         Err(pem::Error::Io(e)) => Err(format!("cannot read {}: {e}", path.display())),
         Err(_) => Err(format!("{} is not a valid PEM key file", path.display())),
     }
+}
+
+/// The file's permission bits when group or others have any access to it (`mode & 0o077`).
+#[cfg(unix)]
+fn loose_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn loose_mode(_: &Path) -> Option<u32> {
+    None
 }
 
 fn pem_problem(path: &Path, e: &pem::Error) -> String {

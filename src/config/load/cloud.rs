@@ -113,7 +113,7 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         key: &str,
         value: Option<String>,
@@ -134,7 +134,7 @@ impl Validator<'_> {
     }
 }
 
-fn is_loopback_host(host: &str) -> bool {
+pub(super) fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || host.parse().is_ok_and(is_loopback_ip)
 }

@@ -1,6 +1,7 @@
 //! Tests of the config loader: defaults, every kind of problem, and that problems come together.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::Uri;
@@ -11,6 +12,8 @@ use crate::config::raw::{self, RawConfig, SCHEMA};
 use crate::config::{defaults, Config, Credential, TokenEndpointVersion};
 
 mod credentials;
+mod inbound;
+mod listen;
 mod ratelimit;
 
 const CLIENT: &str = "11111111-1111-1111-1111-111111111111";
@@ -28,6 +31,38 @@ const TENANT: &str = r#"
 name = "contoso"
 id = "22222222-2222-2222-2222-222222222222"
 "#;
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("defender-proxy-config-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).expect("write temp file");
+        path
+    }
+
+    /// The config file's path in this directory (relative paths in it resolve here).
+    fn origin(&self) -> PathBuf {
+        self.0.join("proxy.toml")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -130,6 +165,18 @@ fn every_schema_key_is_accepted_by_the_structs() {
 [listen]
 addr = "127.0.0.1:1"
 allow_unauthenticated = false
+max_header_bytes = 1
+header_timeout = "1s"
+idle_timeout = "1s"
+max_connections = 1
+on_max_connections = "queue"
+max_body_bytes = 1
+h2_max_concurrent_streams = 1
+h2_max_header_list_size = 1
+[listen.tls]
+cert = "c"
+key = "k"
+client_ca = "a"
 [admin]
 addr = "127.0.0.1:2"
 [app]
@@ -170,6 +217,17 @@ burst = 8
 name = "n"
 id = "i"
 rate_limit = { per_minute = 1, per_hour = 2, burst = 3, mode = "m", max_wait = "w", max_queue = 4 }
+[[client]]
+name = "n"
+key_sha256 = "h"
+cert_subject = "s"
+tenants = ["t"]
+methods = ["GET"]
+[cors]
+allowed_origins = ["o"]
+max_age = "1s"
+[audit]
+file = "f"
 "#;
     toml::from_str::<RawConfig>(full).expect("the structs accept every schema key");
     let (index, unknown) = raw::index(full).expect("walk");
@@ -214,7 +272,7 @@ fn unknown_key_is_named_with_its_line() {
 fn all_unknown_keys_are_reported_including_nested_and_documented_future_ones() {
     let text = format!(
         "{APP}colour = \"red\"\n{TENANT}rate_limit = {{ per_minute = 10, backend = \"redis://h\" }}\n\n\
-         [[client]]\nname = \"grafana\"\n[listen.tls]\ncert = \"x\"\n"
+         [[api]]\nname = \"mde\"\n[listen]\ncert = \"x\"\n"
     );
     let problems = problems(&text);
     assert_eq!(problems.len(), 4, "{problems:#?}");
@@ -227,12 +285,13 @@ fn all_unknown_keys_are_reported_including_nested_and_documented_future_ones() {
         "{}",
         backend.message
     );
-    assert!(problem_on(&problems, "client")
+    assert!(problem_on(&problems, "api")
         .message
-        .contains("inbound authentication"));
-    assert!(problem_on(&problems, "listen.tls")
-        .message
-        .contains("not supported"));
+        .contains("not supported in this version"));
+    // A [listen.tls] key written in [listen] is pointed at its table.
+    let cert = problem_on(&problems, "listen.cert");
+    assert!(cert.message.contains("[listen.tls]"), "{}", cert.message);
+    assert_eq!(cert.line, Some(15));
     // In file order.
     let lines: Vec<_> = problems.iter().map(|p| p.line).collect();
     let mut sorted = lines.clone();

@@ -1,40 +1,10 @@
 //! Credentials and the files the config points at: secrets, certificates, trust roots.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use secrecy::ExposeSecret;
 
-use super::{env, parse, problem_on, problems, with, APP, CLIENT, TENANT};
+use super::{env, parse, problem_on, problems, with, TempDir, APP, CLIENT, TENANT};
 use crate::config::load::{load_file, parse_str};
 use crate::config::{Credential, KeyFormat};
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("defender-proxy-config-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, content).expect("write temp file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn inline_secret_is_refused_without_echoing_it() {
