@@ -36,10 +36,14 @@ impl Admin {
             }
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n", "text/plain"),
             "/metrics" => {
-                let routes = self.proxy.routes.load();
-                let mut body = self.proxy.metrics.render(&routes);
-                let tenants: Vec<_> = routes.tenants().map(|t| (&*t.name, &*t.limits)).collect();
-                crate::ratelimit::metrics::render(&mut body, &tenants, &self.proxy.limiter);
+                let snapshot = self.proxy.snapshot.load();
+                let mut body = self.proxy.metrics.render(&snapshot.routes);
+                let tenants: Vec<_> = snapshot
+                    .routes
+                    .tenants()
+                    .map(|t| (&*t.name, &*t.limits))
+                    .collect();
+                crate::ratelimit::metrics::render(&mut body, &tenants, &snapshot.limiter);
                 text(
                     StatusCode::OK,
                     body,

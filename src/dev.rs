@@ -9,9 +9,9 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    defaults, AdminConfig, AppConfig, CloudConfig, Config, CorsConfig, Credential, LimitBackend,
-    LimitPolicy, ListenConfig, ListenLimits, RateLimitConfig, RoutingConfig, TenantConfig,
-    TokenEndpointVersion, UpstreamConfig,
+    defaults, AdminConfig, AppConfig, CloudConfig, CloudPreset, Config, CorsConfig, Credential,
+    LimitBackend, LimitPolicy, ListenConfig, ListenLimits, RateLimitConfig, ReloadConfig,
+    RoutingConfig, TenantConfig, TokenEndpointVersion, UpstreamConfig,
 };
 use crate::server::{self, Listeners};
 use crate::sim::{SimConfig, Simulator};
@@ -29,6 +29,7 @@ pub fn dev_config(
             allow_unauthenticated: false,
             tls: None,
             limits: ListenLimits::default(),
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
         },
         admin: AdminConfig { addr: admin },
         app: AppConfig {
@@ -36,6 +37,7 @@ pub fn dev_config(
             credential: Credential::Secret(SecretString::from(sim.client_secret.clone())),
         },
         cloud: CloudConfig {
+            cloud: CloudPreset::Public,
             authority: sim_base.to_owned(),
             api: sim_base
                 .parse()
@@ -72,6 +74,8 @@ pub fn dev_config(
             max_age: defaults::CORS_MAX_AGE,
         },
         audit: None,
+        reload: ReloadConfig::default(),
+        watched_files: vec![],
         warnings: vec![],
     }
 }

@@ -15,10 +15,12 @@
 //! - [`listener`]: accepting connections: TLS handshakes, connection limit, idle, drain.
 //! - [`server`]: building the proxy from a config and running its listeners; [`tls`]: outbound
 //!   TLS config.
+//! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged.
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
 
 pub mod admin;
 pub mod body;
+pub mod check;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -28,6 +30,7 @@ pub mod listener;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod sim;

@@ -72,6 +72,24 @@ pub struct ListenOptions {
     pub tls: Option<Arc<TlsAcceptor>>,
     /// How long open connections may finish after shutdown starts.
     pub grace: Duration,
+    /// Gauge of open connections, shared with `/metrics`.
+    pub open: Arc<AtomicU64>,
+}
+
+/// Counts a connection as open while it lives.
+struct OpenConnection(Arc<AtomicU64>);
+
+impl OpenConnection {
+    fn new(gauge: Arc<AtomicU64>) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Accept connections and serve each with `handler` until `stop` flips; then drain.
@@ -142,9 +160,11 @@ pub async fn accept_loop<H, F>(
         let builder = builder.clone();
         let stop = stop.clone();
         let tls = options.tls.clone();
+        let open = OpenConnection::new(options.open.clone());
         let (handshake_timeout, idle) = (limits.header_timeout, limits.idle_timeout);
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             match tls {
                 None => {
                     let info = Arc::new(ConnInfo::new(peer, None));

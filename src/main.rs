@@ -70,6 +70,15 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// For every tenant: get a token, check its `tid` and `roles`; print one line per tenant
+    /// (the AADSTS error and the admin-consent link for tenants that fail). Exit 1 if any fails.
+    Check {
+        #[arg(long, env = "DEFENDER_PROXY_CONFIG")]
+        config: PathBuf,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print each tenant's admin-consent link.
     ConsentUrl {
         #[arg(long, env = "DEFENDER_PROXY_CONFIG")]
@@ -150,6 +159,7 @@ fn main() -> ExitCode {
             }
             Err(errors) => config_failure(&config, &errors),
         },
+        Command::Check { config, json } => check(&config, json),
         Command::ConsentUrl { config, tenant } => {
             let cfg = match config::load_file(&config) {
                 Ok(cfg) => cfg,
@@ -188,7 +198,7 @@ fn main() -> ExitCode {
             };
             runtime_result(run_async(async move {
                 let listeners = server::bind(&cfg).await?;
-                server::run(cfg, listeners, shutdown_signal()).await?;
+                server::run_from_file(path, cfg, listeners, shutdown_signal()).await?;
                 Ok(())
             }))
         }
@@ -213,6 +223,46 @@ fn main() -> ExitCode {
             simulator.serve(listener, shutdown_signal()).await?;
             Ok(())
         })),
+    }
+}
+
+/// `check`: exit 0 when every tenant passed (warnings included), 1 when any failed, 2 for a bad
+/// config (an unusable key or CA file included, as `validate` would say).
+fn check(path: &std::path::Path, json: bool) -> ExitCode {
+    use defender_proxy::check;
+    let cfg = match config::load_file(path) {
+        Ok(cfg) => cfg,
+        Err(errors) => return config_failure(path, &errors),
+    };
+    for warning in &cfg.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("defender-proxy: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let checks = match runtime.block_on(check::run(&cfg)) {
+        Ok(checks) => checks,
+        Err(err) => {
+            eprintln!("{}: {err}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!("{}", check::render_json(&checks));
+    } else {
+        print!("{}", check::render_text(&checks));
+    }
+    if check::all_passed(&checks) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

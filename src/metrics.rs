@@ -88,6 +88,8 @@ pub struct TenantMetrics {
     statuses: Mutex<Vec<(u16, u64)>>,
     bytes: AtomicU64,
     duration: Histogram,
+    /// Request sent to response headers received, per upstream exchange.
+    upstream: Histogram,
     upstream_errors: [AtomicU64; 4],
 }
 
@@ -103,6 +105,10 @@ impl TenantMetrics {
         }
     }
 
+    pub fn observe_upstream(&self, elapsed: Duration) {
+        self.upstream.observe(elapsed);
+    }
+
     pub fn record_upstream_error(&self, kind: UpstreamErrorKind) {
         self.upstream_errors[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
@@ -114,6 +120,10 @@ impl TenantMetrics {
 pub struct Metrics {
     tenants: Mutex<HashMap<Arc<str>, Arc<TenantMetrics>>>,
     untenanted: Arc<TenantMetrics>,
+    /// Client connections open now (data and admin listeners).
+    pub connections: Arc<AtomicU64>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -126,6 +136,16 @@ impl Metrics {
         let m = Arc::new(TenantMetrics::default());
         map.insert(Arc::from(tenant), m.clone());
         m
+    }
+
+    /// One config reload and whether it took effect.
+    pub fn record_reload(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counters for requests that never got a tenant (unknown tenant, bad path).
@@ -148,9 +168,20 @@ impl Metrics {
         let mut out = String::with_capacity(4096 + 2048 * tenants.len());
         header(
             &mut out,
+            "defender_proxy_build_info",
+            "gauge",
+            "Build of the running proxy.",
+        );
+        let _ = writeln!(
+            out,
+            "defender_proxy_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        header(
+            &mut out,
             "defender_proxy_requests_total",
             "counter",
-            "Requests answered, by tenant and status code.",
+            "Requests answered, by tenant, API, status code and status class.",
         );
         for (name, m) in &tenants {
             let mut statuses = m
@@ -162,7 +193,8 @@ impl Metrics {
             for (status, n) in statuses {
                 let _ = writeln!(
                     out,
-                    "defender_proxy_requests_total{{tenant=\"{name}\",status=\"{status}\"}} {n}"
+                    "defender_proxy_requests_total{{tenant=\"{name}\",api=\"default\",status=\"{status}\",status_class=\"{}xx\"}} {n}",
+                    status / 100
                 );
             }
         }
@@ -189,6 +221,19 @@ impl Metrics {
             m.duration.render(
                 &mut out,
                 "defender_proxy_request_duration_seconds",
+                &format!("tenant=\"{name}\""),
+            );
+        }
+        header(
+            &mut out,
+            "defender_proxy_upstream_duration_seconds",
+            "histogram",
+            "Time from sending a request to the API to its response headers, by tenant.",
+        );
+        for (name, m) in &tenants {
+            m.upstream.render(
+                &mut out,
+                "defender_proxy_upstream_duration_seconds",
                 &format!("tenant=\"{name}\""),
             );
         }
@@ -253,6 +298,33 @@ impl Metrics {
             "Configured tenants.",
         );
         let _ = writeln!(out, "defender_proxy_tenants {}", routed.len());
+        header(
+            &mut out,
+            "defender_proxy_connections_open",
+            "gauge",
+            "Client connections open now.",
+        );
+        let _ = writeln!(
+            out,
+            "defender_proxy_connections_open {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "defender_proxy_reloads_total",
+            "counter",
+            "Config reloads, by result.",
+        );
+        let _ = writeln!(
+            out,
+            "defender_proxy_reloads_total{{result=\"success\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "defender_proxy_reloads_total{{result=\"failure\"}} {}",
+            self.reloads_failed.load(Ordering::Relaxed)
+        );
         out
     }
 }

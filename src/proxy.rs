@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::body::{AccessLog, ResponseBody};
+use crate::config::Config;
 use crate::error::{ProxyError, UpstreamFailure};
 use crate::headers;
 use crate::inbound::{self, AuditLog};
@@ -21,6 +22,7 @@ use crate::listener::{ConnInfo, ListenOptions};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::ratelimit::RateLimiter;
 use crate::routing::{self, RequestError, RouteTable, Tenant};
+use crate::token::TokenBroker;
 use crate::upstream::{RequestBody, Upstream};
 
 /// Bodies up to this size are kept so the request can be replayed once after an upstream 401.
@@ -45,19 +47,31 @@ impl ApiBase {
     }
 }
 
+/// What one config makes of the request path, swapped whole on reload: a request loads it once
+/// and sees one consistent set of tenants, clients, limits and upstream.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub routes: RouteTable,
+    /// Clients, CORS and request limits.
+    pub inbound: inbound::Policy,
+    pub upstream: Upstream,
+    pub api: ApiBase,
+    pub audit: Option<AuditLog>,
+    /// Builds the tenants' limiters; also read for its metrics.
+    pub limiter: RateLimiter,
+}
+
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
 pub struct Proxy {
-    pub routes: ArcSwap<RouteTable>,
-    pub upstream: Upstream,
-    pub api: ApiBase,
+    pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
-    pub limiter: RateLimiter,
-    /// Clients, CORS and request limits; swapped whole on reload.
-    pub inbound: ArcSwap<inbound::Policy>,
-    pub audit: Option<AuditLog>,
     /// How the data listener serves connections (limits, TLS acceptor).
     pub listen: ListenOptions,
+    /// Token slots by (tenant, scope); kept across reloads.
+    pub broker: TokenBroker,
+    /// The config the snapshot was built from (reload compares against it).
+    pub config: ArcSwap<Config>,
 }
 
 impl Proxy {
@@ -82,9 +96,11 @@ impl Proxy {
             complete: false,
             client: None,
             peer: Some(conn.peer),
-            audit: self.audit.clone(),
+            audit: None,
         };
-        let policy = self.inbound.load_full();
+        let snapshot = self.snapshot.load_full();
+        log.audit = snapshot.audit.clone();
+        let policy = &snapshot.inbound;
         // Browsers: preflights are answered here (they carry no credentials); the Origin is kept
         // to decorate the response.
         if let Some(preflight) = policy.cors.preflight(request.method(), request.headers()) {
@@ -99,7 +115,7 @@ impl Proxy {
 
         let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("-"));
         let result = self
-            .handle_inner(request, &conn, &policy, &request_id, &mut log)
+            .handle_inner(request, &conn, &snapshot, &request_id, &mut log)
             .instrument(span)
             .await;
         let mut response = match result {
@@ -173,11 +189,12 @@ impl Proxy {
         &self,
         request: Request<Incoming>,
         conn: &ConnInfo,
-        policy: &inbound::Policy,
+        snapshot: &Snapshot,
         request_id: &HeaderValue,
         log: &mut AccessLog,
     ) -> Result<Response<Incoming>, ProxyError> {
         let (mut parts, body) = request.into_parts();
+        let policy = &snapshot.inbound;
 
         // 1. Only origin-form requests of a reverse proxy, of sane size, with one clear length,
         //    and not from a web page that may not use the proxy.
@@ -191,14 +208,13 @@ impl Proxy {
         }
         policy.cors.check_origin(&parts.headers)?;
 
-        // 2. Path checks, then tenant and upstream path, from the current route snapshot (an
-        //    owned `Arc`: a borrowed guard must not live across the awaits below).
-        let routes = self.routes.load_full();
+        // 2. Path checks, then tenant and upstream path, from the snapshot loaded once above.
+        let routes = &snapshot.routes;
         let (tenant, upstream_uri) = {
             let route = routes.resolve(&parts.uri, &parts.headers)?;
             let uri = Uri::builder()
-                .scheme(self.api.scheme.clone())
-                .authority(self.api.authority.clone())
+                .scheme(snapshot.api.scheme.clone())
+                .authority(snapshot.api.authority.clone())
                 .path_and_query(route.upstream_path.as_ref())
                 .build()
                 .map_err(|_| routing::PathError::NotAbsolute)?;
@@ -239,7 +255,7 @@ impl Proxy {
         let request = build(parts.method, upstream_uri.clone(), parts.headers, body);
 
         // 7. Send; on 401 drop the token and, if the body allows, replay once with a fresh one.
-        let response = self.send(&tenant, class, request).await?;
+        let response = send(&snapshot.upstream, &tenant, class, request).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -254,30 +270,38 @@ impl Proxy {
             tenant = &*tenant.name,
             "upstream answered 401; retrying once with a fresh token"
         );
-        self.send(&tenant, class, build(method, upstream_uri, headers, body))
-            .await
-    }
-
-    /// One upstream exchange; an upstream 429 pauses the tenant's route class.
-    async fn send(
-        &self,
-        tenant: &Tenant,
-        class: usize,
-        request: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let response = self.upstream.send(request).await?;
-        if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            tenant
-                .limits
-                .upstream_throttled(class, response.headers().get(header::RETRY_AFTER));
-        }
-        Ok(response)
+        send(
+            &snapshot.upstream,
+            &tenant,
+            class,
+            build(method, upstream_uri, headers, body),
+        )
+        .await
     }
 
     /// The tenants currently routed to, for admin and metrics.
     pub fn tenants(&self) -> Vec<Arc<Tenant>> {
-        self.routes.load().tenants().cloned().collect()
+        self.snapshot.load().routes.tenants().cloned().collect()
     }
+}
+
+/// One upstream exchange, timed; an upstream 429 pauses the tenant's route class.
+async fn send(
+    upstream: &Upstream,
+    tenant: &Tenant,
+    class: usize,
+    request: Request<RequestBody>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let started = Instant::now();
+    let response = upstream.send(request).await;
+    tenant.metrics.observe_upstream(started.elapsed());
+    let response = response?;
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        tenant
+            .limits
+            .upstream_throttled(class, response.headers().get(header::RETRY_AFTER));
+    }
+    Ok(response)
 }
 
 fn build(method: Method, uri: Uri, headers: HeaderMap, body: RequestBody) -> Request<RequestBody> {

@@ -19,15 +19,15 @@ use crate::config::ListenLimits;
 use crate::inbound::{self, AuditLog, ServerTlsError, TlsAcceptor};
 use crate::listener::{accept_loop, ListenOptions};
 use crate::metrics::Metrics;
-use crate::proxy::{ApiBase, Proxy};
+use crate::proxy::{ApiBase, Proxy, Snapshot};
 use crate::ratelimit::{RateLimitInitError, RateLimiter};
 use crate::routing::{RouteTable, Tenant};
 use crate::tls::TlsError;
 use crate::token::{TokenBroker, TokenInitError};
 use crate::upstream::Upstream;
 
-/// How long open connections may finish after shutdown starts.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often `[reload] watch` looks at the watched files.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// The two bound sockets the proxy serves.
 #[derive(Debug)]
@@ -105,7 +105,6 @@ pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
     let broker = TokenBroker::new(&config.app, &config.cloud, &config.upstream)?;
     let limiter = RateLimiter::new(&config.rate_limit)?;
     let metrics = Arc::new(Metrics::default());
-    let api = ApiBase::from_uri(&config.cloud.api).ok_or(StartError::ApiUrl)?;
     let tls = match &config.listen.tls {
         Some(tls) => Some(Arc::new(TlsAcceptor::new(inbound::tls::server_config(
             tls,
@@ -116,19 +115,26 @@ pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
         Some(target) => Some(AuditLog::open(target).map_err(StartError::Audit)?),
         None => None,
     };
-    Ok(Arc::new(Proxy {
-        routes: ArcSwap::from_pointee(route_table(config, &broker, &limiter, &metrics)),
+    let snapshot = Snapshot {
+        routes: route_table(config, &broker, &limiter, &metrics),
+        inbound: inbound::Policy::from_config(config),
         upstream: Upstream::new(config)?,
-        api,
-        metrics,
-        limiter,
-        inbound: ArcSwap::from_pointee(inbound::Policy::from_config(config)),
+        api: ApiBase::from_uri(&config.cloud.api).ok_or(StartError::ApiUrl)?,
         audit,
-        listen: ListenOptions {
-            limits: config.listen.limits.clone(),
-            tls,
-            grace: SHUTDOWN_GRACE,
-        },
+        limiter,
+    };
+    let listen = ListenOptions {
+        limits: config.listen.limits.clone(),
+        tls,
+        grace: config.listen.shutdown_grace,
+        open: metrics.connections.clone(),
+    };
+    Ok(Arc::new(Proxy {
+        snapshot: ArcSwap::from_pointee(snapshot),
+        metrics,
+        listen,
+        broker,
+        config: ArcSwap::from_pointee(config.clone()),
     }))
 }
 
@@ -153,6 +159,32 @@ pub async fn run(
     Ok(())
 }
 
+/// Run the proxy from a config file: as [`run`], plus reload on SIGHUP and, with
+/// `[reload] watch`, when the config or a file it names changes.
+pub async fn run_from_file(
+    path: std::path::PathBuf,
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    for warning in &config.warnings {
+        tracing::warn!("config: {warning}");
+    }
+    let watch = config.reload.watch;
+    let proxy = build_proxy(&config)?;
+    #[cfg(unix)]
+    let sighup = tokio::spawn(crate::reload::on_sighup(proxy.clone(), path.clone()));
+    let watcher =
+        watch.then(|| tokio::spawn(crate::reload::watch(proxy.clone(), path, WATCH_EVERY)));
+    serve(proxy, listeners, shutdown).await;
+    #[cfg(unix)]
+    sighup.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    Ok(())
+}
+
 /// Serve an already built proxy (tests use this to keep a handle on its state).
 pub async fn serve(
     proxy: Arc<Proxy>,
@@ -164,7 +196,9 @@ pub async fn serve(
         proxy: proxy.clone(),
         ready: ready.clone(),
     };
+    // The admin listener outlives the data listener's drain, so probes see /readyz turn 503.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
 
     if let Ok(addr) = listeners.admin.local_addr() {
         tracing::info!(%addr, "admin listening");
@@ -177,21 +211,23 @@ pub async fn serve(
         },
         tls: None,
         grace: proxy.listen.grace,
+        open: proxy.metrics.connections.clone(),
     };
     let admin_task = tokio::spawn(accept_loop(
         listeners.admin,
-        stop_rx.clone(),
+        admin_stop_rx,
         admin_options,
         move |req, _conn| {
             let response = admin.handle(&req);
             async move { response }
         },
     ));
+    // Ready before "listening" is logged: both sockets are bound, so connections queue.
+    ready.store(true, Ordering::Release);
     let data = listeners.data;
     if let Ok(addr) = data.local_addr() {
         tracing::info!(%addr, tls = proxy.listen.tls.is_some(), "listening");
     }
-    ready.store(true, Ordering::Release);
     let options = proxy.listen.clone();
     let data_proxy = proxy.clone();
     let data_task = tokio::spawn(accept_loop(data, stop_rx, options, move |req, conn| {
@@ -204,8 +240,9 @@ pub async fn serve(
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     let _ = data_task.await;
+    let _ = admin_stop_tx.send(true);
     let _ = admin_task.await;
-    if let Some(audit) = &proxy.audit {
+    if let Some(audit) = &proxy.snapshot.load().audit {
         if tokio::time::timeout(Duration::from_secs(5), audit.flush())
             .await
             .is_err()

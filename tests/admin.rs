@@ -33,11 +33,11 @@ async fn health_ready_and_metrics() {
         .await
         .unwrap();
     assert!(
-        text.contains("defender_proxy_requests_total{tenant=\"contoso\",status=\"200\"} 2"),
+        text.contains("defender_proxy_requests_total{tenant=\"contoso\",api=\"default\",status=\"200\",status_class=\"2xx\"} 2"),
         "{text}"
     );
     assert!(
-        text.contains("defender_proxy_requests_total{tenant=\"\",status=\"404\"} 1"),
+        text.contains("defender_proxy_requests_total{tenant=\"\",api=\"default\",status=\"404\",status_class=\"4xx\"} 1"),
         "{text}"
     );
     assert!(
@@ -53,6 +53,32 @@ async fn health_ready_and_metrics() {
         "{text}"
     );
     assert!(text.contains("# TYPE defender_proxy_request_duration_seconds histogram"));
+    // Every documented family is exposed.
+    for family in [
+        "defender_proxy_build_info",
+        "defender_proxy_requests_total",
+        "defender_proxy_response_bytes_total",
+        "defender_proxy_request_duration_seconds",
+        "defender_proxy_upstream_duration_seconds",
+        "defender_proxy_upstream_errors_total",
+        "defender_proxy_token_refreshes_total",
+        "defender_proxy_token_expiry_seconds",
+        "defender_proxy_connections_open",
+        "defender_proxy_reloads_total",
+        "defender_proxy_ratelimit_admitted_total",
+        "defender_proxy_ratelimit_rejected_total",
+        "defender_proxy_ratelimit_wait_seconds",
+        "defender_proxy_ratelimit_backend_errors_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family} missing"
+        );
+    }
+    assert!(
+        text.contains("defender_proxy_upstream_duration_seconds_count{tenant=\"contoso\"} 2"),
+        "{text}"
+    );
     // The data port does not serve admin paths.
     assert_eq!(h.get("/metrics").await.status(), 404);
     h.stop().await;

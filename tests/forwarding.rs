@@ -222,7 +222,7 @@ async fn abandoned_request_is_still_logged_and_counted() {
             .await
             .unwrap();
         counted =
-            text.contains("defender_proxy_requests_total{tenant=\"contoso\",status=\"499\"} 1");
+            text.contains("defender_proxy_requests_total{tenant=\"contoso\",api=\"default\",status=\"499\",status_class=\"4xx\"} 1");
         // Polling a condition (the disconnect is noticed asynchronously), not timing a step.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -44,7 +44,8 @@ fn resolve(path: &str) -> Option<(String, String)> {
     }
     let uri: Uri = path.parse().ok()?;
     PROXY.with(|proxy| {
-        let routes = proxy.routes.load();
+        let snapshot = proxy.snapshot.load();
+        let routes = &snapshot.routes;
         routes.resolve(&uri, &HeaderMap::new()).ok().map(|route| {
             (
                 route.tenant.name.to_string(),

@@ -33,7 +33,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::raw::{self, KeyIndex, RawConfig};
-use super::{defaults, AdminConfig, ClientCredential, Config};
+use super::{defaults, AdminConfig, ClientCredential, Config, ReloadConfig};
 use listen::InboundAuth;
 
 /// One thing wrong with the config file.
@@ -122,6 +122,7 @@ pub fn parse_str(
         env,
         problems: Vec::new(),
         warnings: Vec::new(),
+        watched: Default::default(),
     };
     for key in &unknown {
         v.push(key.path.clone(), Some(key.offset), key.message.clone());
@@ -156,6 +157,9 @@ struct Validator<'a> {
     problems: Vec<Problem>,
     /// Non-fatal findings, each starting with its key: `app.client_secret: ...`.
     warnings: Vec<String>,
+    /// Files whose change should trigger a reload under `[reload] watch` (secrets, keys,
+    /// certificates); not the audit log or the federated token, which change on their own.
+    watched: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Validator<'_> {
@@ -229,6 +233,9 @@ impl Validator<'_> {
         let clients = self.clients(raw.clients, &raw.tenants, client_ca);
         let cors = self.cors(raw.cors);
         let audit = self.audit(raw.audit);
+        let reload = ReloadConfig {
+            watch: raw.reload.and_then(|r| r.watch).unwrap_or(false),
+        };
         let (rate_limit, global_limits) = self.rate_limit(raw.rate_limit);
         let tenants = self.tenants(raw.tenants, &global_limits);
 
@@ -277,6 +284,8 @@ impl Validator<'_> {
                     clients,
                     cors,
                     audit,
+                    reload,
+                    watched_files: self.watched.take(),
                     warnings: self.warnings,
                 })
             }
@@ -321,6 +330,13 @@ impl Validator<'_> {
 
     fn resolve(&self, path: &str) -> PathBuf {
         self.base.join(path)
+    }
+
+    /// As [`Self::resolve`], and remember the file for `[reload] watch`.
+    fn resolve_watched(&self, path: &str) -> PathBuf {
+        let resolved = self.resolve(path);
+        self.watched.borrow_mut().push(resolved.clone());
+        resolved
     }
 }
 

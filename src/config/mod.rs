@@ -33,6 +33,9 @@ pub struct Config {
     pub cors: CorsConfig,
     /// `[audit] file = PATH | "-"`; `None`: no audit log (the access log still runs).
     pub audit: Option<AuditTarget>,
+    pub reload: ReloadConfig,
+    /// Files the config names whose change `[reload] watch` reacts to.
+    pub watched_files: Vec<PathBuf>,
     /// Non-fatal findings (e.g. a secret file readable by others), logged at start and printed
     /// by `validate`.
     pub warnings: Vec<String>,
@@ -47,6 +50,16 @@ pub struct ListenConfig {
     pub tls: Option<ServerTlsConfig>,
     /// Request hardening limits (all `[listen]` keys).
     pub limits: ListenLimits,
+    /// `shutdown_grace`: how long in-flight requests and streams may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// `[reload]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReloadConfig {
+    /// Reload when the config file or a file it names (secrets, keys, certificates) changes,
+    /// not only on SIGHUP.
+    pub watch: bool,
 }
 
 /// `[listen.tls]`. Paths only: the files are read when the TLS config is built (at start and on
@@ -150,6 +163,18 @@ pub struct AppConfig {
 pub enum Credential {
     Secret(SecretString),
     Certificate(CertificateCredential),
+    /// Workload identity federation: an external token (e.g. a Kubernetes projected service
+    /// account token) presented as the client assertion.
+    Federated(FederatedCredential),
+}
+
+/// `federated_token_file`, or `AZURE_FEDERATED_TOKEN_FILE` when `[app]` names no credential.
+///
+/// Only the path is held: the file rotates (the kubelet rewrites it well before the token in it
+/// expires), so the token module reads it afresh for every token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedCredential {
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -178,8 +203,107 @@ pub enum TokenEndpointVersion {
     V1,
 }
 
+/// `[cloud] cloud = ...`: the national cloud whose hosts are the defaults of `authority`, `api`
+/// and `scope` (each still overridable; regional API hosts such as `eu.` are set with `api`).
+///
+/// | preset | login (`authority`) | Defender XDR API (`api`) | default `scope` |
+/// |---|---|---|---|
+/// | `public` | `login.microsoftonline.com` | `api.security.microsoft.com` | `https://api.security.microsoft.com/.default` |
+/// | `gcc` | `login.microsoftonline.com` | `api-gcc.security.microsoft.us` | `https://api-gcc.security.microsoft.us/.default` |
+/// | `gcc-high` | `login.microsoftonline.us` | `api-gov.security.microsoft.us` | `https://api-gov.security.microsoft.us/.default` |
+/// | `dod` | `login.microsoftonline.us` | `api-gov.security.microsoft.us` | `https://api-gov.security.microsoft.us/.default` |
+///
+/// For reference, the same sources give the other APIs' hosts per cloud: Defender for Endpoint
+/// `api.securitycenter.microsoft.com` / `api-gcc.securitycenter.microsoft.us` /
+/// `api-gov.securitycenter.microsoft.us`, Graph `graph.microsoft.com` (public, GCC) /
+/// `graph.microsoft.us` (GCC High) / `dod-graph.microsoft.us` (DoD).
+///
+/// Sources: Microsoft Defender XDR docs "Microsoft Defender XDR for US Government customers"
+/// (defender-xdr/usgov), Defender for Endpoint docs "Microsoft Defender for Endpoint for US
+/// Government customers" (defender-endpoint/gov), Microsoft Graph docs "National cloud
+/// deployments" (graph deployments); collected in the design notes' defender-reference.md.
+///
+/// The gov-cloud scopes are *not* clearly documented: `{api}/.default` of the preset's API host is
+/// the documented pattern of the public cloud carried over, which is why `scope` stays
+/// configurable. The scope follows the preset's host, not an overridden `api`: a regional host
+/// (`us.`, `eu.`, ...) serves the same resource, so its audience is the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CloudPreset {
+    /// The commercial (worldwide) cloud: the default.
+    #[default]
+    Public,
+    /// US Government Community Cloud (Entra ID in the public cloud, Defender in the US gov one).
+    Gcc,
+    /// US Government Community Cloud High.
+    GccHigh,
+    /// US Department of Defense.
+    Dod,
+}
+
+impl CloudPreset {
+    /// Every preset, in the order the config docs list them.
+    pub const ALL: [CloudPreset; 4] = [
+        CloudPreset::Public,
+        CloudPreset::Gcc,
+        CloudPreset::GccHigh,
+        CloudPreset::Dod,
+    ];
+
+    /// The name written in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloudPreset::Public => "public",
+            CloudPreset::Gcc => "gcc",
+            CloudPreset::GccHigh => "gcc-high",
+            CloudPreset::Dod => "dod",
+        }
+    }
+
+    /// The preset named `name` (as written in the config file).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Entra ID's base URL in this cloud.
+    pub fn authority(self) -> &'static str {
+        match self {
+            CloudPreset::Public | CloudPreset::Gcc => defaults::AUTHORITY,
+            CloudPreset::GccHigh | CloudPreset::Dod => "https://login.microsoftonline.us",
+        }
+    }
+
+    /// The Defender XDR API's base URL in this cloud.
+    pub fn api(self) -> &'static str {
+        match self {
+            CloudPreset::Public => defaults::API,
+            CloudPreset::Gcc => "https://api-gcc.security.microsoft.us",
+            CloudPreset::GccHigh | CloudPreset::Dod => "https://api-gov.security.microsoft.us",
+        }
+    }
+
+    /// The default OAuth scope of the Defender XDR API in this cloud (see the type's docs on why
+    /// the gov ones are a best guess).
+    pub fn scope(self) -> &'static str {
+        match self {
+            CloudPreset::Public => defaults::SCOPE,
+            CloudPreset::Gcc => "https://api-gcc.security.microsoft.us/.default",
+            CloudPreset::GccHigh | CloudPreset::Dod => {
+                "https://api-gov.security.microsoft.us/.default"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for CloudPreset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CloudConfig {
+    /// `cloud = ...`: the preset whose hosts are the defaults below (`public` when not set).
+    pub cloud: CloudPreset,
     /// Base URL of Entra ID, without a trailing slash, e.g. `https://login.microsoftonline.com`.
     pub authority: String,
     /// The default API's base URL (scheme + authority, no path), e.g. `https://api.security.microsoft.com`.
@@ -318,6 +442,7 @@ pub mod defaults {
     pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
     pub const H2_MAX_HEADER_LIST_SIZE: u32 = 32 * 1024;
     pub const CORS_MAX_AGE: Duration = Duration::from_secs(600);
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 }
 
 impl Default for LimitPolicy {

@@ -41,6 +41,7 @@ pub(crate) struct RawConfig {
     pub(crate) clients: Vec<RawClient>,
     pub(crate) cors: Option<RawCors>,
     pub(crate) audit: Option<RawAudit>,
+    pub(crate) reload: Option<RawReload>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,7 +57,15 @@ pub(crate) struct RawListen {
     pub(crate) max_body_bytes: Option<i64>,
     pub(crate) h2_max_concurrent_streams: Option<i64>,
     pub(crate) h2_max_header_list_size: Option<i64>,
+    pub(crate) shutdown_grace: Option<String>,
     pub(crate) tls: Option<RawServerTls>,
+}
+
+/// `[reload]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReload {
+    pub(crate) watch: Option<bool>,
 }
 
 /// `[listen.tls]`.
@@ -106,9 +115,8 @@ pub(crate) struct RawApp {
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<RawSecret>,
     pub(crate) certificate: Option<RawCertificate>,
-    /// Accepted by the parser only so validation can say "not supported" instead of "unknown key":
-    /// the interface documents it, so an operator may well write it.
-    pub(crate) federated_token_file: Option<IgnoredAny>,
+    /// Path of a workload identity token file (not a secret itself: the file's content is).
+    pub(crate) federated_token_file: Option<String>,
 }
 
 /// Where a secret comes from. Never the secret itself: an inline value is recognised and dropped
@@ -132,7 +140,7 @@ pub(crate) struct RawCertificate {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCloud {
-    /// A preset name (`public`, `gcc`, ...): documented, not implemented yet; rejected in validation.
+    /// A preset name (`public`, `gcc`, `gcc-high`, `dod`): the defaults of the keys below.
     pub(crate) cloud: Option<String>,
     pub(crate) authority: Option<String>,
     pub(crate) api: Option<String>,
@@ -304,6 +312,7 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("max_body_bytes", Shape::Value),
             ("h2_max_concurrent_streams", Shape::Value),
             ("h2_max_header_list_size", Shape::Value),
+            ("shutdown_grace", Shape::Value),
             (
                 "tls",
                 Shape::Table(&[
@@ -315,6 +324,7 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
         ]),
     ),
     ("admin", Shape::Table(&[("addr", Shape::Value)])),
+    ("reload", Shape::Table(&[("watch", Shape::Value)])),
     (
         "app",
         Shape::Table(&[

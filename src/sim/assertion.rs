@@ -3,6 +3,12 @@
 //! (or legacy `x5t`), a valid signature, `aud` = the token endpoint URL, `iss` = `sub` = the
 //! client id, a time window of at most 10 minutes, and a `jti` never seen before.
 //!
+//! Federated assertions (workload identity) are checked as Entra checks them against the app's
+//! federated identity credentials: `iss` and `sub` equal to a registered pair, `aud` =
+//! `api://AzureADTokenExchange`, `exp` in the future. Their signature is not checked: Entra
+//! verifies it with the issuer's OIDC keys, and the simulator trusts the issuer instead (tests
+//! hand it unsigned tokens; nothing here guards anything real).
+//!
 //! The AADSTS codes are the ones Entra answers for each failure where known; all are
 //! `401 invalid_client`, which the proxy treats as a credential error (not retried at once).
 
@@ -16,6 +22,64 @@ use super::state::Shared;
 const SKEW_SECS: u64 = 300;
 /// Longest assertion validity Entra accepts (`exp - nbf`).
 const MAX_ASSERTION_SECS: u64 = 600;
+
+/// The audience Entra requires of a federated token.
+pub(crate) const FEDERATION_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// Whether `assertion` is a JWT issued by someone other than the app itself (`client_id`): a
+/// federated token rather than a certificate-signed assertion.
+pub(crate) fn is_federated(assertion: &str, client_id: &str) -> bool {
+    jwt::parse(assertion).is_some_and(|parts| {
+        parts.claims["iss"]
+            .as_str()
+            .is_some_and(|iss| !iss.eq_ignore_ascii_case(client_id))
+    })
+}
+
+/// The `sub` of a federated assertion, for the recorder.
+pub(crate) fn subject(assertion: &str) -> Option<String> {
+    jwt::parse(assertion)?.claims["sub"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Checks a federated assertion against the registered federations (see the module docs).
+pub(crate) fn check_federated(shared: &Shared, assertion: &str) -> Result<(), EntraError> {
+    let bad = |code, text: &str| err(StatusCode::UNAUTHORIZED, "invalid_client", code, text);
+    let parts =
+        jwt::parse(assertion).ok_or_else(|| bad(50027, "JWT token is invalid or malformed."))?;
+    let claims = &parts.claims;
+    let iss = claims["iss"].as_str().unwrap_or("");
+    let sub = claims["sub"].as_str().unwrap_or("");
+    // Kubernetes writes `aud` as a list; other issuers as a string.
+    let auds: Vec<&str> = match &claims["aud"] {
+        serde_json::Value::String(aud) => vec![aud.as_str()],
+        serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).collect(),
+        _ => vec![],
+    };
+    let known = shared
+        .lock()
+        .federations
+        .contains(&(iss.to_owned(), sub.to_owned()));
+    if !known {
+        return Err(bad(70021, &format!("No matching federated identity record found for presented assertion. Assertion Issuer: '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.", auds.join(","))));
+    }
+    if !auds.contains(&FEDERATION_AUDIENCE) {
+        return Err(bad(700212, &format!("No matching federated identity record found for presented assertion audience '{}'.", auds.join(","))));
+    }
+    let now = shared.clock.unix_secs();
+    let exp = claims["exp"]
+        .as_u64()
+        .ok_or_else(|| bad(50027, "JWT token is invalid or malformed: no 'exp'."))?;
+    let nbf = claims["nbf"].as_u64().unwrap_or(0);
+    if exp <= now || nbf > now + SKEW_SECS {
+        return Err(bad(
+            700024,
+            "Client assertion is not within its valid time range.",
+        ));
+    }
+    Ok(())
+}
 
 /// Checks a client assertion presented to the token endpoint at one of `endpoint_urls`.
 pub(crate) fn check(

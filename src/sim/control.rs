@@ -5,6 +5,8 @@
 //! - `GET /_sim/requests` — both records as JSON, `authorization` values as `Bearer …last4`.
 //! - `POST /_sim/reset` — forget records, every tenant's modes, limit windows and revocations.
 //! - `POST /_sim/release` — release pending `/api/_test/stream` responses.
+//! - `POST /_sim/federations` with `{"issuer": "...", "subject": "..."}` — trust that workload
+//!   identity (see [`Simulator::register_federation`]).
 //! - `POST /_sim/tenants/{id}` with any subset of `{"consent": bool, "fail_token_requests": n,
 //!   "fail_status": 503, "fail_retry_after": s, "token_delay_ms": n, "api_delay_ms": n,
 //!   "tid_override": "..."
@@ -23,6 +25,14 @@ use super::support::{self, Body};
 use super::Simulator;
 
 const BODY_LIMIT: usize = 64 * 1024;
+
+/// A federated identity credential to add.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Federation {
+    issuer: String,
+    subject: String,
+}
 
 /// A change to one tenant's modes; absent fields are left alone.
 #[derive(Debug, Deserialize)]
@@ -62,6 +72,15 @@ pub(crate) async fn handle(sim: &Simulator, req: Request<Incoming>) -> Response<
         (&Method::POST, "/_sim/release") => {
             sim.release_streams();
             ok()
+        }
+        (&Method::POST, "/_sim/federations") => {
+            match serde_json::from_slice::<Federation>(&body.unwrap_or_default()) {
+                Ok(f) => {
+                    sim.register_federation(&f.issuer, &f.subject);
+                    ok()
+                }
+                Err(e) => bad_request(format!("invalid federation: {e}")),
+            }
         }
         (&Method::POST, p) if p.starts_with("/_sim/tenants/") => {
             let tenant = &p["/_sim/tenants/".len()..];

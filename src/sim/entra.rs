@@ -1,6 +1,7 @@
 //! The simulated Entra ID token endpoint: the client-credentials grant on
 //! `POST /{tenant}/oauth2/v2.0/token` (`scope`) and `POST /{tenant}/oauth2/token` (v1,
-//! `resource`), with a client secret or a certificate-signed client assertion.
+//! `resource`), with a client secret, a certificate-signed client assertion, or a federated
+//! assertion (workload identity: a token of another issuer the app trusts).
 //!
 //! Errors use Entra's real shape and AADSTS codes, because the proxy decides between retrying,
 //! remembering a failure and showing a consent link from `error` and `error_codes` alone.
@@ -181,6 +182,10 @@ pub(crate) async fn handle(
         version,
         client_id: ctx.field("client_id").to_owned(),
         credential: ctx.credential_kind(),
+        assertion_subject: match ctx.credential_kind() {
+            CredentialKind::Federated => assertion::subject(ctx.field("client_assertion")),
+            _ => None,
+        },
         scope_or_resource: ctx.field(ctx.resource_field()).to_owned(),
         status: match &outcome {
             Ok(_) => 200,
@@ -220,6 +225,16 @@ impl Ctx<'_> {
             self.form.contains_key("client_assertion"),
         ) {
             (true, false) => CredentialKind::Secret,
+            // Entra tells the two assertion kinds apart by issuer: the app signs its own
+            // (`iss` = client id); any other issuer is looked up among its federations.
+            (false, true)
+                if assertion::is_federated(
+                    self.field("client_assertion"),
+                    &self.shared.config.client_id,
+                ) =>
+            {
+                CredentialKind::Federated
+            }
             (false, true) => CredentialKind::Assertion,
             _ => CredentialKind::None,
         }
@@ -338,11 +353,16 @@ impl Ctx<'_> {
                     Err(invalid_client(7000215, format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", config.client_id)))
                 }
             }
-            CredentialKind::Assertion => {
+            kind @ (CredentialKind::Assertion | CredentialKind::Federated) => {
                 if self.field("client_assertion_type") != ASSERTION_TYPE {
                     return Err(err(StatusCode::BAD_REQUEST, "invalid_request", 50027, "Invalid client_assertion_type; expected urn:ietf:params:oauth:client-assertion-type:jwt-bearer."));
                 }
-                assertion::check(self.shared, &self.endpoint_urls, self.field("client_assertion"))
+                let assertion = self.field("client_assertion");
+                if kind == CredentialKind::Federated {
+                    assertion::check_federated(self.shared, assertion)
+                } else {
+                    assertion::check(self.shared, &self.endpoint_urls, assertion)
+                }
             }
             CredentialKind::None => Err(invalid_client(7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into())),
         }
@@ -372,7 +392,7 @@ impl Ctx<'_> {
             "iat": now, "nbf": now, "exp": exp,
             "app_displayname": "defender-proxy simulator",
             "appid": shared.config.client_id,
-            "appidacr": if self.credential_kind() == CredentialKind::Assertion { "2" } else { "1" },
+            "appidacr": if self.credential_kind() == CredentialKind::Secret { "1" } else { "2" },
             "idp": format!("https://sts.windows.net/{tid}/"),
             "oid": support::uuid(),
             "tid": tid,

@@ -101,6 +101,18 @@ impl Simulator {
         state.certs.insert(jwt::thumbprint_sha1(cert_der), key);
     }
 
+    /// Adds a federated identity credential to the app (workload identity federation): from
+    /// now on a client assertion whose `iss` and `sub` are these, whose `aud` is
+    /// `api://AzureADTokenExchange` and whose `exp` is in the future is accepted for any tenant,
+    /// as Entra accepts one on a multi-tenant app. Its signature is not checked: the simulator
+    /// trusts the issuer, as Entra does once it has fetched the issuer's OIDC signing keys.
+    pub fn register_federation(&self, issuer: &str, subject: &str) {
+        self.shared
+            .lock()
+            .federations
+            .insert((issuer.to_owned(), subject.to_owned()));
+    }
+
     /// Lets every `/api/_test/stream` response started before this call send its second part.
     pub fn release_streams(&self) {
         self.shared.release.send_modify(|g| *g += 1);

@@ -24,6 +24,9 @@ pub enum CredentialKind {
     Secret,
     /// `client_assertion` (certificate-signed JWT).
     Assertion,
+    /// `client_assertion` issued by another identity provider (workload identity federation):
+    /// a JWT whose `iss` is not the client id.
+    Federated,
     /// Neither (or both) was presented.
     None,
 }
@@ -37,6 +40,10 @@ pub struct TokenRequestRecord {
     /// The `client_id` form field (empty when missing).
     pub client_id: String,
     pub credential: CredentialKind,
+    /// The `sub` of a federated assertion (it names the workload, e.g.
+    /// `system:serviceaccount:ns:name`, and is no secret), so tests can tell which version of a
+    /// rotated token file was sent. The assertion itself is never kept.
+    pub assertion_subject: Option<String>,
     /// `scope` (v2) or `resource` (v1) as sent; empty when missing.
     pub scope_or_resource: String,
     /// HTTP status answered.

@@ -101,6 +101,9 @@ pub(crate) struct State {
     pub(crate) tenants: HashMap<String, TenantModes>,
     /// Certificate thumbprint (`x5t#S256` and `x5t`) -> PKCS#1 public key DER.
     pub(crate) certs: HashMap<String, Vec<u8>>,
+    /// Federated identity credentials of the app: (`iss`, `sub`) pairs whose tokens are accepted
+    /// as client assertions.
+    pub(crate) federations: HashSet<(String, String)>,
     /// `jti`s of accepted assertions, to refuse replays.
     pub(crate) seen_jti: HashSet<String>,
     /// `uti` of every issued token -> the tenant id it was issued for, so revocation can find them.
@@ -150,6 +153,7 @@ impl Shared {
             refresh_in: config.refresh_in,
             tenants: HashMap::new(),
             certs: HashMap::new(),
+            federations: HashSet::new(),
             seen_jti: HashSet::new(),
             issued: HashMap::new(),
             revoked: HashSet::new(),

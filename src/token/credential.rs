@@ -1,10 +1,15 @@
-//! The app's credential, prepared once: a client secret, or a certificate whose RSA key signs a
-//! fresh client assertion (a JWT) for every token request.
+//! The app's credential, prepared once: a client secret, a certificate whose RSA key signs a
+//! fresh client assertion (a JWT) for every token request, or a workload identity token file whose
+//! content is the assertion.
 //!
 //! An assertion per request rather than MSAL's cached one: token requests are rare (one per
-//! tenant per half token lifetime), and a fresh assertion can never be used past its `exp`.
+//! tenant per half token lifetime), and a fresh assertion can never be used past its `exp`. For
+//! the same reason the federated token file is read for every request: the kubelet rotates it
+//! (the Azure SDKs re-read it at least every 10 minutes), and reading a small file once per token
+//! request is cheaper than any cache that could serve a stale one.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,6 +33,8 @@ pub(crate) enum PreparedCredential {
     Secret(SecretString),
     /// A certificate: `client_assertion` signed with its key (boxed: a parsed RSA key is large).
     Certificate(Box<CertificateSigner>),
+    /// Workload identity: `client_assertion` is the content of this file, read per request.
+    Federated(PathBuf),
 }
 
 impl fmt::Debug for PreparedCredential {
@@ -35,6 +42,7 @@ impl fmt::Debug for PreparedCredential {
         match self {
             PreparedCredential::Secret(_) => f.write_str("Secret([redacted])"),
             PreparedCredential::Certificate(c) => c.fmt(f),
+            PreparedCredential::Federated(path) => f.debug_tuple("Federated").field(path).finish(),
         }
     }
 }
@@ -55,11 +63,12 @@ impl PreparedCredential {
             Credential::Certificate(c) => Ok(PreparedCredential::Certificate(Box::new(
                 CertificateSigner::new(c)?,
             ))),
+            Credential::Federated(f) => Ok(PreparedCredential::Federated(f.path.clone())),
         }
     }
 
     /// The client authentication for one request to `token_url` (the assertion's `aud`).
-    pub(crate) fn client_auth(
+    pub(crate) async fn client_auth(
         &self,
         client_id: &str,
         token_url: &str,
@@ -74,8 +83,30 @@ impl PreparedCredential {
                 c.assertion(client_id, token_url, now)
                     .map(ClientAuth::Assertion)
             }
+            PreparedCredential::Federated(path) => {
+                read_federated_token(path).await.map(ClientAuth::Assertion)
+            }
         }
     }
+}
+
+/// The current content of a workload identity token file, trimmed (kubelet writes none, but a
+/// hand-made file often ends in a newline). Errors name the file, never its content.
+pub(crate) async fn read_federated_token(path: &Path) -> Result<SecretString, CredentialError> {
+    let failed = |reason: String| CredentialError::FederatedTokenFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    // tokio's read runs on the blocking pool: a slow volume must not stall a runtime worker.
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| failed("not UTF-8 text".to_owned()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(failed("the file is empty".to_owned()));
+    }
+    Ok(SecretString::from(token.to_owned()))
 }
 
 /// Signs client assertions with the certificate's RSA key.
@@ -161,6 +192,7 @@ impl CertificateSigner {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::token::{ErrorClass, TokenError};
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::pkcs8::EncodePrivateKey;
     use secrecy::SecretBox;
@@ -239,6 +271,63 @@ mod tests {
         let a = signer.assertion("1111", "aud", 1).unwrap();
         let b = signer.assertion("1111", "aud", 1).unwrap();
         assert_ne!(a.expose_secret(), b.expose_secret());
+    }
+
+    /// The assertion a credential sends, or its error's message.
+    async fn assertion_of(credential: &PreparedCredential) -> Result<String, String> {
+        match credential
+            .client_auth(
+                "1111",
+                "https://login.microsoftonline.com/t/oauth2/v2.0/token",
+            )
+            .await
+        {
+            Ok(ClientAuth::Assertion(a)) => Ok(a.expose_secret().to_owned()),
+            Ok(ClientAuth::Secret(_)) => Err("a secret was sent".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[tokio::test]
+    async fn federated_token_file_is_read_for_every_request() {
+        let dir = std::env::temp_dir().join(format!(
+            "defender-proxy-federated-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        let credential =
+            PreparedCredential::new(&Credential::Federated(crate::config::FederatedCredential {
+                path: path.clone(),
+            }))
+            .unwrap();
+        assert_eq!(format!("{credential:?}"), format!("Federated({path:?})"));
+
+        // Missing: the message names the file.
+        let err = assertion_of(&credential).await.unwrap_err();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+
+        std::fs::write(&path, "first.jwt.sig\n").unwrap();
+        assert_eq!(assertion_of(&credential).await.unwrap(), "first.jwt.sig");
+        // Rotated by the kubelet: the next request sends the new content.
+        std::fs::write(&path, "second.jwt.sig").unwrap();
+        assert_eq!(assertion_of(&credential).await.unwrap(), "second.jwt.sig");
+
+        // Empty: a credential error that names the file and never quotes content.
+        std::fs::write(&path, " \n").unwrap();
+        let err = assertion_of(&credential).await.unwrap_err();
+        assert!(err.contains("is empty") && err.contains("token"), "{err}");
+        let e = TokenError::from(CredentialError::FederatedTokenFile {
+            path: "p".into(),
+            reason: "r".into(),
+        });
+        assert_eq!(e.class(), ErrorClass::Credential);
+
+        std::fs::write(&path, [0xff, 0xfe, b's', b'3']).unwrap();
+        let err = assertion_of(&credential).await.unwrap_err();
+        assert!(err.contains("not UTF-8") && !err.contains("s3"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

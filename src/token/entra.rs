@@ -73,7 +73,7 @@ impl EntraClient {
             source: e,
         };
         let url = self.cloud.token_url(tenant_id);
-        let auth = self.credential.client_auth(&self.client_id, &url)?;
+        let auth = self.credential.client_auth(&self.client_id, &url).await?;
         let body = form_body(self.cloud.token_endpoint, &self.client_id, scope, &auth);
         let request = Request::builder()
             .method(Method::POST)

@@ -150,6 +150,7 @@ fn broker(authority: &str, version: TokenEndpointVersion) -> TokenBroker {
         credential: Credential::Secret(SecretString::from("the-secret")),
     };
     let cloud = CloudConfig {
+        cloud: crate::config::CloudPreset::Public,
         authority: authority.into(),
         api: http::Uri::from_static("https://api.security.microsoft.com"),
         scope: SCOPE.into(),

@@ -123,8 +123,9 @@ pub enum InvalidResponse {
     Lifetime,
 }
 
-/// The app's certificate credential could not produce an assertion.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
+/// The app's credential could not produce the client authentication of a token request. Nothing
+/// was sent to Entra ID.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CredentialError {
     /// RSA signing failed (ring gives no detail by design).
     #[error("signing the client assertion failed")]
@@ -132,6 +133,15 @@ pub enum CredentialError {
     /// The random number generator failed.
     #[error("no randomness for the assertion id")]
     Random,
+    /// The workload identity token file could not be read, or is empty. The message names the
+    /// file and the I/O error, never the file's content.
+    #[error("cannot use the federated token file {path}: {reason}")]
+    FederatedTokenFile {
+        /// The file, for the message.
+        path: String,
+        /// Why (an I/O error's text, "the file is empty", ...).
+        reason: String,
+    },
 }
 
 /// Why the broker could not be built.
@@ -251,6 +261,16 @@ const KNOWN_CODES: &[(u32, ErrorClass, &str)] = &[
         "the client assertion's signature is invalid (wrong certificate?)",
     ),
     (
+        70021,
+        ErrorClass::Credential,
+        "no federated identity credential of the app matches the token file's issuer and subject",
+    ),
+    (
+        700024,
+        ErrorClass::Credential,
+        "the client assertion is outside its validity window (expired federated token file?)",
+    ),
+    (
         50000,
         ErrorClass::Transient,
         "Entra ID had a temporary problem",
@@ -271,6 +291,12 @@ const KNOWN_CODES: &[(u32, ErrorClass, &str)] = &[
         "Entra ID is throttling requests",
     ),
 ];
+
+/// A one-line meaning of an AADSTS code the proxy knows (defender-reference.md's table plus the
+/// workload identity codes), e.g. for `check`'s report.
+pub fn aadsts_meaning(code: u32) -> Option<&'static str> {
+    known(code).map(|(_, meaning)| meaning)
+}
 
 fn known(code: u32) -> Option<(ErrorClass, &'static str)> {
     KNOWN_CODES

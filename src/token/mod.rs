@@ -3,10 +3,13 @@
 //!
 //! - [`TokenBroker`] owns the token endpoint client and hands out one [`TokenSlot`] per
 //!   (tenant, scope); routing snapshots keep the slots, so the hot path never touches a map.
+//!   Every slot asks the broker's one shared source cell, which [`TokenBroker::reconfigure`]
+//!   swaps on a reload (a rotated secret, a new certificate, another token file).
 //! - `slot.rs`: the per-slot cache: single flight, refresh-ahead, usable deadline, backoff and
 //!   failure memory. It talks to a `TokenSource`, so its timing is tested with a fake one.
 //! - `entra.rs`: the `TokenSource` that asks Entra ID (v2 or v1 endpoint).
-//! - `credential.rs`: client secret, or certificate -> signed client assertion.
+//! - `credential.rs`: client secret, certificate -> signed client assertion, or workload identity
+//!   token file -> its content as the assertion.
 //! - `claims.rs`: the token's `tid`, `roles`, `exp`, read without verification.
 //! - `error.rs`: [`TokenError`], safe to show clients, and its [`ErrorClass`].
 
@@ -23,15 +26,18 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 pub use claims::ClaimsError;
-pub use error::{CredentialError, ErrorClass, InvalidResponse, TokenError, TokenInitError};
+pub use error::{
+    aadsts_meaning, CredentialError, ErrorClass, InvalidResponse, TokenError, TokenInitError,
+};
 pub use slot::{TokenSlot, TokenStats};
 
-use crate::config::{AppConfig, CloudConfig, UpstreamConfig};
+use crate::config::{AppConfig, CloudConfig, CloudPreset, TokenEndpointVersion, UpstreamConfig};
 
 /// Upper bound for one token request, whatever the API's (much longer) response timeout is.
 const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,6 +117,10 @@ pub(crate) trait TokenSource: Send + Sync + fmt::Debug + 'static {
     fn fetch<'a>(&'a self, tenant_id: &'a str, scope: &'a str) -> FetchFuture<'a>;
 }
 
+/// The source cell shared by a broker and all its slots: a reload stores a new source, and every
+/// token request from then on asks it.
+pub(crate) type SharedSource = Arc<ArcSwap<Arc<dyn TokenSource>>>;
+
 /// A fetched token that passed the checks, with what the slot needs to schedule its refresh.
 #[derive(Debug)]
 pub(crate) struct Accepted {
@@ -185,16 +195,43 @@ pub struct TokenBroker {
 }
 
 struct BrokerInner {
-    source: Arc<dyn TokenSource>,
+    source: SharedSource,
+    /// Who the tokens are issued to, as last configured; `None` for a scripted source (tests).
+    /// Only read and written by `reconfigure`, which holds the lock across the swap, so two
+    /// reloads cannot interleave.
+    identity: Mutex<Option<Identity>>,
     /// Looked up only when routing snapshots are built, never per request, so a plain mutex.
     slots: Mutex<HashMap<(String, String), Arc<TokenSlot>>>,
+}
+
+/// What makes a cached token belong to a configuration: a token issued to another app, by
+/// another authority or cloud, or from the other endpoint version (whose audience form differs),
+/// is no token of the new one. The credential is not part of it: a rotated secret still
+/// authenticates the same app, so its tokens stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    client_id: String,
+    authority: String,
+    cloud: CloudPreset,
+    token_endpoint: TokenEndpointVersion,
+}
+
+impl Identity {
+    fn of(app: &AppConfig, cloud: &CloudConfig) -> Self {
+        Identity {
+            client_id: app.client_id.to_ascii_lowercase(),
+            authority: cloud.authority.clone(),
+            cloud: cloud.cloud,
+            token_endpoint: cloud.token_endpoint,
+        }
+    }
 }
 
 impl fmt::Debug for TokenBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let slots = self.inner.slots.lock().map(|s| s.len()).unwrap_or(0);
         f.debug_struct("TokenBroker")
-            .field("source", &self.inner.source)
+            .field("source", &self.inner.source.load())
             .field("slots", &slots)
             .finish()
     }
@@ -208,28 +245,79 @@ impl TokenBroker {
         cloud: &CloudConfig,
         upstream: &UpstreamConfig,
     ) -> Result<Self, TokenInitError> {
-        let tls = crate::tls::client_config(cloud.ca.as_deref())?;
-        let connector = crate::tls::https_connector(tls, upstream);
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(connector);
-        let source = entra::EntraClient {
-            http,
-            cloud: cloud.clone(),
-            client_id: app.client_id.clone(),
-            credential: credential::PreparedCredential::new(&app.credential)?,
-            timeout: upstream.response_timeout.min(TOKEN_REQUEST_TIMEOUT),
-        };
-        Ok(Self::with_source(Arc::new(source)))
+        let source = entra_source(app, cloud, upstream)?;
+        let broker = Self::with_source(source);
+        *broker.identity() = Some(Identity::of(app, cloud));
+        Ok(broker)
     }
 
     pub(crate) fn with_source(source: Arc<dyn TokenSource>) -> Self {
         TokenBroker {
             inner: Arc::new(BrokerInner {
-                source,
+                source: Arc::new(ArcSwap::from_pointee(source)),
+                identity: Mutex::new(None),
                 slots: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// A reload: from now on every slot's next token request (refresh or first fetch) uses
+    /// `app`'s credential, `cloud`'s endpoint and trust roots and `upstream`'s timeouts. Current
+    /// tokens keep being served, so a rotated secret takes effect at the next token request;
+    /// failures remembered from the old credential are forgotten, so a fixed one is tried at
+    /// once. When the client id, authority, cloud or endpoint version changed, the cached tokens
+    /// belong to another app or cloud and are dropped.
+    ///
+    /// Everything that can fail (a bad key, a bad CA file) is checked before anything changes: on
+    /// an error the broker runs on as before.
+    pub fn reconfigure(
+        &self,
+        app: &AppConfig,
+        cloud: &CloudConfig,
+        upstream: &UpstreamConfig,
+    ) -> Result<(), TokenInitError> {
+        let source = entra_source(app, cloud, upstream)?;
+        let dropped = self.swap_source(source, Some(Identity::of(app, cloud)));
+        tracing::info!(
+            client_id = %app.client_id,
+            authority = %cloud.authority,
+            cloud = %cloud.cloud,
+            tokens_dropped = dropped,
+            "token broker reconfigured"
+        );
+        Ok(())
+    }
+
+    /// Store `source` for every slot's next token request and forget remembered failures; when
+    /// `identity` differs from the current one, reset every slot too. Returns whether tokens
+    /// were dropped.
+    pub(crate) fn swap_source(
+        &self,
+        source: Arc<dyn TokenSource>,
+        identity: Option<Identity>,
+    ) -> bool {
+        let mut current = self.identity();
+        let changed = *current != identity;
+        // Stored before the slots are touched: a request that starts after a slot was reset
+        // must already find the new source.
+        self.inner.source.store(Arc::new(source));
+        *current = identity;
+        let slots = self.slots();
+        for slot in &slots {
+            if changed {
+                slot.reset();
+            } else {
+                slot.forget_failures();
+            }
+        }
+        changed
+    }
+
+    fn identity(&self) -> std::sync::MutexGuard<'_, Option<Identity>> {
+        self.inner
+            .identity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The slot for (`tenant_id`, `scope`): created on the first call, the same `Arc` afterwards,
@@ -279,9 +367,30 @@ impl TokenBroker {
         scope: &str,
     ) -> Result<AccessToken, TokenError> {
         let requested_at = Instant::now();
-        let fetched = self.inner.source.fetch(tenant_id, scope).await?;
+        let source = self.inner.source.load_full();
+        let fetched = source.fetch(tenant_id, scope).await?;
         accept(fetched, tenant_id, requested_at).map(|a| a.token)
     }
+}
+
+/// The Entra ID client for `app` on `cloud`, over the shared outbound TLS configuration. The
+/// credential is prepared here (a certificate's key parsed once), so a bad one fails now.
+fn entra_source(
+    app: &AppConfig,
+    cloud: &CloudConfig,
+    upstream: &UpstreamConfig,
+) -> Result<Arc<dyn TokenSource>, TokenInitError> {
+    let tls = crate::tls::client_config(cloud.ca.as_deref())?;
+    let connector = crate::tls::https_connector(tls, upstream);
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector);
+    Ok(Arc::new(entra::EntraClient {
+        http,
+        cloud: cloud.clone(),
+        client_id: app.client_id.clone(),
+        credential: credential::PreparedCredential::new(&app.credential)?,
+        timeout: upstream.response_timeout.min(TOKEN_REQUEST_TIMEOUT),
+    }))
 }
 
 #[cfg(test)]

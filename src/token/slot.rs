@@ -12,6 +12,10 @@
 //!   handed out; `get()` waits for a fresh one instead.
 //! - A failed request is remembered (60 s, or a few seconds for transient failures), so a burst of
 //!   requests for a broken tenant does not become a burst of token requests.
+//! - The source is the broker's shared cell, read at the start of every token request, so a
+//!   reload that swaps the credential (a rotated secret) takes effect at the next request while
+//!   the current token keeps being served. A reload that changes the app's identity bumps the
+//!   slot's generation instead: the token goes, and a flight started before is not installed.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +27,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::error::Chain;
-use super::{accept, Accepted, AccessToken, ErrorClass, TokenError, TokenSource};
+use super::{accept, Accepted, AccessToken, ErrorClass, SharedSource, TokenError};
 
 /// Attempts within one flight for transient failures.
 const MAX_ATTEMPTS: u32 = 4;
@@ -63,7 +67,12 @@ pub struct TokenStats {
 pub struct TokenSlot {
     tenant_id: String,
     scope: String,
-    source: Arc<dyn TokenSource>,
+    /// The broker's cell: whatever source it holds when a token request starts is asked.
+    source: SharedSource,
+    /// Bumped when the cached token is dropped for belonging to another app or cloud; a flight
+    /// that started under an older generation hands its outcome to its waiters but does not
+    /// install it.
+    generation: AtomicU64,
     /// For handing an owning reference to the flight task and a weak one to timers.
     me: Weak<TokenSlot>,
     current: ArcSwapOption<Cached>,
@@ -132,11 +141,12 @@ impl fmt::Debug for TokenSlot {
 }
 
 impl TokenSlot {
-    pub(crate) fn new(tenant_id: &str, scope: &str, source: Arc<dyn TokenSource>) -> Arc<Self> {
+    pub(crate) fn new(tenant_id: &str, scope: &str, source: SharedSource) -> Arc<Self> {
         Arc::new_cyclic(|me| TokenSlot {
             tenant_id: tenant_id.to_owned(),
             scope: scope.to_owned(),
             source,
+            generation: AtomicU64::new(0),
             me: me.clone(),
             current: ArcSwapOption::empty(),
             used: AtomicBool::new(false),
@@ -235,6 +245,30 @@ impl TokenSlot {
         }
     }
 
+    /// The credential changed (a reload): failures remembered from the old one no longer say
+    /// anything, so the next request asks at once. The current token stays.
+    pub(crate) fn forget_failures(&self) {
+        let mut state = self.lock();
+        state.failure = None;
+        state.next_refresh = None;
+        state.refresh_failures = 0;
+        // A running flight keeps its gate closed; it reopens the gate when it ends.
+        if state.live_flight().is_none() {
+            self.refresh_gate.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The app or cloud changed (a reload): the current token belongs to the old one. Drop it and
+    /// everything remembered, and detach a running flight (it still answers its waiters, who
+    /// asked before the reload, but its token is not installed); the next `get()` starts afresh.
+    pub(crate) fn reset(&self) {
+        let mut state = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.current.store(None);
+        *state = State::default();
+        self.refresh_gate.store(0, Ordering::Relaxed);
+    }
+
     fn usable(&self, now: Instant) -> Option<Arc<Cached>> {
         self.current.load_full().filter(|c| now < c.usable_until)
     }
@@ -295,12 +329,15 @@ impl TokenSlot {
         self.used.store(false, Ordering::Relaxed);
         // Until the flight ends, requests past `refresh_at` have nothing to start.
         self.refresh_gate.store(u64::MAX, Ordering::Relaxed);
+        // Read under the state lock, as `reset` bumps it under the lock: a flight is either
+        // detached by a reset or sees the new generation, never half of each.
+        let generation = self.generation.load(Ordering::SeqCst);
         match self.me.upgrade() {
             Some(slot) => {
                 state.flight = Some(rx.clone());
                 tokio::spawn(async move {
                     let result = slot.fetch_with_retries().await;
-                    let outcome = slot.finish(result);
+                    let outcome = slot.finish(result, generation);
                     // Nobody waiting is fine: the token is installed either way.
                     let _ = tx.send(Some(outcome));
                 });
@@ -318,7 +355,9 @@ impl TokenSlot {
         loop {
             attempt += 1;
             let requested_at = Instant::now();
-            let result = match self.source.fetch(&self.tenant_id, &self.scope).await {
+            // The source of this attempt: a reload swaps the cell, never the source in use.
+            let source = self.source.load_full();
+            let result = match source.fetch(&self.tenant_id, &self.scope).await {
                 Ok(fetched) => accept(fetched, &self.tenant_id, requested_at),
                 Err(e) => Err(e),
             };
@@ -356,8 +395,9 @@ impl TokenSlot {
         }
     }
 
-    /// Install the flight's result and schedule what comes next.
-    fn finish(&self, result: Result<Accepted, TokenError>) -> Outcome {
+    /// Install the flight's result and schedule what comes next; a flight of an older
+    /// `generation` (the slot was reset meanwhile) only answers its waiters.
+    fn finish(&self, result: Result<Accepted, TokenError>, generation: u64) -> Outcome {
         let now = Instant::now();
         // A token that arrives already past its usable deadline (a very short lifetime and a slow
         // answer) is never handed out, not even to the callers waiting for it.
@@ -372,6 +412,12 @@ impl TokenSlot {
                 Ok(accepted)
             }
         });
+        // Held from the generation check to the install, so a `reset` (which bumps the
+        // generation under this lock) comes wholly before or after it.
+        let mut state = self.lock();
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return result.map(|accepted| Arc::new(accepted.token));
+        }
         match result {
             Ok(accepted) => {
                 let token = Arc::new(accepted.token);
@@ -386,14 +432,12 @@ impl TokenSlot {
                     refresh_at,
                     usable_until,
                 })));
-                let mut state = self.lock();
                 *state = State::default();
                 self.refresh_gate.store(0, Ordering::Relaxed);
                 self.schedule(refresh_at, serial);
                 Ok(token)
             }
             Err(error) => {
-                let mut state = self.lock();
                 state.flight = None;
                 let transient = error.class() == ErrorClass::Transient;
                 let memory = if transient {

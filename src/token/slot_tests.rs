@@ -6,12 +6,14 @@
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
 
+use arc_swap::ArcSwap;
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
 use super::*;
+use crate::config::{CloudPreset, TokenEndpointVersion};
 use crate::token::claims::tests::fake_jwt;
-use crate::token::{FetchFuture, FetchedToken, TokenBroker};
+use crate::token::{FetchFuture, FetchedToken, Identity, TokenBroker, TokenSource};
 
 const TENANT: &str = "22222222-2222-2222-2222-222222222222";
 const SCOPE: &str = "https://api.security.microsoft.com/.default";
@@ -132,7 +134,8 @@ fn not_consented() -> Answer {
 }
 
 fn slot(fake: &Arc<Fake>) -> Arc<TokenSlot> {
-    TokenSlot::new(TENANT, SCOPE, fake.clone())
+    let source: Arc<dyn TokenSource> = fake.clone();
+    TokenSlot::new(TENANT, SCOPE, Arc::new(ArcSwap::from_pointee(source)))
 }
 
 async fn settle(d: Duration) {
@@ -574,4 +577,144 @@ async fn token_arriving_past_its_usable_deadline_is_not_handed_out() {
     fake.release();
     let outcome = waiting.await.unwrap();
     assert!(outcome.is_err(), "a stale token reached a caller");
+}
+
+// --- Reconfiguration (hot reload) -------------------------------------------------------------
+
+fn identity(client_id: &str) -> Option<Identity> {
+    Some(Identity {
+        client_id: client_id.into(),
+        authority: "https://login.microsoftonline.com".into(),
+        cloud: CloudPreset::Public,
+        token_endpoint: TokenEndpointVersion::V2,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_credential_keeps_the_token_and_serves_the_next_fetch() {
+    let old = Fake::new(hour);
+    let broker = TokenBroker::with_source(old.clone());
+    let slot = broker.slot(TENANT, SCOPE);
+    let first = slot.get().await.unwrap();
+
+    // A rotated secret: same app, same cloud.
+    let new = Fake::new(hour);
+    assert!(!broker.swap_source(new.clone(), None), "no token dropped");
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &first));
+    assert_eq!((old.calls(), new.calls()), (1, 0), "nothing fetched yet");
+
+    // The refresh at about half the lifetime asks the new source.
+    settle(secs(2000)).await;
+    assert_eq!((old.calls(), new.calls()), (1, 1));
+    assert!(!Arc::ptr_eq(&slot.get().await.unwrap(), &first));
+    broker.fetch_once(TENANT, SCOPE).await.unwrap();
+    assert_eq!((old.calls(), new.calls()), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_credential_is_tried_at_once_after_a_remembered_failure() {
+    let old = Fake::new(not_consented);
+    let broker = TokenBroker::with_source(old.clone());
+    let slot = broker.slot(TENANT, SCOPE);
+    assert!(slot.get().await.is_err());
+    assert!(slot.get().await.is_err());
+    assert_eq!(old.calls(), 1, "the failure is remembered");
+
+    let new = Fake::new(hour);
+    broker.swap_source(new.clone(), None);
+    let started = Instant::now();
+    slot.get().await.unwrap();
+    assert_eq!((new.calls(), Instant::now()), (1, started));
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_app_or_cloud_drops_the_tokens() {
+    let old = Fake::new(hour);
+    let broker = TokenBroker::with_source(old.clone());
+    broker.swap_source(old.clone(), identity("1111"));
+    let slot = broker.slot(TENANT, SCOPE);
+    let first = slot.get().await.unwrap();
+
+    let same = Fake::new(hour);
+    assert!(!broker.swap_source(same.clone(), identity("1111")));
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &first));
+
+    let other = Fake::new(hour);
+    assert!(broker.swap_source(other.clone(), identity("2222")));
+    let fresh = slot.get().await.unwrap();
+    assert!(!Arc::ptr_eq(&fresh, &first));
+    assert_eq!((old.calls(), same.calls(), other.calls()), (1, 0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flight_started_before_an_identity_change_is_not_installed() {
+    let old = Fake::new(hour);
+    old.gate();
+    let broker = TokenBroker::with_source(old.clone());
+    let slot = broker.slot(TENANT, SCOPE);
+    let waiting = tokio::spawn({
+        let slot = slot.clone();
+        async move { slot.get().await }
+    });
+    settle(TICK).await;
+    assert_eq!(old.calls(), 1, "the flight is held at the old source");
+
+    let new = Fake::new(hour);
+    assert!(broker.swap_source(new.clone(), identity("2222")));
+    old.release();
+    // Its caller asked before the reload and gets its answer ...
+    let stale = waiting.await.unwrap().unwrap();
+    // ... but the slot asks the new source for its own token.
+    let fresh = slot.get().await.unwrap();
+    assert!(!Arc::ptr_eq(&stale, &fresh));
+    assert_eq!(new.calls(), 1);
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &fresh));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_reconfigure_changes_nothing() {
+    use crate::config::{
+        AppConfig, CertificateCredential, CloudConfig, Credential, KeyFormat, UpstreamConfig,
+    };
+    let fake = Fake::new(hour);
+    let broker = TokenBroker::with_source(fake.clone());
+    let slot = broker.slot(TENANT, SCOPE);
+    let first = slot.get().await.unwrap();
+    let cloud = CloudConfig {
+        cloud: CloudPreset::Public,
+        authority: "http://127.0.0.1:9".into(),
+        api: http::Uri::from_static("http://127.0.0.1:9"),
+        scope: SCOPE.into(),
+        token_endpoint: TokenEndpointVersion::V2,
+        ca: None,
+    };
+    let upstream = UpstreamConfig {
+        connect_timeout: secs(1),
+        response_timeout: secs(1),
+    };
+    let bad_key = AppConfig {
+        client_id: "1111".into(),
+        credential: Credential::Certificate(CertificateCredential {
+            cert_der: vec![1],
+            key_der: Arc::new(secrecy::SecretBox::new(Box::new(vec![1, 2, 3]))),
+            key_format: KeyFormat::Pkcs8,
+            cert_path: "app.pem".into(),
+            key_path: "app-key.pem".into(),
+        }),
+    };
+    let err = broker.reconfigure(&bad_key, &cloud, &upstream).unwrap_err();
+    assert!(err.to_string().contains("app-key.pem"), "{err}");
+    assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &first));
+    broker.fetch_once(TENANT, SCOPE).await.unwrap();
+    assert_eq!(fake.calls(), 2, "still the old source");
+
+    // A good one replaces the source; the identity is new (the scripted source had none), so
+    // the token goes.
+    let good = AppConfig {
+        client_id: "1111".into(),
+        credential: Credential::Secret(SecretString::from("s")),
+    };
+    broker.reconfigure(&good, &cloud, &upstream).unwrap();
+    assert!(format!("{broker:?}").contains("EntraClient"));
+    assert!(slot.stats().expires_in.is_none(), "the token was dropped");
 }

@@ -176,7 +176,6 @@ pub struct ProxyProcess {
 impl ProxyProcess {
     /// Start `defender-proxy serve` on `config_text` (listen and admin on port 0), with `env`.
     pub async fn spawn(config_text: &str, env: &[(&str, &str)]) -> ProxyProcess {
-        use tokio::io::{AsyncBufReadExt, BufReader};
         let dir = std::env::temp_dir().join(format!(
             "defender-proxy-proc-{}-{}",
             std::process::id(),
@@ -185,10 +184,16 @@ impl ProxyProcess {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("proxy.toml");
         std::fs::write(&config, config_text).unwrap();
+        Self::spawn_file(&config, env).await
+    }
+
+    /// Start `defender-proxy serve --config <config>` (a file the test may rewrite and reload).
+    pub async fn spawn_file(config: &std::path::Path, env: &[(&str, &str)]) -> ProxyProcess {
+        use tokio::io::{AsyncBufReadExt, BufReader};
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_defender-proxy"));
         command
             .args(["--log-format", "json", "serve", "--config"])
-            .arg(&config);
+            .arg(config);
         for (k, v) in env {
             command.env(k, v);
         }

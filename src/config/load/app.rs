@@ -1,59 +1,160 @@
-//! The app's credential: a secret from the environment or a file, or a certificate and key.
+//! The app's identity: its client id, and exactly one credential: a secret from the environment
+//! or a file, a certificate and key, or a workload identity token file.
+//!
+//! Workload identity follows the Azure SDKs' environment contract (`AZURE_CLIENT_ID`,
+//! `AZURE_FEDERATED_TOKEN_FILE`, injected by the AKS workload identity webhook), so a sidecar can
+//! run with an `[app]` section that names nothing but what the file doesn't get from the Pod.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::{SecretBox, SecretString};
 
-use super::Validator;
+use super::{is_guid, Validator};
 use crate::config::raw::{RawApp, RawCertificate, RawSecret};
-use crate::config::{AppConfig, CertificateCredential, Credential, KeyFormat};
+use crate::config::{AppConfig, CertificateCredential, Credential, FederatedCredential, KeyFormat};
+
+/// The app's client id, as the Azure SDKs and the workload identity webhook name it.
+const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+/// The projected service account token, as the Azure SDKs and the webhook name it.
+const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
 
 impl Validator<'_> {
     pub(super) fn app(&mut self, raw: RawApp) -> Option<AppConfig> {
         let client_id = match raw.client_id {
-            None => {
-                self.problem(
-                    "app.client_id",
-                    "is required: the application (client) id of the partner's Entra ID app",
-                );
-                None
-            }
             Some(id) => self.guid("app.client_id", &id),
+            // As the Azure SDKs do: a workload identity webhook injects the app's id here.
+            None => match self.env_var(AZURE_CLIENT_ID) {
+                Some(id) if is_guid(&id) => Some(id.to_ascii_lowercase()),
+                Some(id) => {
+                    self.problem(
+                        "app.client_id",
+                        format!(
+                            "not set, and {AZURE_CLIENT_ID} = `{id}` is not a GUID like \
+                             11111111-2222-3333-4444-555555555555"
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    self.problem(
+                        "app.client_id",
+                        format!(
+                            "is required: the application (client) id of the partner's Entra ID \
+                             app (or set {AZURE_CLIENT_ID})"
+                        ),
+                    );
+                    None
+                }
+            },
         };
-        if raw.federated_token_file.is_some() {
+        let given: Vec<&str> = [
+            raw.client_secret.as_ref().map(|_| "client_secret"),
+            raw.certificate.as_ref().map(|_| "certificate"),
+            raw.federated_token_file
+                .as_ref()
+                .map(|_| "federated_token_file"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let credential = if given.len() > 1 {
+            // On the last one given: the key an operator most likely just added.
+            let key = format!("app.{}", given[given.len() - 1]);
             self.problem(
-                "app.federated_token_file",
-                "federated_token_file is not supported in this version; use client_secret or certificate",
+                &key,
+                format!(
+                    "set only one of client_secret, certificate or federated_token_file \
+                     (found {})",
+                    match given.split_last() {
+                        Some((last, [one])) => format!("both {one} and {last}"),
+                        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                        None => String::new(),
+                    }
+                ),
             );
-        }
-        let credential = match (raw.client_secret, raw.certificate) {
-            (Some(secret), None) => self
-                .secret("app.client_secret", secret)
-                .map(Credential::Secret),
-            (None, Some(cert)) => self.certificate(cert).map(Credential::Certificate),
-            (Some(_), Some(_)) => {
-                self.problem(
-                    "app.certificate",
-                    "set either client_secret or certificate, not both",
-                );
-                None
-            }
-            (None, None) => {
-                self.problem(
-                    "app",
-                    "no credential: set client_secret = { env = \"...\" } or { file = \"...\" }, \
-                     or certificate = { cert = \"...\", key = \"...\" }",
-                );
-                None
-            }
+            None
+        } else if let Some(secret) = raw.client_secret {
+            self.secret("app.client_secret", secret)
+                .map(Credential::Secret)
+        } else if let Some(cert) = raw.certificate {
+            self.certificate(cert).map(Credential::Certificate)
+        } else if let Some(file) = raw.federated_token_file {
+            self.federated("app.federated_token_file", &file, None)
+                .map(Credential::Federated)
+        } else if let Some(file) = self.env_var(AZURE_FEDERATED_TOKEN_FILE) {
+            // Only when the file names no credential at all: an explicit one always wins over
+            // what a workload identity webhook put in the environment.
+            self.federated("app", &file, Some(AZURE_FEDERATED_TOKEN_FILE))
+                .map(Credential::Federated)
+        } else {
+            self.problem(
+                "app",
+                "no credential: set client_secret = { env = \"...\" } or { file = \"...\" }, \
+                 certificate = { cert = \"...\", key = \"...\" }, or federated_token_file \
+                 (or run with AZURE_FEDERATED_TOKEN_FILE set, as workload identity does)",
+            );
+            None
         };
         Some(AppConfig {
             client_id: client_id?,
             credential: credential?,
         })
+    }
+
+    /// An environment variable that is set and not empty (the Azure SDKs treat empty as unset).
+    fn env_var(&self, name: &str) -> Option<String> {
+        (self.env)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A workload identity token file: the path is kept, the content is not (it rotates and is
+    /// read for every token request). The file must be readable and non-empty now, so a typo
+    /// fails at start rather than at the first request. `from_env` names the variable the path
+    /// came from, for messages.
+    fn federated(
+        &mut self,
+        key: &str,
+        file: &str,
+        from_env: Option<&str>,
+    ) -> Option<FederatedCredential> {
+        let origin = from_env
+            .map(|var| format!(" (from {var})"))
+            .unwrap_or_default();
+        if file.trim().is_empty() {
+            self.problem(
+                key,
+                "must not be empty: the path of the federated token file",
+            );
+            return None;
+        }
+        // A path from the environment is the process's business, not relative to the config.
+        let path = match from_env {
+            Some(_) => PathBuf::from(file),
+            None => self.resolve(file),
+        };
+        // The content is never put in a message: it is a bearer credential.
+        match std::fs::read_to_string(&path) {
+            Err(e) => {
+                self.problem(
+                    key,
+                    format!(
+                        "cannot read federated token file {}{origin}: {e}",
+                        path.display()
+                    ),
+                );
+                None
+            }
+            Ok(text) if text.trim().is_empty() => {
+                self.problem(
+                    key,
+                    format!("federated token file {}{origin} is empty", path.display()),
+                );
+                None
+            }
+            Ok(_) => Some(FederatedCredential { path }),
+        }
     }
 
     /// A secret from `{ env = ... }` or `{ file = ... }`, never inline; problems are put on `key`.
@@ -83,7 +184,7 @@ impl Validator<'_> {
             RawSecret::Source {
                 file: Some(file), ..
             } => {
-                let path = self.resolve(&file);
+                let path = self.resolve_watched(&file);
                 match std::fs::read_to_string(&path) {
                     Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
                     Ok(mut text) => {
@@ -135,7 +236,7 @@ impl Validator<'_> {
                 None
             }
             Some(cert) => {
-                let path = self.resolve(&cert);
+                let path = self.resolve_watched(&cert);
                 match first_certificate(&path) {
                     Ok(der) => Some((der, path)),
                     Err(message) => {
@@ -154,7 +255,7 @@ impl Validator<'_> {
                 None
             }
             Some(key) => {
-                let path = self.resolve(&key);
+                let path = self.resolve_watched(&key);
                 match private_key(&path) {
                     Ok((der, format)) => {
                         self.check_secret_file_mode("app.certificate.key", &path);

@@ -1,4 +1,8 @@
-//! Where tokens come from and go to: `[cloud]` URLs and trust roots, `[upstream]` timeouts.
+//! Where tokens come from and go to: `[cloud]` preset, URLs and trust roots, `[upstream]`
+//! timeouts.
+//!
+//! A `cloud = ...` preset only supplies defaults: `authority`, `api` and `scope` written next to it
+//! win, so a regional API host or a corrected gov-cloud scope needs no new preset.
 
 use std::time::Duration;
 
@@ -7,21 +11,32 @@ use http::Uri;
 use super::app::count_certificates;
 use super::{is_loopback_ip, Validator};
 use crate::config::raw::{RawCloud, RawUpstream};
-use crate::config::{defaults, CloudConfig, TokenEndpointVersion, UpstreamConfig};
+use crate::config::{defaults, CloudConfig, CloudPreset, TokenEndpointVersion, UpstreamConfig};
 
 impl Validator<'_> {
     pub(super) fn cloud(&mut self, raw: RawCloud) -> Option<CloudConfig> {
-        if raw.cloud.is_some() {
-            self.problem(
-                "cloud.cloud",
-                "cloud presets are not supported in this version; set authority, api and scope",
-            );
-        }
-        let authority = raw.authority.as_deref().unwrap_or(defaults::AUTHORITY);
+        // An unknown preset is reported, and the public cloud's defaults stand in for it so the
+        // other keys are still checked in the same run.
+        let preset = match raw.cloud.as_deref() {
+            None => Some(CloudPreset::Public),
+            Some(name) => CloudPreset::from_name(name).or_else(|| {
+                let known: Vec<String> = CloudPreset::ALL
+                    .iter()
+                    .map(|p| format!("\"{p}\""))
+                    .collect();
+                self.problem(
+                    "cloud.cloud",
+                    format!("`{name}` is not a cloud; use one of {}", known.join(", ")),
+                );
+                None
+            }),
+        };
+        let hosts = preset.unwrap_or_default();
+        let authority = raw.authority.as_deref().unwrap_or(hosts.authority());
         let authority = self.base_url("cloud.authority", authority);
-        let api = raw.api.as_deref().unwrap_or(defaults::API);
+        let api = raw.api.as_deref().unwrap_or(hosts.api());
         let api = self.base_url("cloud.api", api);
-        let scope = raw.scope.unwrap_or_else(|| defaults::SCOPE.to_owned());
+        let scope = raw.scope.unwrap_or_else(|| hosts.scope().to_owned());
         if scope.trim().is_empty() {
             self.problem("cloud.scope", "must not be empty");
         }
@@ -37,7 +52,7 @@ impl Validator<'_> {
             }
         };
         let ca = raw.ca.and_then(|ca| {
-            let path = self.resolve(&ca);
+            let path = self.resolve_watched(&ca);
             match count_certificates(&path) {
                 Ok(_) => Some(path),
                 Err(message) => {
@@ -46,11 +61,24 @@ impl Validator<'_> {
                 }
             }
         });
+        if let (Some(preset), true) = (preset, raw.cloud.is_some()) {
+            for (key, url) in [("cloud.authority", &authority), ("cloud.api", &api)] {
+                let host = url.as_ref().and_then(|u| u.host());
+                if let Some(other) = host.and_then(|h| foreign_cloud(h, preset)) {
+                    self.warnings.push(format!(
+                        "{key}: {} is a host of the {other} cloud, but cloud = \"{preset}\"; \
+                         tokens don't cross clouds",
+                        host.unwrap_or_default()
+                    ));
+                }
+            }
+        }
         let authority = authority?;
         // `Uri` renders an empty path as "/": keep the documented "no trailing slash" form so
         // `{authority}/{tenant}/...` joins cleanly.
         let authority = authority.to_string().trim_end_matches('/').to_owned();
         Some(CloudConfig {
+            cloud: preset?,
             authority,
             api: api?,
             scope: scope.trim().to_owned(),
@@ -131,6 +159,26 @@ impl Validator<'_> {
             ),
         }
         None
+    }
+}
+
+/// The cloud a well-known Microsoft `host` belongs to, when `preset` is not among its owners: a
+/// preset with a host of another cloud written over it is almost certainly a mistake (tokens
+/// don't cross clouds). Hosts shared by clouds (GCC uses the public Entra ID; GCC High and DoD
+/// share theirs) belong to each; regional API hosts (`eu.api.security.microsoft.com`) to their
+/// cloud's.
+fn foreign_cloud(host: &str, preset: CloudPreset) -> Option<CloudPreset> {
+    let host = host.to_ascii_lowercase();
+    let owns = |p: &CloudPreset| {
+        [p.authority(), p.api()].iter().any(|url| {
+            let known = url.trim_start_matches("https://");
+            host == known || host.ends_with(&format!(".{known}"))
+        })
+    };
+    let owners: Vec<CloudPreset> = CloudPreset::ALL.into_iter().filter(owns).collect();
+    match owners.first() {
+        Some(&owner) if !owners.contains(&preset) => Some(owner),
+        _ => None,
     }
 }
 

@@ -50,6 +50,11 @@ impl Validator<'_> {
             }
         }
         let limits = self.listen_limits(&raw);
+        let shutdown_grace = self.duration(
+            "listen.shutdown_grace",
+            raw.shutdown_grace.clone(),
+            defaults::SHUTDOWN_GRACE,
+        );
         let tls = match raw.tls {
             None => Some(None),
             Some(tls) => self.server_tls(tls).map(Some),
@@ -59,6 +64,7 @@ impl Validator<'_> {
             allow_unauthenticated,
             tls: tls?,
             limits: limits?,
+            shutdown_grace: shutdown_grace?,
         })
     }
 
@@ -174,7 +180,7 @@ impl Validator<'_> {
                 None
             }
             Some(cert) => {
-                let path = self.resolve(&cert);
+                let path = self.resolve_watched(&cert);
                 match read_certificates(&path) {
                     Ok(chain) => Some((path, chain)),
                     Err(message) => {
@@ -193,7 +199,7 @@ impl Validator<'_> {
                 None
             }
             Some(key) => {
-                let path = self.resolve(&key);
+                let path = self.resolve_watched(&key);
                 match read_private_key(&path) {
                     Ok(der) => {
                         self.check_secret_file_mode("listen.tls.key", &path);
@@ -216,7 +222,7 @@ impl Validator<'_> {
         let client_ca = match raw.client_ca {
             None => Some(None),
             Some(ca) => {
-                let path = self.resolve(&ca);
+                let path = self.resolve_watched(&ca);
                 match count_certificates(&path) {
                     Ok(_) => Some(Some(path)),
                     Err(message) => {

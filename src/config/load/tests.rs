@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 
 use super::{parse_str, ConfigErrors, Problem};
 use crate::config::raw::{self, RawConfig, SCHEMA};
-use crate::config::{defaults, Config, Credential, TokenEndpointVersion};
+use crate::config::{defaults, CloudPreset, Config, Credential, TokenEndpointVersion};
 
 mod credentials;
 mod inbound;
@@ -173,6 +173,7 @@ on_max_connections = "queue"
 max_body_bytes = 1
 h2_max_concurrent_streams = 1
 h2_max_header_list_size = 1
+shutdown_grace = "1s"
 [listen.tls]
 cert = "c"
 key = "k"
@@ -228,6 +229,8 @@ allowed_origins = ["o"]
 max_age = "1s"
 [audit]
 file = "f"
+[reload]
+watch = true
 "#;
     toml::from_str::<RawConfig>(full).expect("the structs accept every schema key");
     let (index, unknown) = raw::index(full).expect("walk");
@@ -346,16 +349,117 @@ fn a_datetime_value_is_a_type_error_not_a_crash() {
 }
 
 #[test]
-fn unsupported_features_are_refused_by_name() {
-    let problems = problems(&with(
-        "federated_token_file = \"/var/run/token\"\n[cloud]\ncloud = \"gcc\"",
+fn cloud_presets_set_authority_api_and_scope() {
+    let cases = [
+        (
+            "public",
+            CloudPreset::Public,
+            "https://login.microsoftonline.com",
+            "https://api.security.microsoft.com",
+            "https://api.security.microsoft.com/.default",
+        ),
+        (
+            "gcc",
+            CloudPreset::Gcc,
+            "https://login.microsoftonline.com",
+            "https://api-gcc.security.microsoft.us",
+            "https://api-gcc.security.microsoft.us/.default",
+        ),
+        (
+            "gcc-high",
+            CloudPreset::GccHigh,
+            "https://login.microsoftonline.us",
+            "https://api-gov.security.microsoft.us",
+            "https://api-gov.security.microsoft.us/.default",
+        ),
+        (
+            "dod",
+            CloudPreset::Dod,
+            "https://login.microsoftonline.us",
+            "https://api-gov.security.microsoft.us",
+            "https://api-gov.security.microsoft.us/.default",
+        ),
+    ];
+    for (name, preset, authority, api, scope) in cases {
+        let config = ok(&with(&format!("[cloud]\ncloud = \"{name}\"")));
+        assert_eq!(config.cloud.cloud, preset, "{name}");
+        assert_eq!(config.cloud.authority, authority, "{name}");
+        assert_eq!(config.cloud.api, api.parse::<Uri>().expect("uri"), "{name}");
+        assert_eq!(config.cloud.scope, scope, "{name}");
+        assert_eq!(
+            config.cloud.consent_url(CONTOSO, CLIENT),
+            format!("{authority}/{CONTOSO}/adminconsent?client_id={CLIENT}")
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        // The gov-cloud scope is the documented public pattern carried over: `{api}/.default`.
+        assert_eq!(preset.scope(), format!("{}/.default", preset.api()));
+        assert_eq!(CloudPreset::from_name(name), Some(preset));
+        assert_eq!(preset.to_string(), name);
+    }
+    assert_eq!(ok(&with("")).cloud.cloud, CloudPreset::Public);
+}
+
+#[test]
+fn explicit_cloud_keys_override_the_preset() {
+    let config = ok(&with(
+        "[cloud]\ncloud = \"gcc-high\"\napi = \"https://us.api-gov.security.microsoft.us\"\n\
+         scope = \"https://api.security.microsoft.us/.default\"",
     ));
-    assert!(problem_on(&problems, "app.federated_token_file")
-        .message
-        .contains("not supported"));
-    assert!(problem_on(&problems, "cloud.cloud")
-        .message
-        .contains("not supported"));
+    assert_eq!(config.cloud.cloud, CloudPreset::GccHigh);
+    assert_eq!(config.cloud.authority, "https://login.microsoftonline.us");
+    assert_eq!(
+        config.cloud.api,
+        "https://us.api-gov.security.microsoft.us"
+            .parse::<Uri>()
+            .expect("uri")
+    );
+    assert_eq!(
+        config.cloud.scope,
+        "https://api.security.microsoft.us/.default"
+    );
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+    // The scope follows the preset's resource, not a regional or loopback host.
+    let config = ok(&with(
+        "[cloud]\ncloud = \"dod\"\nauthority = \"http://127.0.0.1:9000\"\napi = \"http://127.0.0.1:9001\"",
+    ));
+    assert_eq!(config.cloud.authority, "http://127.0.0.1:9000");
+    assert_eq!(
+        config.cloud.scope,
+        "https://api-gov.security.microsoft.us/.default"
+    );
+}
+
+#[test]
+fn a_host_of_another_cloud_under_a_preset_is_a_warning() {
+    let config = ok(&with(
+        "[cloud]\ncloud = \"gcc-high\"\napi = \"https://eu.api.security.microsoft.com\"",
+    ));
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].starts_with("cloud.api: eu.api.security.microsoft.com")
+            && config.warnings[0].contains("public cloud"),
+        "{:?}",
+        config.warnings
+    );
+    // Hosts two clouds share are no mismatch: GCC signs in at the public Entra ID.
+    let config = ok(&with(
+        "[cloud]\ncloud = \"gcc\"\nauthority = \"https://login.microsoftonline.com\"",
+    ));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn unknown_cloud_preset_is_named_with_the_choices() {
+    let problems = problems(&with("[cloud]\ncloud = \"china\"\ntoken_endpoint = \"v9\""));
+    let p = problem_on(&problems, "cloud.cloud");
+    assert!(
+        p.message.contains("`china`") && p.message.contains("\"gcc-high\""),
+        "{}",
+        p.message
+    );
+    // The rest of [cloud] is still checked in the same run.
+    problem_on(&problems, "cloud.token_endpoint");
 }
 
 #[test]
@@ -589,4 +693,26 @@ fn durations() {
         .message
         .contains("greater than zero"));
     problem_on(&problems, "upstream.response_timeout");
+}
+
+#[test]
+fn reload_and_shutdown_keys_and_the_files_a_reload_watches() {
+    let config = ok(&with(""));
+    assert_eq!(config.listen.shutdown_grace, Duration::from_secs(30));
+    assert!(!config.reload.watch);
+    assert!(config.watched_files.is_empty());
+
+    let dir = TempDir::new();
+    let secret = dir.write("client-secret", "s");
+    let text = format!(
+        "[listen]\nshutdown_grace = \"5s\"\n[reload]\nwatch = true\n\
+         [app]\nclient_id = \"{CLIENT}\"\nclient_secret = {{ file = \"client-secret\" }}\n{TENANT}"
+    );
+    let config = parse_str(&text, &dir.origin(), &env).expect("valid");
+    assert_eq!(config.listen.shutdown_grace, Duration::from_secs(5));
+    assert!(config.reload.watch);
+    assert_eq!(config.watched_files, vec![secret]);
+
+    let bad = problems(&with("[listen]\nshutdown_grace = \"soon\""));
+    problem_on(&bad, "listen.shutdown_grace");
 }

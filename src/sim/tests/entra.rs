@@ -318,3 +318,78 @@ async fn certificate_assertions_are_verified_and_replays_refused() {
         sim.token_requests().iter().map(|r| r.credential).collect();
     assert!(credentials.iter().all(|c| *c == CredentialKind::Assertion));
 }
+
+/// An unsigned federated token, as a Kubernetes projected service account token looks to Entra
+/// (the simulator trusts the issuer instead of checking signatures).
+fn federated_token(iss: &str, sub: &str, aud: Value, exp: u64) -> String {
+    let header = jwt::b64url(br#"{"alg":"RS256","kid":"k8s"}"#);
+    let claims = json!({"iss": iss, "sub": sub, "aud": aud, "exp": exp, "iat": exp - 3600});
+    let claims = jwt::b64url(claims.to_string().as_bytes());
+    format!("{header}.{claims}.c2lnbmF0dXJl")
+}
+
+#[tokio::test]
+async fn federated_assertions_are_matched_against_registered_federations() {
+    const ISSUER: &str = "https://oidc.prod-aks.azure.com/abc/";
+    const SUBJECT: &str = "system:serviceaccount:soc:defender-proxy";
+    let sim = start().await;
+    let url = sim.token_url(CONTOSO, TokenEndpoint::V2);
+    let later = sim.shared.clock.unix_secs() + 3600;
+    let exchange = json!("api://AzureADTokenExchange");
+    let token = federated_token(ISSUER, SUBJECT, exchange.clone(), later);
+
+    let (status, body) = post_assertion(&sim, &url, &token).await;
+    assert_eq!((status, error_code(&body)), (401, 70021), "not registered");
+    assert_eq!(body["error"], "invalid_client");
+
+    sim.register_federation(ISSUER, SUBJECT);
+    let (status, body) = post_assertion(&sim, &url, &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["appidacr"],
+        "2"
+    );
+    // The same projected token serves many requests until it rotates: no replay check.
+    assert_eq!(post_assertion(&sim, &url, &token).await.0, 200);
+    // Kubernetes writes `aud` as a list.
+    let listed = federated_token(ISSUER, SUBJECT, json!([exchange.clone()]), later);
+    assert_eq!(post_assertion(&sim, &url, &listed).await.0, 200);
+
+    let other_sub = federated_token(ISSUER, "system:serviceaccount:x:y", exchange.clone(), later);
+    assert_eq!(
+        error_code(&post_assertion(&sim, &url, &other_sub).await.1),
+        70021
+    );
+    let wrong_aud = federated_token(ISSUER, SUBJECT, json!("api://other"), later);
+    assert_eq!(
+        error_code(&post_assertion(&sim, &url, &wrong_aud).await.1),
+        700212
+    );
+    let expired = federated_token(ISSUER, SUBJECT, exchange.clone(), later - 7200);
+    assert_eq!(
+        error_code(&post_assertion(&sim, &url, &expired).await.1),
+        700024
+    );
+
+    let records = sim.token_requests();
+    assert!(records
+        .iter()
+        .all(|r| r.credential == CredentialKind::Federated));
+    assert_eq!(
+        records[1].assertion_subject.as_deref(),
+        Some(SUBJECT),
+        "the subject is recorded, the assertion is not"
+    );
+    let recorded = serde_json::to_string(&records).unwrap();
+    assert!(!recorded.contains(&token), "{recorded}");
+
+    // The control endpoint registers federations too.
+    let resp = client()
+        .post(format!("{}/_sim/federations", sim.base_url()))
+        .json(&json!({"issuer": ISSUER, "subject": "system:serviceaccount:x:y"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(post_assertion(&sim, &url, &other_sub).await.0, 200);
+}

@@ -2,7 +2,7 @@
 
 use secrecy::ExposeSecret;
 
-use super::{env, parse, problem_on, problems, with, TempDir, APP, CLIENT, TENANT};
+use super::{env, origin, parse, problem_on, problems, with, TempDir, APP, CLIENT, TENANT};
 use crate::config::load::{load_file, parse_str};
 use crate::config::{Credential, KeyFormat};
 
@@ -83,7 +83,129 @@ fn credential_is_required_and_unique() {
     let text = with("certificate = { cert = \"c.pem\", key = \"k.pem\" }");
     assert!(problem_on(&problems(&text), "app.certificate")
         .message
-        .contains("not both"));
+        .contains("both client_secret and certificate"));
+    let text = with("federated_token_file = \"token\"");
+    assert!(problem_on(&problems(&text), "app.federated_token_file")
+        .message
+        .contains("both client_secret and federated_token_file"));
+    let text = with(
+        "certificate = { cert = \"c.pem\", key = \"k.pem\" }\nfederated_token_file = \"token\"",
+    );
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problem_on(&problems, "app.federated_token_file")
+            .message
+            .contains("client_secret, certificate and federated_token_file"),
+        "{problems:#?}"
+    );
+}
+
+/// The test environment plus `vars`.
+fn env_with<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+            .or_else(|| env(name))
+    }
+}
+
+const FEDERATED_APP: &str = "[app]\nclient_id = \"11111111-1111-1111-1111-111111111111\"\n";
+
+#[test]
+fn federated_token_file_is_a_path_resolved_like_the_others() {
+    let dir = TempDir::new();
+    let token = dir.write("azure-identity-token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n");
+    let text = format!("{FEDERATED_APP}federated_token_file = \"azure-identity-token\"\n{TENANT}");
+    let config = parse_str(&text, &dir.origin(), &env).expect("valid");
+    match &config.app.credential {
+        Credential::Federated(f) => assert_eq!(f.path, token),
+        other => panic!("expected a federated credential, got {other:?}"),
+    }
+    // Only the path is kept: the token itself is read for every token request.
+    assert!(!format!("{config:?}").contains("c2ln"));
+
+    let text = format!(
+        "{FEDERATED_APP}federated_token_file = \"{}\"\n{TENANT}",
+        token.display()
+    );
+    let config = parse_str(&text, &origin(), &env).expect("absolute path");
+    assert!(matches!(&config.app.credential, Credential::Federated(f) if f.path == token));
+}
+
+#[test]
+fn federated_token_file_must_be_readable_and_not_empty() {
+    let dir = TempDir::new();
+    dir.write("blank", "  \n");
+    for (file, says) in [
+        ("missing-token", "cannot read federated token file"),
+        ("blank", "is empty"),
+    ] {
+        let text = format!("{FEDERATED_APP}federated_token_file = \"{file}\"\n{TENANT}");
+        let errors = parse_str(&text, &dir.origin(), &env).expect_err(file);
+        let p = problem_on(&errors.problems, "app.federated_token_file");
+        assert!(
+            p.message.contains(says) && p.message.contains(file),
+            "{}",
+            p.message
+        );
+        assert_eq!(p.line, Some(3));
+    }
+    let text = format!("{FEDERATED_APP}federated_token_file = \" \"\n{TENANT}");
+    problem_on(&problems(&text), "app.federated_token_file");
+}
+
+#[test]
+fn workload_identity_environment_fills_in_what_app_leaves_out() {
+    let dir = TempDir::new();
+    let token = dir.write("projected", "header.payload.signature");
+    let token_path = token.display().to_string();
+    let vars = [
+        ("AZURE_CLIENT_ID", "AAAAAAAA-1111-1111-1111-111111111111"),
+        ("AZURE_FEDERATED_TOKEN_FILE", token_path.as_str()),
+    ];
+    // An empty [app]: both come from the environment, as the workload identity webhook sets them.
+    let text = format!("[app]\n{TENANT}");
+    let config = parse_str(&text, &origin(), &env_with(&vars)).expect("valid");
+    assert_eq!(config.app.client_id, "aaaaaaaa-1111-1111-1111-111111111111");
+    assert!(matches!(&config.app.credential, Credential::Federated(f) if f.path == token));
+
+    // Explicit keys win over the environment.
+    let config = parse_str(&with(""), &origin(), &env_with(&vars)).expect("valid");
+    assert_eq!(config.app.client_id, CLIENT);
+    assert!(matches!(config.app.credential, Credential::Secret(_)));
+
+    // A token file named by the environment that cannot be read is reported with its variable.
+    let vars = [("AZURE_FEDERATED_TOKEN_FILE", "/nonexistent/projected")];
+    let text = format!("{FEDERATED_APP}{TENANT}");
+    let errors = parse_str(&text, &origin(), &env_with(&vars)).expect_err("unreadable");
+    let p = problem_on(&errors.problems, "app");
+    assert!(
+        p.message.contains("/nonexistent/projected")
+            && p.message.contains("AZURE_FEDERATED_TOKEN_FILE"),
+        "{}",
+        p.message
+    );
+
+    // Empty variables count as unset, as the Azure SDKs treat them.
+    let vars = [("AZURE_CLIENT_ID", ""), ("AZURE_FEDERATED_TOKEN_FILE", "")];
+    let errors = parse_str(&format!("[app]\n{TENANT}"), &origin(), &env_with(&vars))
+        .expect_err("nothing set");
+    assert!(problem_on(&errors.problems, "app.client_id")
+        .message
+        .contains("AZURE_CLIENT_ID"));
+    assert!(problem_on(&errors.problems, "app")
+        .message
+        .contains("no credential"));
+
+    // A client id from the environment is checked like one from the file.
+    let vars = [("AZURE_CLIENT_ID", "not-a-guid")];
+    let text = format!("[app]\nclient_secret = {{ env = \"SECRET\" }}\n{TENANT}");
+    let errors = parse_str(&text, &origin(), &env_with(&vars)).expect_err("bad id");
+    assert!(problem_on(&errors.problems, "app.client_id")
+        .message
+        .contains("AZURE_CLIENT_ID = `not-a-guid`"));
 }
 
 fn cert_config(dir: &TempDir) -> String {

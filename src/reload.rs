@@ -1,0 +1,203 @@
+//! Hot reload: a new config replaces the running one atomically, or not at all.
+//!
+//! A reload builds a complete new [`Snapshot`] next to the running one (reusing what did not
+//! change: token slots, tenant limiters, the upstream connection pool, the audit file), then
+//! swaps it in with one store. Requests in flight keep the snapshot they loaded; connections are
+//! never touched. What a running listener cannot change (addresses, whether it speaks TLS, its
+//! connection limits) is kept and logged as needing a restart. TLS certificates are re-read on
+//! every reload, so rotated files take effect for new handshakes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{self, Config, LimitBackend};
+use crate::inbound::{self, AuditLog, ServerTlsError};
+use crate::proxy::{ApiBase, Proxy, Snapshot};
+use crate::ratelimit::{RateLimitInitError, RateLimiter};
+use crate::server::route_table;
+use crate::tls::TlsError;
+use crate::token::TokenInitError;
+use crate::upstream::Upstream;
+
+/// Why a reload did not take effect (the running config stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new config is invalid:\n{0}")]
+    Invalid(#[from] config::ConfigErrors),
+    #[error(transparent)]
+    Token(#[from] TokenInitError),
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitInitError),
+    #[error(transparent)]
+    UpstreamTls(#[from] TlsError),
+    #[error(transparent)]
+    ServerTls(#[from] ServerTlsError),
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[source] std::io::Error),
+    #[error("cloud.api has no scheme or host")]
+    ApiUrl,
+}
+
+/// Read `path`, validate it, and apply it; logs and counts the result either way.
+pub fn reload_file(proxy: &Proxy, path: &Path) -> Result<(), ReloadError> {
+    let result = config::load_file(path)
+        .map_err(ReloadError::from)
+        .and_then(|new| apply(proxy, new));
+    proxy.metrics.record_reload(result.is_ok());
+    match &result {
+        Ok(()) => {
+            let tenants = proxy.config.load().tenants.len();
+            tracing::info!(config = %path.display(), tenants, "config reloaded");
+        }
+        Err(err) => {
+            tracing::error!(config = %path.display(), error = %err, "config reload failed; the running config stays")
+        }
+    }
+    result
+}
+
+/// Replace the running config with `new` (already validated).
+pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
+    let old = proxy.config.load_full();
+    let current = proxy.snapshot.load_full();
+    warn_restart_only(&old, &new);
+    for warning in &new.warnings {
+        tracing::warn!("config: {warning}");
+    }
+
+    // Build everything first; nothing is swapped until all of it succeeded.
+    let limiter = if same_limiter(&old, &new) {
+        current.limiter.clone()
+    } else {
+        tracing::info!("rate-limit routes or backend changed: limiter state starts afresh");
+        RateLimiter::new(&new.rate_limit)?
+    };
+    let upstream = if old.cloud.api == new.cloud.api
+        && old.cloud.ca == new.cloud.ca
+        && same_timeouts(&old, &new)
+    {
+        current.upstream.clone()
+    } else {
+        Upstream::new(&new)?
+    };
+    let audit = if old.audit == new.audit {
+        current.audit.clone()
+    } else {
+        new.audit
+            .as_ref()
+            .map(AuditLog::open)
+            .transpose()
+            .map_err(ReloadError::Audit)?
+    };
+    let tls = match (&proxy.listen.tls, &new.listen.tls) {
+        (Some(_), Some(tls)) => Some(inbound::tls::server_config(tls)?),
+        _ => None,
+    };
+    let api = ApiBase::from_uri(&new.cloud.api).ok_or(ReloadError::ApiUrl)?;
+    proxy
+        .broker
+        .reconfigure(&new.app, &new.cloud, &new.upstream)?;
+
+    let snapshot = Snapshot {
+        routes: route_table(&new, &proxy.broker, &limiter, &proxy.metrics),
+        inbound: inbound::Policy::from_config(&new),
+        upstream,
+        api,
+        audit,
+        limiter: limiter.clone(),
+    };
+    proxy.snapshot.store(Arc::new(snapshot));
+    if let (Some(acceptor), Some(tls)) = (&proxy.listen.tls, tls) {
+        acceptor.swap(tls);
+    }
+    // Forget the state of tenants that are gone.
+    let ids: std::collections::HashSet<&str> = new.tenants.iter().map(|t| t.id.as_str()).collect();
+    limiter.retain_tenants(|id| ids.contains(id));
+    proxy.broker.prune_unused();
+    proxy.config.store(Arc::new(new));
+    Ok(())
+}
+
+fn same_limiter(old: &Config, new: &Config) -> bool {
+    let backend_same = match (&old.rate_limit.backend, &new.rate_limit.backend) {
+        (LimitBackend::Local, LimitBackend::Local) => true,
+        (LimitBackend::Redis(a), LimitBackend::Redis(b)) => {
+            use secrecy::ExposeSecret as _;
+            a.url == b.url
+                && a.on_error == b.on_error
+                && a.replicas == b.replicas
+                && a.password.as_ref().map(|p| p.expose_secret().to_owned())
+                    == b.password.as_ref().map(|p| p.expose_secret().to_owned())
+        }
+        _ => false,
+    };
+    backend_same && old.rate_limit.routes == new.rate_limit.routes
+}
+
+fn same_timeouts(old: &Config, new: &Config) -> bool {
+    old.upstream.connect_timeout == new.upstream.connect_timeout
+        && old.upstream.response_timeout == new.upstream.response_timeout
+}
+
+/// Settings a running listener cannot take over.
+fn warn_restart_only(old: &Config, new: &Config) {
+    let mut changed = Vec::new();
+    if old.listen.addr != new.listen.addr {
+        changed.push("listen.addr");
+    }
+    if old.admin.addr != new.admin.addr {
+        changed.push("admin.addr");
+    }
+    if old.listen.tls.is_some() != new.listen.tls.is_some() {
+        changed.push("listen.tls (on/off)");
+    }
+    if old.listen.limits != new.listen.limits {
+        changed.push("listen limits");
+    }
+    if !changed.is_empty() {
+        tracing::warn!(settings = ?changed, "these settings take effect only after a restart");
+    }
+}
+
+/// Reload on every SIGHUP until the process ends.
+#[cfg(unix)]
+pub async fn on_sighup(proxy: Arc<Proxy>, path: PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        let _ = reload_file(&proxy, &path);
+    }
+}
+
+/// `[reload] watch`: reload when the config file, or a file it names, changes (polled: cheap,
+/// and it works for Kubernetes ConfigMap and Secret volumes, whose files are swapped by symlink).
+pub async fn watch(proxy: Arc<Proxy>, path: PathBuf, every: Duration) {
+    let mut seen = fingerprint(&proxy, &path);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = fingerprint(&proxy, &path);
+        if now != seen {
+            tracing::info!("watched files changed: reloading the config");
+            let _ = reload_file(&proxy, &path);
+            seen = fingerprint(&proxy, &path);
+        }
+    }
+}
+
+/// Modification times (following symlinks) and sizes of the config and the files it names.
+fn fingerprint(proxy: &Proxy, path: &Path) -> Vec<Option<(SystemTime, u64)>> {
+    let config = proxy.config.load();
+    std::iter::once(path.to_path_buf())
+        .chain(config.watched_files.iter().cloned())
+        .map(|p| {
+            std::fs::metadata(&p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
