@@ -8,10 +8,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::rewrite::{BoxError, ResponseStream};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Uri};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::inbound::{AuditEntry, AuditLog};
@@ -21,7 +21,7 @@ pin_project_lite::pin_project! {
     #[project = InnerProj]
     #[derive(Debug)]
     enum Inner {
-        Upstream { #[pin] body: Incoming },
+        Upstream { #[pin] body: ResponseStream },
         Full { data: Option<Bytes> },
     }
 }
@@ -37,7 +37,7 @@ pin_project_lite::pin_project! {
 }
 
 impl ResponseBody {
-    pub fn upstream(body: Incoming, mut log: AccessLog) -> Self {
+    pub fn upstream(body: ResponseStream, mut log: AccessLog) -> Self {
         // hyper never polls a body that says it is empty (204, HEAD), so mark it here.
         log.complete = body.is_end_stream();
         ResponseBody {
@@ -75,12 +75,12 @@ impl From<Bytes> for ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         match this.inner.project() {
             InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),

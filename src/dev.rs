@@ -9,20 +9,45 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    defaults, AdminConfig, AppConfig, CloudConfig, CloudPreset, Config, CorsConfig, Credential,
-    LimitBackend, LimitPolicy, ListenConfig, ListenLimits, RateLimitConfig, ReloadConfig,
-    RoutingConfig, TenantConfig, TokenEndpointVersion, UpstreamConfig,
+    defaults, AdminConfig, ApiConfig, AppConfig, CloudConfig, CloudPreset, Config, CorsConfig,
+    Credential, KnownApi, LimitBackend, LimitPolicy, ListenConfig, ListenLimits, RateLimitConfig,
+    ReloadConfig, RouteLimit, RoutingConfig, TenantConfig, TokenEndpointVersion, UpstreamConfig,
 };
 use crate::server::{self, Listeners};
 use crate::sim::{SimConfig, Simulator};
 
-/// The config `serve --dev` runs: the simulator as both Entra ID and the API.
+/// The config `serve --dev` runs: the simulator as both Entra ID and every API. Besides the
+/// default (Defender XDR) API it has two `[[api]]`s on the same simulator, as a partner's config
+/// would have them on Microsoft's hosts: `mde` (`/mde`, Defender for Endpoint's audience) and
+/// `graph` (`/graph`, Graph's), each with its documented limits as a route class.
 pub fn dev_config(
     sim: &SimConfig,
     sim_base: &str,
     listen: SocketAddr,
     admin: SocketAddr,
 ) -> Config {
+    let sim_url: http::Uri = sim_base
+        .parse()
+        .unwrap_or_else(|_| http::Uri::from_static("http://127.0.0.1"));
+    // The simulator's URL is no Microsoft host, so the limits a real host would get by default
+    // are given here.
+    let apis = [
+        ("mde", KnownApi::DefenderForEndpoint),
+        ("graph", KnownApi::GraphSecurity),
+    ]
+    .map(|(name, known)| {
+        let api = ApiConfig {
+            name: name.to_owned(),
+            prefix: format!("/{name}"),
+            url: sim_url.clone(),
+            scope: known.public_scope().to_owned(),
+        };
+        let route = RouteLimit {
+            path_prefix: api.prefix.clone(),
+            windows: known.windows(),
+        };
+        (api, route)
+    });
     Config {
         listen: ListenConfig {
             addr: listen,
@@ -39,13 +64,12 @@ pub fn dev_config(
         cloud: CloudConfig {
             cloud: CloudPreset::Public,
             authority: sim_base.to_owned(),
-            api: sim_base
-                .parse()
-                .unwrap_or_else(|_| http::Uri::from_static("http://127.0.0.1")),
+            api: sim_url,
             scope: defaults::SCOPE.to_owned(),
             token_endpoint: TokenEndpointVersion::V2,
             ca: None,
         },
+        apis: apis.iter().map(|(api, _)| api.clone()).collect(),
         upstream: UpstreamConfig {
             connect_timeout: defaults::CONNECT_TIMEOUT,
             response_timeout: defaults::RESPONSE_TIMEOUT,
@@ -56,7 +80,7 @@ pub fn dev_config(
         },
         rate_limit: RateLimitConfig {
             defaults: LimitPolicy::default(),
-            routes: vec![],
+            routes: apis.into_iter().map(|(_, route)| route).collect(),
             backend: LimitBackend::Local,
         },
         tenants: sim
@@ -118,6 +142,8 @@ pub async fn run(
          curl -s http://{listen}/{name}/api/incidents?\\$top=2\n  \
          curl -s -H 'X-Defender-Tenant: {other}' http://{listen}/api/machines\n  \
          curl -s http://{listen}/{id}/api/alerts\n  \
+         curl -s http://{listen}/{name}/mde/api/machines?\\$top=3\n  \
+         curl -s http://{listen}/{name}/graph/v1.0/security/incidents?\\$top=2\n  \
          curl -s -X POST -H 'Content-Type: application/json' -d '{{\"Query\":\"DeviceInfo | take 3\"}}' http://{listen}/{name}/api/advancedhunting/run\n  \
          curl -s http://{admin}/metrics\n",
         config.tenants.iter().map(|t| format!("{} ({})", t.name, t.id)).collect::<Vec<_>>().join(", "),

@@ -16,6 +16,8 @@
 //! - [`server`]: building the proxy from a config and running its listeners; [`tls`]: outbound
 //!   TLS config.
 //! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged.
+//! - [`rewrite`]: paging links (`@odata.nextLink`, `Location`) pointed back at the proxy,
+//!   streaming, through gzip/deflate/br.
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
 
 pub mod admin;
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
+pub mod rewrite;
 pub mod routing;
 pub mod server;
 pub mod sim;

@@ -264,7 +264,7 @@ impl Metrics {
         );
         let mut expiry = String::new();
         for tenant in &routed {
-            let stats = tenant.token.stats();
+            let stats = tenant.tokens[0].stats();
             let name = &tenant.name;
             let _ = writeln!(
                 out,

@@ -1,6 +1,7 @@
 //! The hot path. `handle()` is the only place that turns an error into a response and the only
 //! place an access line is made; `handle_inner()` is the request's way through, as numbered steps.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -21,6 +22,7 @@ use crate::inbound::{self, AuditLog};
 use crate::listener::{ConnInfo, ListenOptions};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::ratelimit::RateLimiter;
+use crate::rewrite::{self, LinkRewriter, ResponseStream};
 use crate::routing::{self, RequestError, RouteTable, Tenant};
 use crate::token::TokenBroker;
 use crate::upstream::{RequestBody, Upstream};
@@ -36,6 +38,49 @@ const CLIENT_CLOSED: u16 = 499;
 pub struct ApiBase {
     pub scheme: Scheme,
     pub authority: Authority,
+}
+
+/// One API the proxy forwards to.
+#[derive(Debug)]
+pub struct ApiTarget {
+    /// `default` for `[cloud]`'s, else the `[[api]]` name (a metrics label).
+    pub name: Arc<str>,
+    /// The path prefix that selects it (`/mde`); `None` for the default API.
+    pub prefix: Option<Box<str>>,
+    pub base: ApiBase,
+    /// The base as it appears in the API's own links (`https://api.security.microsoft.com`).
+    pub link_base: Box<str>,
+}
+
+impl ApiTarget {
+    /// The rest of `path` if it is under this API's prefix (whole segments, ASCII
+    /// case-insensitive).
+    pub fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let prefix = self.prefix.as_deref()?;
+        let head = path.get(..prefix.len())?;
+        let rest = &path[prefix.len()..];
+        (head.eq_ignore_ascii_case(prefix)
+            && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')))
+        .then_some(rest)
+    }
+}
+
+/// The API a path selects and the path to send it: an `[[api]]` whose prefix starts the path,
+/// else the default API with the path unchanged.
+pub fn select_api<'a>(apis: &[ApiTarget], path: &'a str) -> (usize, Cow<'a, str>) {
+    for (i, api) in apis.iter().enumerate().skip(1) {
+        if let Some(rest) = api.strip(path) {
+            let rest = if rest.is_empty() {
+                Cow::Borrowed("/")
+            } else if rest.starts_with('?') {
+                Cow::Owned(format!("/{rest}"))
+            } else {
+                Cow::Borrowed(rest)
+            };
+            return (i, rest);
+        }
+    }
+    (0, Cow::Borrowed(path))
 }
 
 impl ApiBase {
@@ -55,7 +100,10 @@ pub struct Snapshot {
     /// Clients, CORS and request limits.
     pub inbound: inbound::Policy,
     pub upstream: Upstream,
-    pub api: ApiBase,
+    /// Index 0: `[cloud]`'s API; then each `[[api]]` in config order.
+    pub apis: Vec<ApiTarget>,
+    /// Scheme of links back to the proxy (`https` with `[listen.tls]`).
+    pub link_scheme: &'static str,
     pub audit: Option<AuditLog>,
     /// Builds the tenants' limiters; also read for its metrics.
     pub limiter: RateLimiter,
@@ -192,7 +240,7 @@ impl Proxy {
         snapshot: &Snapshot,
         request_id: &HeaderValue,
         log: &mut AccessLog,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<ResponseStream>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let policy = &snapshot.inbound;
 
@@ -210,16 +258,39 @@ impl Proxy {
 
         // 2. Path checks, then tenant and upstream path, from the snapshot loaded once above.
         let routes = &snapshot.routes;
-        let (tenant, upstream_uri) = {
+        // Where links in the answer must point: this proxy, same host the client used.
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .map(str::to_owned);
+        let (tenant, api_index, upstream_uri, link_to) = {
             let route = routes.resolve(&parts.uri, &parts.headers)?;
+            let (api_index, api_path) = select_api(&snapshot.apis, &route.upstream_path);
+            let api = &snapshot.apis[api_index];
             let uri = Uri::builder()
-                .scheme(snapshot.api.scheme.clone())
-                .authority(snapshot.api.authority.clone())
-                .path_and_query(route.upstream_path.as_ref())
+                .scheme(api.base.scheme.clone())
+                .authority(api.base.authority.clone())
+                .path_and_query(api_path.as_ref())
                 .build()
                 .map_err(|_| routing::PathError::NotAbsolute)?;
-            (route.tenant, uri)
+            let link_to = host.map(|host| {
+                let mut to = format!("{}://{host}", snapshot.link_scheme);
+                if let Some(prefix) = route.prefix {
+                    to.push('/');
+                    to.push_str(prefix);
+                }
+                if let Some(api_prefix) = &api.prefix {
+                    to.push_str(api_prefix);
+                }
+                to
+            });
+            // The route class is matched on the path with the API prefix still on.
+            let class = route.tenant.limits.class_of(route.upstream_path.as_ref());
+            (route.tenant, api_index, uri, (link_to, class))
         };
+        let (link_to, class) = link_to;
         log.tenant = Some(tenant.name.clone());
         log.metrics = tenant.metrics.clone();
 
@@ -234,7 +305,6 @@ impl Proxy {
         inbound::auth::strip_credentials(&mut parts.headers);
 
         // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
-        let class = tenant.limits.class_of(upstream_uri.path());
         tenant.limits.admit(class).await?;
 
         // 5. The body: streamed, or kept when small so a 401 can be replayed.
@@ -242,7 +312,8 @@ impl Proxy {
 
         // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token
         //    goes out; then the headers: cleaned, token and request id set.
-        let token = tenant.token.get().await?;
+        let slot = &tenant.tokens[api_index];
+        let token = slot.get().await?;
         headers::prepare_upstream(
             &mut parts.headers,
             routes.header(),
@@ -257,32 +328,61 @@ impl Proxy {
         // 7. Send; on 401 drop the token and, if the body allows, replay once with a fresh one.
         let response = send(&snapshot.upstream, &tenant, class, request).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
+            return Ok(relink(response, snapshot, api_index, link_to.as_deref()));
         }
-        let fresh_worthwhile = tenant.token.invalidate(&token);
+        let fresh_worthwhile = slot.invalidate(&token);
         let Some((method, mut headers, body)) = replay.filter(|_| fresh_worthwhile) else {
-            return Ok(response);
+            return Ok(relink(response, snapshot, api_index, link_to.as_deref()));
         };
         drop(response);
-        let fresh = tenant.token.get().await?;
+        let fresh = slot.get().await?;
         headers.insert(header::AUTHORIZATION, fresh.authorization().clone());
         tracing::info!(
             tenant = &*tenant.name,
             "upstream answered 401; retrying once with a fresh token"
         );
-        send(
+        let response = send(
             &snapshot.upstream,
             &tenant,
             class,
             build(method, upstream_uri, headers, body),
         )
-        .await
+        .await?;
+        Ok(relink(response, snapshot, api_index, link_to.as_deref()))
     }
 
     /// The tenants currently routed to, for admin and metrics.
     pub fn tenants(&self) -> Vec<Arc<Tenant>> {
         self.snapshot.load().routes.tenants().cloned().collect()
     }
+}
+
+/// Point the API's own links (paging, `Location`) back at the proxy: the same tenant prefix and
+/// API prefix the client used, so a tool following `@odata.nextLink` stays on the proxy. The
+/// body is rewritten as it streams (see [`crate::rewrite`]); non-JSON bodies pass untouched.
+fn relink(
+    response: Response<Incoming>,
+    snapshot: &Snapshot,
+    api_index: usize,
+    link_to: Option<&str>,
+) -> Response<ResponseStream> {
+    let (mut parts, body) = response.into_parts();
+    let Some(to) = link_to else {
+        return Response::from_parts(parts, rewrite::passthrough(body));
+    };
+    if rewrite::plan(&parts.headers) == rewrite::Plan::Passthrough
+        && !parts.headers.contains_key(header::LOCATION)
+    {
+        return Response::from_parts(parts, rewrite::passthrough(body));
+    }
+    let rewriter = LinkRewriter::new(&snapshot.apis[api_index].link_base, to);
+    if let Some(location) = parts.headers.get(header::LOCATION) {
+        if let Some(relinked) = rewrite::rewrite_location(location, &rewriter) {
+            parts.headers.insert(header::LOCATION, relinked);
+        }
+    }
+    let body = rewrite::wrap(body, &mut parts.headers, &rewriter);
+    Response::from_parts(parts, body)
 }
 
 /// One upstream exchange, timed; an upstream 429 pauses the tenant's route class.

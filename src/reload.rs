@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{self, Config, LimitBackend};
 use crate::inbound::{self, AuditLog, ServerTlsError};
-use crate::proxy::{ApiBase, Proxy, Snapshot};
+use crate::proxy::{Proxy, Snapshot};
 use crate::ratelimit::{RateLimitInitError, RateLimiter};
 use crate::server::route_table;
 use crate::tls::TlsError;
@@ -94,7 +94,7 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
         (Some(_), Some(tls)) => Some(inbound::tls::server_config(tls)?),
         _ => None,
     };
-    let api = ApiBase::from_uri(&new.cloud.api).ok_or(ReloadError::ApiUrl)?;
+    let apis = crate::server::api_targets(&new).ok_or(ReloadError::ApiUrl)?;
     proxy
         .broker
         .reconfigure(&new.app, &new.cloud, &new.upstream)?;
@@ -103,7 +103,8 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
         routes: route_table(&new, &proxy.broker, &limiter, &proxy.metrics),
         inbound: inbound::Policy::from_config(&new),
         upstream,
-        api,
+        apis,
+        link_scheme: current.link_scheme,
         audit,
         limiter: limiter.clone(),
     };

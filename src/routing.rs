@@ -54,8 +54,8 @@ pub struct Tenant {
     pub name: Arc<str>,
     /// Lower-case tenant id (the token's `tid`).
     pub id: Arc<str>,
-    /// Token cache for the default API's scope.
-    pub token: Arc<TokenSlot>,
+    /// Token caches, one per API (index 0: `[cloud]`'s, then each `[[api]]` in order).
+    pub tokens: Box<[Arc<TokenSlot>]>,
     /// This tenant's rate limits (per route class), queue and upstream pauses.
     pub limits: Arc<TenantLimiter>,
     /// This tenant's request counters.
@@ -76,6 +76,9 @@ pub struct Route<'a> {
     pub tenant: Arc<Tenant>,
     /// Path and query exactly as received, less the tenant prefix when one was used.
     pub upstream_path: Cow<'a, str>,
+    /// The tenant segment as the client wrote it, when the tenant came from the path (paging
+    /// links must keep it); `None` for the header and the default tenant.
+    pub prefix: Option<&'a str>,
 }
 
 impl RouteTable {
@@ -133,6 +136,7 @@ impl RouteTable {
             return Ok(Route {
                 tenant: tenant.clone(),
                 upstream_path: Cow::Borrowed(path_and_query),
+                prefix: None,
             });
         }
 
@@ -150,6 +154,7 @@ impl RouteTable {
             return Ok(Route {
                 tenant: tenant.clone(),
                 upstream_path,
+                prefix: Some(first),
             });
         }
 
@@ -157,6 +162,7 @@ impl RouteTable {
             return Ok(Route {
                 tenant: tenant.clone(),
                 upstream_path: Cow::Borrowed(path_and_query),
+                prefix: None,
             });
         }
         if first.is_empty() {

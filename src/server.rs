@@ -19,7 +19,7 @@ use crate::config::ListenLimits;
 use crate::inbound::{self, AuditLog, ServerTlsError, TlsAcceptor};
 use crate::listener::{accept_loop, ListenOptions};
 use crate::metrics::Metrics;
-use crate::proxy::{ApiBase, Proxy, Snapshot};
+use crate::proxy::{ApiBase, ApiTarget, Proxy, Snapshot};
 use crate::ratelimit::{RateLimitInitError, RateLimiter};
 use crate::routing::{RouteTable, Tenant};
 use crate::tls::TlsError;
@@ -87,7 +87,10 @@ pub fn route_table(
             Arc::new(Tenant {
                 name: Arc::from(t.name.as_str()),
                 id: Arc::from(t.id.as_str()),
-                token: broker.slot(&t.id, &config.cloud.scope),
+                tokens: std::iter::once(config.cloud.scope.as_str())
+                    .chain(config.apis.iter().map(|a| a.scope.as_str()))
+                    .map(|scope| broker.slot(&t.id, scope))
+                    .collect(),
                 limits: limiter.tenant(&t.id, &t.rate_limit),
                 metrics: metrics.tenant(&t.name),
             })
@@ -98,6 +101,28 @@ pub fn route_table(
         config.routing.tenant_header.clone(),
         config.routing.default_tenant.as_deref(),
     )
+}
+
+/// The APIs a config names: `[cloud]`'s first, then each `[[api]]`.
+pub fn api_targets(config: &Config) -> Option<Vec<ApiTarget>> {
+    let target = |name: &str, prefix: Option<&str>, uri: &http::Uri| {
+        let base = ApiBase::from_uri(uri)?;
+        let link_base = format!("{}://{}", base.scheme, base.authority).into_boxed_str();
+        Some(ApiTarget {
+            name: Arc::from(name),
+            prefix: prefix.map(Box::from),
+            base,
+            link_base,
+        })
+    };
+    std::iter::once(target("default", None, &config.cloud.api))
+        .chain(
+            config
+                .apis
+                .iter()
+                .map(|a| target(&a.name, Some(&a.prefix), &a.url)),
+        )
+        .collect()
 }
 
 /// Build the shared proxy state from a validated config.
@@ -119,7 +144,12 @@ pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
         routes: route_table(config, &broker, &limiter, &metrics),
         inbound: inbound::Policy::from_config(config),
         upstream: Upstream::new(config)?,
-        api: ApiBase::from_uri(&config.cloud.api).ok_or(StartError::ApiUrl)?,
+        apis: api_targets(config).ok_or(StartError::ApiUrl)?,
+        link_scheme: if config.listen.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         audit,
         limiter,
     };

@@ -11,14 +11,16 @@
 //! or sits under a misspelled key cannot be judged on its meaning.
 //!
 //! Validation is split by section: [`app`] (credentials and the files they come from), [`cloud`]
-//! (URLs, trust roots, timeouts), [`ratelimit`] (limits, route classes, the shared backend),
-//! [`tenants`] (tenants and routing, each tenant's limits laid over `[rate_limit]`), [`listen`]
-//! (the client listener: limits, TLS) and [`inbound`] (clients, CORS, audit); this file holds the
-//! entry points, the problem list and the checks that span sections.
+//! (URLs, trust roots, timeouts), [`apis`] (`[[api]]` entries and their implicit route classes),
+//! [`ratelimit`] (limits, route classes, the shared backend), [`tenants`] (tenants and routing,
+//! each tenant's limits laid over `[rate_limit]`), [`listen`] (the client listener: limits, TLS)
+//! and [`inbound`] (clients, CORS, audit); this file holds the entry points, the problem list and
+//! the checks that span sections.
 //!
 //! Findings that do not stop the proxy (a secret file others can read) are collected as warnings
 //! in [`Config::warnings`].
 
+mod apis;
 mod app;
 mod cloud;
 mod inbound;
@@ -236,7 +238,13 @@ impl Validator<'_> {
         let reload = ReloadConfig {
             watch: raw.reload.and_then(|r| r.watch).unwrap_or(false),
         };
-        let (rate_limit, global_limits) = self.rate_limit(raw.rate_limit);
+        let (mut rate_limit, global_limits) = self.rate_limit(raw.rate_limit);
+        let apis = self.apis(
+            raw.apis,
+            &raw.tenants,
+            &global_limits,
+            &mut rate_limit.routes,
+        );
         let tenants = self.tenants(raw.tenants, &global_limits);
 
         match (
@@ -277,6 +285,7 @@ impl Validator<'_> {
                     admin: AdminConfig { addr: admin },
                     app,
                     cloud,
+                    apis,
                     upstream,
                     routing,
                     rate_limit,

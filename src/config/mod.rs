@@ -4,6 +4,7 @@
 //! the proxy only ever sees a [`Config`] that already passed validation, so nothing downstream
 //! re-checks syntax, secrets or URLs.
 
+mod api;
 mod load;
 mod raw;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 use secrecy::{SecretBox, SecretString};
 
+pub use api::{ApiConfig, KnownApi};
 pub use load::{load_file, parse_str, ConfigErrors, Problem};
 
 /// Everything the proxy needs to run, validated.
@@ -24,6 +26,9 @@ pub struct Config {
     pub admin: AdminConfig,
     pub app: AppConfig,
     pub cloud: CloudConfig,
+    /// `[[api]]`: APIs besides `[cloud]`'s, each picked by its path prefix, in file order. Each
+    /// one's limits are a route class in `rate_limit.routes` (see [`RateLimitConfig::routes`]).
+    pub apis: Vec<ApiConfig>,
     pub upstream: UpstreamConfig,
     pub routing: RoutingConfig,
     pub rate_limit: RateLimitConfig,
@@ -346,8 +351,14 @@ pub struct TenantConfig {
 pub struct RateLimitConfig {
     /// The global policy (built-in defaults with `[rate_limit]` keys laid over them).
     pub defaults: LimitPolicy,
-    /// `[[rate_limit.route]]`: route classes with their own limits, matched by path prefix on the
-    /// upstream path, longest prefix first.
+    /// Route classes with their own limits, matched by path prefix, longest prefix first: every
+    /// `[[rate_limit.route]]`, then one per `[[api]]` (its prefix, its limits) unless a
+    /// `[[rate_limit.route]]` has exactly that prefix already (the route wins).
+    ///
+    /// The path matched is the request path after the tenant prefix (the whole path in header
+    /// mode), query excluded. A path of an `[[api]]` still carries that API's prefix there: its
+    /// routes are written `/mde/api/advancedqueries`, and `/api/...` routes cover `[cloud]`'s API
+    /// only.
     pub routes: Vec<RouteLimit>,
     pub backend: LimitBackend,
 }
@@ -381,10 +392,11 @@ pub enum LimitMode {
     Reject,
 }
 
-/// A `[[rate_limit.route]]` class.
+/// A route class: a `[[rate_limit.route]]`, or the implicit one of an `[[api]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteLimit {
-    /// Matched on whole path segments, ASCII case-insensitively, e.g. `/api/advancedhunting`.
+    /// Matched on whole path segments, ASCII case-insensitively, e.g. `/api/advancedhunting` or
+    /// an `[[api]]`'s `/mde`.
     pub path_prefix: String,
     /// Only the windows the route sets; a window it leaves out is not limited for this class.
     pub windows: Windows,
@@ -433,6 +445,15 @@ pub mod defaults {
     /// Defender's documented limits for listing incidents, per app and customer tenant.
     pub const PER_MINUTE: u32 = 50;
     pub const PER_HOUR: u32 = 1500;
+    /// Defender for Endpoint's documented limits (machines, alerts, machine actions): the
+    /// defaults of an `[[api]]` on its hosts.
+    pub const MDE_PER_MINUTE: u32 = 100;
+    pub const MDE_PER_HOUR: u32 = 1500;
+    /// The Graph security API's documented limit (no hourly one): the default of an `[[api]]`
+    /// on a Graph host.
+    pub const GRAPH_PER_MINUTE: u32 = 150;
+    pub const MDE_SCOPE: &str = "https://api.securitycenter.microsoft.com/.default";
+    pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
     pub const MAX_WAIT: Duration = Duration::from_secs(30);
     pub const MAX_QUEUE: usize = 200;
     pub const MAX_HEADER_BYTES: usize = 32 * 1024;

@@ -1,6 +1,9 @@
-//! The simulated Defender API: bearer-token check, forced and real per-tenant limits, the
-//! endpoints (`/api/incidents`, `/api/alerts`, `/api/machines[/{id}[/alerts]]`,
-//! `/api/advancedhunting/run`) with OData paging, and the recorder entry for every request.
+//! The simulated APIs' front door and the Defender endpoints: bearer-token check (audience per
+//! API family, see `family`), forced and real per-tenant limits, the Defender XDR endpoints
+//! (`/api/incidents`, `/api/advancedhunting/run`) and the Defender for Endpoint ones
+//! (`/api/alerts`, `/api/machines[/{id}[/alerts]]`, `/api/advancedqueries/run`) with OData
+//! paging, Graph paths handed to `graph`, the `gzip_json` mode, and the recorder entry for every
+//! request.
 //!
 //! Any path that is neither the token endpoint nor `/_sim/` lands here, so a request the proxy
 //! routes to the wrong place is still recorded (and answered 404) rather than lost.
@@ -12,11 +15,13 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::data::{self, TenantData};
+use super::family::{Audience, Family};
 use super::limits::Class;
+use super::paging::Paging;
 use super::records::ApiRequestRecord;
 use super::state::Shared;
 use super::support::{self, defender_error, Body, ReadBody};
-use super::{jwt, testapi};
+use super::{graph, gzip, jwt, testapi};
 
 /// Bodies the API parses (advanced-hunting queries) are kept up to this size; larger ones are
 /// only hashed.
@@ -39,21 +44,26 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
     let read = support::read_hashed(body, BODY_KEEP).await;
-    let auth = authenticate(shared, &parts);
+    let family = Family::of_path(parts.uri.path());
+    let auth = authenticate(shared, &parts, family);
     let known = match &auth {
         Ok(info) | Err((Some(info), _)) => Some(info.clone()),
         Err((None, _)) => None,
     };
     let resp = match (&read, auth) {
-        (Err(_), _) => defender_error(
+        (Err(_), _) => family.error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             "The request body could not be read.",
         ),
-        (Ok(_), Err((_, message))) => {
-            defender_error(StatusCode::UNAUTHORIZED, "Unauthorized", message)
-        }
-        (Ok(read), Ok(info)) => serve(shared, &parts, read, &info, base).await,
+        (Ok(_), Err((_, message))) => family.unauthorized(message),
+        (Ok(read), Ok(info)) => serve(shared, &parts, read, &info, family, base).await,
+    };
+    // Decided on the request's headers before they move into the record.
+    let resp = if shared.gzip_json() && gzip::accepts_gzip(&parts.headers) {
+        gzip::encode_json(resp)
+    } else {
+        resp
     };
     let mut headers = parts.headers;
     if let Some(v) = headers.get_mut(AUTHORIZATION) {
@@ -78,10 +88,12 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
     resp
 }
 
-/// The token's facts, or why it is refused (with its facts when it was genuinely ours).
+/// The token's facts, or why it is refused (with its facts when it was genuinely ours): a token
+/// this simulator signed, still valid, for an audience it serves that `family`'s paths accept.
 fn authenticate(
     shared: &Shared,
     parts: &Parts,
+    family: Family,
 ) -> Result<TokenInfo, (Option<TokenInfo>, &'static str)> {
     let header = parts
         .headers
@@ -113,7 +125,7 @@ fn authenticate(
     let aud_ok = std::iter::once(&config.api_audience)
         .chain(&config.extra_audiences)
         .any(|a| a.trim_end_matches('/') == info.aud.trim_end_matches('/'));
-    if !aud_ok {
+    if !aud_ok || !family.accepts(Audience::of(&info.aud)) {
         return Err((Some(info), "Invalid access token: wrong audience."));
     }
     let uti = claims["uti"].as_str().unwrap_or("");
@@ -129,10 +141,11 @@ async fn serve(
     parts: &Parts,
     read: &ReadBody,
     info: &TokenInfo,
+    family: Family,
     base: &str,
 ) -> Response<Body> {
     if !info.has_roles {
-        return defender_error(
+        return family.error(
             StatusCode::FORBIDDEN,
             "Forbidden",
             "The application does not have any of the required application permissions to access the resource.",
@@ -149,19 +162,25 @@ async fn serve(
         })
     });
     if let Some(retry_after) = forced {
-        return too_many(retry_after.and_then(|v| HeaderValue::from_str(&v).ok()));
+        return too_many(
+            family,
+            retry_after.and_then(|v| HeaderValue::from_str(&v).ok()),
+        );
     }
     let path = parts.uri.path();
     if let Some(class) = Class::of_path(path).filter(|_| shared.config.enforce_limits) {
         let now = shared.clock.now();
         if let Err(secs) = shared.lock().limiter.check(&info.tid, class, now) {
-            return too_many(Some(HeaderValue::from(secs)));
+            return too_many(family, Some(HeaderValue::from(secs)));
         }
     }
     if path.to_ascii_lowercase().starts_with("/api/_test/") {
-        return testapi::handle(shared, parts, read).await;
+        return testapi::handle(shared, parts, read, base).await;
     }
     let tenant = tenant_data(shared, &info.tid);
+    if family == Family::Graph {
+        return graph::serve(parts, read, &tenant, base);
+    }
     let lower = path.to_ascii_lowercase();
     let segments: Vec<&str> = lower.trim_start_matches('/').split('/').collect();
     let query = parts.uri.query();
@@ -234,8 +253,8 @@ fn tenant_data(shared: &Shared, tid: &str) -> TenantData {
     }
 }
 
-fn too_many(retry_after: Option<HeaderValue>) -> Response<Body> {
-    let mut resp = defender_error(
+fn too_many(family: Family, retry_after: Option<HeaderValue>) -> Response<Body> {
+    let mut resp = family.error(
         StatusCode::TOO_MANY_REQUESTS,
         "TooManyRequests",
         "API calls quota exceeded! Please retry after the time in the Retry-After header.",
@@ -246,9 +265,8 @@ fn too_many(retry_after: Option<HeaderValue>) -> Response<Body> {
     resp
 }
 
-/// One page of `items` as an OData collection. `$top` (at most `max_top`) and `$skip` are read
-/// from the query (`%24top` and `$top` alike); other parameters are carried into the absolute
-/// `@odata.nextLink` byte for byte, after `$top` and `$skip`, as the real API does.
+/// One page of `items` as a Defender OData collection (see [`Paging`]), written by hand to keep
+/// the real API's key order: context, value, then the next link last.
 fn list(
     base: &str,
     path: &str,
@@ -257,50 +275,16 @@ fn list(
     max_top: usize,
     entity: &str,
 ) -> Response<Body> {
-    let (mut top, mut skip, mut others) = (max_top, 0usize, String::new());
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = form_urlencoded::parse(pair.as_bytes())
-            .next()
-            .unwrap_or_default();
-        let slot = match &*key {
-            "$top" => &mut top,
-            "$skip" => &mut skip,
-            _ => {
-                others.push('&');
-                others.push_str(pair);
-                continue;
-            }
-        };
-        match value.trim().parse::<usize>() {
-            Ok(n) => *slot = n,
-            Err(_) => {
-                return defender_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    &format!("Invalid value '{value}' for {key}."),
-                )
-            }
-        }
-    }
-    if top > max_top {
-        return defender_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            &format!("Invalid $top value {top}: the maximum page size is {max_top}."),
-        );
-    }
-    let total = items.len();
-    let page: Vec<Value> = items.into_iter().skip(skip).take(top).collect();
-    let next = skip.saturating_add(top);
-    let next_link =
-        (top > 0 && next < total).then(|| format!("{base}{path}?$top={top}&$skip={next}{others}"));
-    // Written by hand to keep the real API's key order: context, value, then nextLink last.
+    let page = match Paging::parse(query, max_top) {
+        Ok(paging) => paging.page(base, path, items),
+        Err(message) => return defender_error(StatusCode::BAD_REQUEST, "BadRequest", &message),
+    };
     let mut out = format!(
         "{{\"@odata.context\":{},\"value\":{}",
         Value::from(format!("{base}/api/$metadata#{entity}")),
-        Value::from(page)
+        Value::from(page.items)
     );
-    if let Some(link) = next_link {
+    if let Some(link) = page.next_link {
         out.push_str(&format!(",\"@odata.nextLink\":{}", Value::from(link)));
     }
     out.push('}');

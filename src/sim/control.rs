@@ -5,6 +5,8 @@
 //! - `GET /_sim/requests` — both records as JSON, `authorization` values as `Bearer …last4`.
 //! - `POST /_sim/reset` — forget records, every tenant's modes, limit windows and revocations.
 //! - `POST /_sim/release` — release pending `/api/_test/stream` responses.
+//! - `POST /_sim/config` with `{"gzip_json": bool}` — gzip successful JSON answers for clients
+//!   that accept it (see [`super::SimConfig::gzip_json`]).
 //! - `POST /_sim/federations` with `{"issuer": "...", "subject": "..."}` — trust that workload
 //!   identity (see [`Simulator::register_federation`]).
 //! - `POST /_sim/tenants/{id}` with any subset of `{"consent": bool, "fail_token_requests": n,
@@ -32,6 +34,13 @@ const BODY_LIMIT: usize = 64 * 1024;
 struct Federation {
     issuer: String,
     subject: String,
+}
+
+/// A change to simulator-wide modes; absent fields are left alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimUpdate {
+    gzip_json: Option<bool>,
 }
 
 /// A change to one tenant's modes; absent fields are left alone.
@@ -73,6 +82,19 @@ pub(crate) async fn handle(sim: &Simulator, req: Request<Incoming>) -> Response<
             sim.release_streams();
             ok()
         }
+        (&Method::POST, "/_sim/config") => {
+            let bytes = body.unwrap_or_default();
+            let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
+            match serde_json::from_slice::<SimUpdate>(bytes) {
+                Ok(update) => {
+                    if let Some(on) = update.gzip_json {
+                        sim.set_gzip_json(on);
+                    }
+                    ok()
+                }
+                Err(e) => bad_request(format!("invalid config update: {e}")),
+            }
+        }
         (&Method::POST, "/_sim/federations") => {
             match serde_json::from_slice::<Federation>(&body.unwrap_or_default()) {
                 Ok(f) => {
@@ -112,6 +134,8 @@ fn info(sim: &Simulator) -> Value {
         "base_url": sim.base_url(),
         "client_id": config.client_id,
         "api_audience": config.api_audience,
+        "extra_audiences": config.extra_audiences,
+        "gzip_json": sim.gzip_json(),
         "tenants": tenants,
     })
 }

@@ -113,6 +113,17 @@ impl Simulator {
             .insert((issuer.to_owned(), subject.to_owned()));
     }
 
+    /// Turns the `gzip_json` mode on or off (see [`super::SimConfig::gzip_json`]); applies to
+    /// answers started from now on.
+    pub fn set_gzip_json(&self, on: bool) {
+        self.shared.set_gzip_json(on);
+    }
+
+    /// Whether the `gzip_json` mode is on.
+    pub fn gzip_json(&self) -> bool {
+        self.shared.gzip_json()
+    }
+
     /// Lets every `/api/_test/stream` response started before this call send its second part.
     pub fn release_streams(&self) {
         self.shared.release.send_modify(|g| *g += 1);
@@ -157,9 +168,11 @@ impl Simulator {
         self.shared.counts.send_replace(Default::default());
     }
 
-    /// Forgets records, every tenant's modes, rate-limit windows and revocations (registered
-    /// certificates and seen assertion ids stay).
+    /// Forgets records, every tenant's modes, rate-limit windows and revocations, and sets
+    /// `gzip_json` back to its configured value (registered certificates and seen assertion ids
+    /// stay).
     pub fn reset_all(&self) {
+        self.shared.set_gzip_json(self.shared.config.gzip_json);
         let mut state = self.shared.lock();
         state.tenants.clear();
         state.limiter.clear();

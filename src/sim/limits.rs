@@ -12,12 +12,16 @@ use tokio::time::Instant;
 /// Which limit family an API path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Class {
-    /// `/api/incidents`: 50/minute, 1,500/hour.
+    /// `/api/incidents` (Defender XDR): 50/minute, 1,500/hour.
     Incidents,
-    /// `/api/advancedhunting/run`, `/api/advancedqueries/run`: 45/minute.
+    /// `/api/advancedhunting/run` (Defender XDR): 45/minute.
     Hunting,
-    /// `/api/machines`, `/api/alerts`: 100/minute, 1,500/hour.
+    /// `/api/advancedqueries/run` (Defender for Endpoint): 45/minute, 1,500/hour.
+    AdvancedQueries,
+    /// `/api/machines`, `/api/alerts` (Defender for Endpoint): 100/minute, 1,500/hour.
     Machines,
+    /// `/v1.0/security/...` (the Graph security API): 150/minute.
+    Graph,
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -29,7 +33,9 @@ impl Class {
         match self {
             Class::Incidents => &[(50, MINUTE), (1500, HOUR)],
             Class::Hunting => &[(45, MINUTE)],
+            Class::AdvancedQueries => &[(45, MINUTE), (1500, HOUR)],
             Class::Machines => &[(100, MINUTE), (1500, HOUR)],
+            Class::Graph => &[(150, MINUTE)],
         }
     }
 
@@ -38,8 +44,12 @@ impl Class {
         let p = path.to_ascii_lowercase();
         if p == "/api/incidents" || p.starts_with("/api/incidents/") {
             Some(Class::Incidents)
-        } else if p == "/api/advancedhunting/run" || p == "/api/advancedqueries/run" {
+        } else if p == "/api/advancedhunting/run" {
             Some(Class::Hunting)
+        } else if p == "/api/advancedqueries/run" {
+            Some(Class::AdvancedQueries)
+        } else if p.starts_with("/v1.0/security/") || p.starts_with("/beta/security/") {
+            Some(Class::Graph)
         } else if p == "/api/machines"
             || p.starts_with("/api/machines/")
             || p == "/api/alerts"
@@ -147,6 +157,15 @@ mod tests {
             Some(Class::Hunting)
         );
         assert_eq!(Class::of_path("/api/machines/abc"), Some(Class::Machines));
+        assert_eq!(
+            Class::of_path("/api/AdvancedQueries/run"),
+            Some(Class::AdvancedQueries)
+        );
+        assert_eq!(
+            Class::of_path("/v1.0/security/runHuntingQuery"),
+            Some(Class::Graph)
+        );
+        assert_eq!(Class::of_path("/v1.0/me"), None);
         assert_eq!(Class::of_path("/api/_test/echo"), None);
     }
 }

@@ -4,13 +4,17 @@
 //! It serves three users: the proxy's integration tests (which hold a [`Simulator`] handle, set
 //! failure modes and assert on what it recorded), `defender-proxy simulate` and `serve --dev`
 //! (demo tenants from [`SimConfig::demo`]). It behaves like the real services where the proxy
-//! depends on it: Entra's error shapes and AADSTS codes, certificate assertions, Defender's
-//! error shape, absolute `@odata.nextLink`s and per-tenant rate limits.
+//! depends on it: Entra's error shapes and AADSTS codes, certificate assertions, the Defender XDR,
+//! Defender for Endpoint and Graph security APIs each with its token audience and error shape,
+//! absolute `@odata.nextLink`s, per-tenant rate limits and (on request) gzip-encoded JSON.
 //!
 //! # Layout
 //! - `entra`: the token endpoint (v1 and v2, secret and certificate assertion); `assertion`:
 //!   the certificate-assertion checks.
-//! - `api`: the Defender API subset, its bearer-token check and limits; `testapi`: test helpers
+//! - `api`: the Defender API subset (XDR and Defender for Endpoint paths), its bearer-token
+//!   check and limits; `graph`: the Graph security API subset; `family`: which API a path
+//!   belongs to and which token audiences it takes; `paging`: `$top`/`$skip` and absolute
+//!   `@odata.nextLink`s; `gzip`: the `gzip_json` mode; `testapi` and `bigjson`: test helpers
 //!   under `/api/_test/`; `data`: deterministic per-tenant incidents, alerts, machines.
 //! - `control`: the `/_sim/` HTTP endpoints; `state`: modes and recorder; `records`: recorder
 //!   entries; `limits`: Defender's limits; `jwt`: token minting and assertion checks;
@@ -18,12 +22,17 @@
 
 mod api;
 mod assertion;
+mod bigjson;
 mod control;
 mod data;
 mod entra;
+mod family;
+mod graph;
+mod gzip;
 mod handle;
 mod jwt;
 mod limits;
+mod paging;
 mod records;
 mod state;
 mod support;
@@ -74,20 +83,32 @@ pub struct SimConfig {
     pub enforce_limits: bool,
     /// The audience (resource) of the Defender API; tokens for it are accepted by `/api/`.
     pub api_audience: String,
-    /// More resources tokens may be requested for (and the API accepts), e.g. the MDE or Graph
-    /// audiences when a test points several `[[api]]` entries at this one simulator.
+    /// More resources tokens may be requested for, e.g. the MDE or Graph audiences when a test
+    /// points several `[[api]]` entries at this one simulator. Which paths a token may call
+    /// follows from its audience's host (see `family`): an MDE audience reaches the Defender for
+    /// Endpoint paths, a Graph one the Graph paths, any other one the Defender paths.
     pub extra_audiences: Vec<String>,
     /// Records kept per kind; older ones are dropped (counts keep counting), so long benchmarks
     /// don't grow memory without bound.
     pub max_records: usize,
+    /// Gzip-encode successful JSON answers (collections, entities, hunting results,
+    /// `/api/_test/bigjson`) for requests whose `Accept-Encoding` allows it, as Microsoft's front
+    /// ends do. Off by default; changed at run time by [`Simulator::set_gzip_json`] or
+    /// `POST /_sim/config`.
+    pub gzip_json: bool,
 }
 
-/// Roles the demo tenants grant: enough for every simulated endpoint.
-pub const DEMO_ROLES: [&str; 4] = [
+/// Roles the demo tenants grant: enough for every simulated endpoint of the three APIs (Defender
+/// XDR, Defender for Endpoint, Graph security).
+pub const DEMO_ROLES: [&str; 8] = [
     "Incident.Read.All",
     "AdvancedHunting.Read.All",
     "Machine.Read.All",
     "Alert.Read.All",
+    "AdvancedQuery.Read.All",
+    "SecurityIncident.Read.All",
+    "SecurityAlert.Read.All",
+    "ThreatHunting.Read.All",
 ];
 
 impl SimConfig {
@@ -114,6 +135,7 @@ impl SimConfig {
                 "https://graph.microsoft.com".into(),
             ],
             max_records: 50_000,
+            gzip_json: false,
         }
     }
 }
@@ -150,6 +172,7 @@ impl std::fmt::Debug for SimConfig {
             .field("api_audience", &self.api_audience)
             .field("extra_audiences", &self.extra_audiences)
             .field("max_records", &self.max_records)
+            .field("gzip_json", &self.gzip_json)
             .finish()
     }
 }

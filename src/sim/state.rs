@@ -6,6 +6,7 @@
 //! lock is ever held across an `.await`, so contention is no concern even under benchmarks.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -126,6 +127,9 @@ pub(crate) struct Shared {
     pub(crate) release: watch::Sender<u64>,
     /// `http://ip:port` of the listener being served, once `serve` started.
     pub(crate) base_url: RwLock<Option<String>>,
+    /// Gzip successful JSON answers for clients that accept it (`SimConfig::gzip_json`, changed
+    /// by `set_gzip_json`); outside the lock since every API answer reads it.
+    gzip_json: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -162,13 +166,14 @@ impl Shared {
             api_records: VecDeque::new(),
         };
         Shared {
-            config,
             key,
             clock: Clock::new(),
             state: Mutex::new(state),
             counts: watch::Sender::new(Counts::default()),
             release: watch::Sender::new(0),
             base_url: RwLock::new(None),
+            gzip_json: AtomicBool::new(config.gzip_json),
+            config,
         }
     }
 
@@ -217,6 +222,14 @@ impl Shared {
         state.api_records.push_back(record);
         drop(state);
         self.counts.send_modify(|c| c.api += 1);
+    }
+
+    pub(crate) fn gzip_json(&self) -> bool {
+        self.gzip_json.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_gzip_json(&self, on: bool) {
+        self.gzip_json.store(on, Ordering::Relaxed);
     }
 
     /// The base URL used in absolute links, falling back to the request's `Host`.

@@ -7,6 +7,8 @@
 //!   [`super::Simulator::release_streams`].
 //! - `GET /api/_test/bytes?n=N`: N bytes generated in 64 KiB chunks, never buffered.
 //! - `GET /api/_test/headers`: the received headers as a JSON object (token redacted).
+//! - `GET /api/_test/bigjson?pages=N`: a JSON document of N × 64 KiB full of absolute paging
+//!   links, generated as it is sent (see `bigjson`).
 
 use bytes::Bytes;
 use futures_util::stream;
@@ -17,6 +19,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use serde_json::json;
 
+use super::bigjson;
 use super::records::headers_json;
 use super::state::Shared;
 use super::support::{self, defender_error, Body, ReadBody};
@@ -25,7 +28,12 @@ const CHUNK: usize = 64 * 1024;
 /// The one chunk every `/api/_test/bytes` frame is sliced from: zero-copy, no per-chunk allocation.
 static CHUNK_BYTES: [u8; CHUNK] = [b'x'; CHUNK];
 
-pub(crate) async fn handle(shared: &Shared, parts: &Parts, read: &ReadBody) -> Response<Body> {
+pub(crate) async fn handle(
+    shared: &Shared,
+    parts: &Parts,
+    read: &ReadBody,
+    base: &str,
+) -> Response<Body> {
     let path = parts.uri.path().to_ascii_lowercase();
     match (path.as_str(), &parts.method) {
         ("/api/_test/echo", &Method::POST | &Method::PUT) => support::json(
@@ -34,11 +42,13 @@ pub(crate) async fn handle(shared: &Shared, parts: &Parts, read: &ReadBody) -> R
         ),
         ("/api/_test/stream", &Method::GET) => gated_stream(shared),
         ("/api/_test/bytes", &Method::GET) => bytes(parts.uri.query()),
+        ("/api/_test/bigjson", &Method::GET) => bigjson::response(base, parts.uri.query()),
         ("/api/_test/headers", &Method::GET) => {
             support::json(StatusCode::OK, &headers_json(&parts.headers))
         }
         (
-            "/api/_test/echo" | "/api/_test/stream" | "/api/_test/bytes" | "/api/_test/headers",
+            "/api/_test/echo" | "/api/_test/stream" | "/api/_test/bytes" | "/api/_test/headers"
+            | "/api/_test/bigjson",
             _,
         ) => defender_error(
             StatusCode::METHOD_NOT_ALLOWED,

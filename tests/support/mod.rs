@@ -141,6 +141,8 @@ pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
                         if out.len() >= idx + 4 + len {
                             break;
                         }
+                    } else if text[idx..].contains("\r\n0\r\n\r\n") {
+                        break; // the last chunk of a chunked body
                     }
                 }
             }

@@ -89,7 +89,7 @@ impl Validator<'_> {
 
     /// A base URL: scheme and host, no path or query. https, or http to a loopback host only,
     /// since a token sent over plain http elsewhere is a token given away.
-    fn base_url(&mut self, key: &str, value: &str) -> Option<Uri> {
+    pub(super) fn base_url(&mut self, key: &str, value: &str) -> Option<Uri> {
         let result = (|| {
             let uri: Uri = value
                 .parse()

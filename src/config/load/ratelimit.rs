@@ -200,7 +200,7 @@ impl Validator<'_> {
     }
 
     /// A window's limit: `0` is no limit.
-    fn window(&mut self, key: &str, value: i64) -> Option<Option<NonZeroU32>> {
+    pub(super) fn window(&mut self, key: &str, value: i64) -> Option<Option<NonZeroU32>> {
         match u32::try_from(value) {
             Ok(limit) => Some(NonZeroU32::new(limit)),
             Err(_) if value < 0 => {
@@ -214,7 +214,7 @@ impl Validator<'_> {
         }
     }
 
-    fn burst(&mut self, key: &str, value: i64) -> Option<NonZeroU32> {
+    pub(super) fn burst(&mut self, key: &str, value: i64) -> Option<NonZeroU32> {
         if value < 1 {
             self.problem(
                 key,
@@ -243,7 +243,10 @@ impl Validator<'_> {
                     );
                     None
                 }
-                Some(path) => match path_prefix_problem(&path) {
+                Some(path) => match path_prefix_problem(
+                    &path,
+                    "`/` would cover every path: set those limits in [rate_limit] instead",
+                ) {
                     Some(message) => {
                         self.problem(&key("path_prefix"), message);
                         None
@@ -361,12 +364,13 @@ impl Validator<'_> {
     }
 }
 
-/// Why `path` is not a usable route prefix, if it is not.
-fn path_prefix_problem(path: &str) -> Option<String> {
+/// Why `path` is not a usable path prefix (of a route class or an `[[api]]`), if it is not;
+/// `root` is the message for `/`, which would cover every path.
+pub(super) fn path_prefix_problem(path: &str, root: &str) -> Option<String> {
     let problem = if !path.starts_with('/') {
         format!("`{path}` must start with '/'")
     } else if path == "/" {
-        "`/` would cover every path: set those limits in [rate_limit] instead".to_owned()
+        root.to_owned()
     } else if path.ends_with('/') {
         format!(
             "`{path}` must not end with '/' (prefixes match whole segments: `{}` covers its subpaths)",

@@ -11,6 +11,7 @@ use super::{parse_str, ConfigErrors, Problem};
 use crate::config::raw::{self, RawConfig, SCHEMA};
 use crate::config::{defaults, CloudPreset, Config, Credential, TokenEndpointVersion};
 
+mod apis;
 mod credentials;
 mod inbound;
 mod listen;
@@ -224,6 +225,14 @@ key_sha256 = "h"
 cert_subject = "s"
 tenants = ["t"]
 methods = ["GET"]
+[[api]]
+name = "n"
+prefix = "p"
+url = "u"
+scope = "s"
+per_minute = 1
+per_hour = 2
+burst = 3
 [cors]
 allowed_origins = ["o"]
 max_age = "1s"
@@ -272,10 +281,10 @@ fn unknown_key_is_named_with_its_line() {
 }
 
 #[test]
-fn all_unknown_keys_are_reported_including_nested_and_documented_future_ones() {
+fn all_unknown_keys_are_reported_including_nested_and_misplaced_ones() {
     let text = format!(
         "{APP}colour = \"red\"\n{TENANT}rate_limit = {{ per_minute = 10, backend = \"redis://h\" }}\n\n\
-         [[api]]\nname = \"mde\"\n[listen]\ncert = \"x\"\n"
+         [[api]]\npath_prefix = \"/mde\"\n[listen]\ncert = \"x\"\n"
     );
     let problems = problems(&text);
     assert_eq!(problems.len(), 4, "{problems:#?}");
@@ -288,9 +297,10 @@ fn all_unknown_keys_are_reported_including_nested_and_documented_future_ones() {
         "{}",
         backend.message
     );
-    assert!(problem_on(&problems, "api")
-        .message
-        .contains("not supported in this version"));
+    // A key of another table written in an [[api]] is named by its right name.
+    let prefix = problem_on(&problems, "api[0].path_prefix");
+    assert_eq!(prefix.line, Some(13));
+    assert!(prefix.message.contains("`prefix`"), "{}", prefix.message);
     // A [listen.tls] key written in [listen] is pointed at its table.
     let cert = problem_on(&problems, "listen.cert");
     assert!(cert.message.contains("[listen.tls]"), "{}", cert.message);

@@ -4,7 +4,9 @@
 
 mod api;
 mod control;
+mod encoding;
 mod entra;
+mod families;
 
 use std::sync::OnceLock;
 
@@ -15,6 +17,8 @@ use super::{RunningSim, SimConfig, Simulator};
 pub(super) const CONTOSO: &str = "11111111-aaaa-4aaa-8aaa-000000000001";
 pub(super) const FABRIKAM: &str = "11111111-aaaa-4aaa-8aaa-000000000002";
 pub(super) const SCOPE: &str = "https://api.security.microsoft.com/.default";
+pub(super) const MDE_SCOPE: &str = "https://api.securitycenter.microsoft.com/.default";
+pub(super) const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 
 pub(super) async fn start() -> RunningSim {
     Simulator::start(SimConfig::demo()).await.unwrap()
@@ -44,8 +48,13 @@ pub(super) async fn post_form(
     (status, headers, resp.json().await.unwrap())
 }
 
-/// A v2 client-secret token for `tenant`.
+/// A v2 client-secret token for `tenant` (for the Defender XDR API).
 pub(super) async fn token(sim: &RunningSim, tenant: &str) -> String {
+    token_for(sim, tenant, SCOPE).await
+}
+
+/// A v2 client-secret token for `tenant` and `scope`.
+pub(super) async fn token_for(sim: &RunningSim, tenant: &str, scope: &str) -> String {
     let url = format!("{}/{tenant}/oauth2/v2.0/token", sim.base_url());
     let secret = sim.config().client_secret.clone();
     let client_id = sim.config().client_id.clone();
@@ -54,7 +63,7 @@ pub(super) async fn token(sim: &RunningSim, tenant: &str) -> String {
         &[
             ("grant_type", "client_credentials"),
             ("client_id", &client_id),
-            ("scope", SCOPE),
+            ("scope", scope),
             ("client_secret", &secret),
         ],
     )

@@ -1,0 +1,348 @@
+//! Paging links rewritten: `@odata.nextLink` (and `@odata.context`, `@odata.deltaLink`) in JSON
+//! responses, and the `Location` header, point at the API's own host; they are rewritten to the
+//! same route on the proxy, so a tool that follows them keeps talking to the proxy (which holds
+//! the token and the limits) instead of leaving for Microsoft's host with no credentials.
+//!
+//! - [`LinkRewriter`]: the `from` (API base URL) -> `to` (the same route on the proxy) pair.
+//! - [`plan`] / [`fix_headers`]: which responses are rewritten (JSON only; identity, gzip,
+//!   deflate or br), and the header changes that follow (no `Content-Length`, decoded bodies lose
+//!   `Content-Encoding`, a strong `ETag` becomes weak).
+//! - [`wrap`]: the one call the proxy makes; it returns a [`ResponseStream`].
+//! - `matcher.rs`: the streaming byte state machine and [`RewriteBody`]; `decode.rs`: streaming
+//!   decoders.
+//!
+//! The rewrite streams with bounded memory for any body size and leaves every other byte as it
+//! came: frames with nothing to replace pass through as the same `Bytes`.
+//!
+//! Escaped slashes (`https:\/\/api...`) are matched too, and the replacement is escaped alike.
+//! serde_json, System.Text.Json and Newtonsoft never escape `/`, but JSON allows it and some
+//! encoders (PHP's) do, so a link spelled that way is not silently left pointing away.
+
+mod decode;
+mod matcher;
+#[cfg(test)]
+mod tests;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+};
+use http::{HeaderMap, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use decode::DecodeBody;
+pub use matcher::RewriteBody;
+
+/// The error of a rewritten body: the upstream's, or a decoder's (`io::Error`, `InvalidData`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The API's base URL as links spell it, and the same route on the proxy.
+#[derive(Debug, Clone)]
+pub struct LinkRewriter {
+    /// `from` without a trailing `/`; its scheme and host lowercased (compared case-insensitively).
+    from: Bytes,
+    /// How many leading bytes of `from` are scheme and authority.
+    ci_len: usize,
+    /// `to` as given (trailing `/` trimmed), for headers.
+    to: Bytes,
+    /// `to` as a JSON string's content, and the same with `/` escaped as `\/`.
+    to_json: Bytes,
+    to_json_slashes: Bytes,
+}
+
+impl LinkRewriter {
+    /// `from`: the API's base URL as it appears in links, e.g.
+    /// `https://api.security.microsoft.com` (a path is allowed: `https://graph.microsoft.com/v1.0`);
+    /// `to`: the same route on the proxy, e.g. `http://127.0.0.1:8080/contoso`, or
+    /// `http://127.0.0.1:8080` for header-mode clients. A trailing `/` on either is ignored.
+    pub fn new(from: &str, to: &str) -> Self {
+        let from = from.trim_end_matches('/');
+        let to = to.trim_end_matches('/');
+        // Scheme and authority end at the first `/` after `://` (hosts are case-insensitive;
+        // paths are not).
+        let ci_len = from.find("://").map_or(0, |s| {
+            from[s + 3..].find('/').map_or(from.len(), |p| s + 3 + p)
+        });
+        let mut lowered = from.as_bytes().to_vec();
+        lowered[..ci_len].make_ascii_lowercase();
+        LinkRewriter {
+            from: Bytes::from(lowered),
+            ci_len,
+            to: Bytes::copy_from_slice(to.as_bytes()),
+            to_json: json_escape(to, false),
+            to_json_slashes: json_escape(to, true),
+        }
+    }
+
+    /// `value` starts with `from` and then `/`, `?`, `#` or nothing: the length matched.
+    fn prefix_len(&self, value: &[u8]) -> Option<usize> {
+        let n = self.from.len();
+        if n == 0 || value.len() < n {
+            return None;
+        }
+        let (head, tail) = value[..n].split_at(self.ci_len);
+        let same = head.eq_ignore_ascii_case(&self.from[..self.ci_len])
+            && tail == &self.from[self.ci_len..];
+        (same && matches!(value.get(n), None | Some(b'/' | b'?' | b'#'))).then_some(n)
+    }
+}
+
+/// A URL as the content of a JSON string (a URL never needs it, but a config might be odd).
+fn json_escape(s: &str, slashes: bool) -> Bytes {
+    let mut out = Vec::with_capacity(s.len() + 8);
+    for &b in s.as_bytes() {
+        match b {
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            b'/' if slashes => out.extend_from_slice(b"\\/"),
+            0..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+    Bytes::from(out)
+}
+
+/// How a response's body is sent on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Not JSON, a byte range, or an encoding the proxy can't read: untouched.
+    Passthrough,
+    /// Identity JSON: links rewritten.
+    Rewrite,
+    /// Encoded JSON: decoded, links rewritten, sent as identity.
+    Decode(Encoding),
+}
+
+/// A content coding the proxy decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Gzip,
+    /// RFC 9110's zlib format, or raw deflate as some servers send it.
+    Deflate,
+    Brotli,
+}
+
+/// What to do with a response's body, from its headers.
+pub fn plan(headers: &HeaderMap) -> Plan {
+    // A partial body's offsets would shift if its length changed.
+    if !is_json(headers) || headers.contains_key(CONTENT_RANGE) {
+        return Plan::Passthrough;
+    }
+    match content_encoding(headers) {
+        Some(None) => Plan::Rewrite,
+        Some(Some(encoding)) => Plan::Decode(encoding),
+        None => Plan::Passthrough,
+    }
+}
+
+/// `application/json` or `application/*+json`, in UTF-8 (the byte matcher's alphabet).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    let sub = sub.to_ascii_lowercase();
+    if !kind.eq_ignore_ascii_case("application") || !(sub == "json" || sub.ends_with("+json")) {
+        return false;
+    }
+    parts.all(|param| match param.split_once('=') {
+        Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let charset = charset.trim().trim_matches('"');
+            ["utf-8", "utf8", "us-ascii"]
+                .iter()
+                .any(|c| charset.eq_ignore_ascii_case(c))
+        }
+        _ => true,
+    })
+}
+
+/// `Some(None)`: identity; `Some(Some(_))`: one coding the proxy decodes; `None`: anything else
+/// (unknown, or stacked codings).
+fn content_encoding(headers: &HeaderMap) -> Option<Option<Encoding>> {
+    let mut found = None;
+    for value in headers.get_all(CONTENT_ENCODING) {
+        for coding in value.to_str().ok()?.split(',') {
+            let coding = coding.trim();
+            let encoding = if coding.is_empty() || coding.eq_ignore_ascii_case("identity") {
+                continue;
+            } else if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                Encoding::Gzip
+            } else if coding.eq_ignore_ascii_case("deflate") {
+                Encoding::Deflate
+            } else if coding.eq_ignore_ascii_case("br") {
+                Encoding::Brotli
+            } else {
+                return None;
+            };
+            if found.replace(encoding).is_some() {
+                return None;
+            }
+        }
+    }
+    Some(found)
+}
+
+/// The header changes `plan` needs: the length is unknown once links may change, a decoded body
+/// has no coding, and a changed representation's strong validator becomes weak (RFC 9110
+/// §8.8.1), as nginx does when it compresses.
+pub fn fix_headers(plan: &Plan, headers: &mut HeaderMap) {
+    match plan {
+        Plan::Passthrough => return,
+        Plan::Rewrite => {}
+        Plan::Decode(_) => {
+            headers.remove(CONTENT_ENCODING);
+        }
+    }
+    headers.remove(CONTENT_LENGTH);
+    if let Some(etag) = headers.get(ETAG) {
+        if etag.as_bytes().first() == Some(&b'"') {
+            let mut weak = b"W/".to_vec();
+            weak.extend_from_slice(etag.as_bytes());
+            if let Ok(weak) = HeaderValue::from_bytes(&weak) {
+                headers.insert(ETAG, weak);
+            }
+        }
+    }
+}
+
+/// Ask the API for an unencoded body (request headers): no decoding work at the proxy, at the
+/// price of more bytes from the API. The response may still come encoded: [`wrap`] copes.
+pub fn request_identity(headers: &mut HeaderMap) {
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+}
+
+/// A `Location` (or `Content-Location`) value on the API, rewritten to the proxy: absolute
+/// (`https://api.../x`, host case-insensitive) or an absolute path under `from`'s path
+/// (`/api/x`, which the client would otherwise resolve against the proxy's root). `None`: not
+/// the API's.
+pub fn rewrite_location(value: &HeaderValue, rewriter: &LinkRewriter) -> Option<HeaderValue> {
+    let value = value.as_bytes();
+    let rest = if let Some(n) = rewriter.prefix_len(value) {
+        &value[n..]
+    } else if value.starts_with(b"/") && !value.starts_with(b"//") {
+        let path = &rewriter.from[rewriter.ci_len..];
+        let ok = value.starts_with(path)
+            && matches!(value.get(path.len()), None | Some(b'/' | b'?' | b'#'));
+        if !ok || rewriter.ci_len == 0 {
+            return None;
+        }
+        &value[path.len()..]
+    } else {
+        return None;
+    };
+    let mut out = rewriter.to.to_vec();
+    out.extend_from_slice(rest);
+    HeaderValue::from_bytes(&out).ok()
+}
+
+pin_project_lite::pin_project! {
+    #[project = StreamProj]
+    #[derive(Debug)]
+    enum Stream<B> {
+        Passthrough { #[pin] body: B },
+        Rewrite { #[pin] body: RewriteBody<B> },
+        Decode { #[pin] body: RewriteBody<DecodeBody<B>> },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream response body as the client gets it: untouched, rewritten, or decoded and
+    /// rewritten (see [`plan`]). One concrete type, so nothing is boxed per response.
+    #[derive(Debug)]
+    pub struct ResponseStream<B = Incoming> {
+        #[pin]
+        inner: Stream<B>,
+        plan: Plan,
+    }
+}
+
+/// The proxy's one call: decide from the response headers, fix them, and wrap the body.
+pub fn wrap(body: Incoming, headers: &mut HeaderMap, rewriter: &LinkRewriter) -> ResponseStream {
+    wrap_body(body, headers, rewriter)
+}
+
+/// The body as it is, for responses with nothing to rewrite (no rewriter is built for them).
+pub fn passthrough(body: Incoming) -> ResponseStream {
+    ResponseStream {
+        inner: Stream::Passthrough { body },
+        plan: Plan::Passthrough,
+    }
+}
+
+/// [`wrap`] for any body (tests, other sources).
+pub fn wrap_body<B>(body: B, headers: &mut HeaderMap, rewriter: &LinkRewriter) -> ResponseStream<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let plan = plan(headers);
+    fix_headers(&plan, headers);
+    let inner = match plan {
+        Plan::Passthrough => Stream::Passthrough { body },
+        Plan::Rewrite => Stream::Rewrite {
+            body: RewriteBody::new(body, rewriter.clone()),
+        },
+        Plan::Decode(encoding) => Stream::Decode {
+            body: RewriteBody::new(DecodeBody::new(body, encoding), rewriter.clone()),
+        },
+    };
+    ResponseStream { inner, plan }
+}
+
+impl<B> ResponseStream<B> {
+    pub fn plan(&self) -> Plan {
+        self.plan
+    }
+
+    /// The most bytes held back between frames so far (0 when not rewriting).
+    pub fn held_high_water(&self) -> usize {
+        match &self.inner {
+            Stream::Passthrough { .. } => 0,
+            Stream::Rewrite { body } => body.held_high_water(),
+            Stream::Decode { body } => body.held_high_water(),
+        }
+    }
+}
+
+impl<B> Body for ResponseStream<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().inner.project() {
+            StreamProj::Passthrough { body } => body.poll_frame(cx).map_err(Into::into),
+            StreamProj::Rewrite { body } => body.poll_frame(cx).map_err(Into::into),
+            StreamProj::Decode { body } => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Stream::Passthrough { body } => body.is_end_stream(),
+            Stream::Rewrite { body } => body.is_end_stream(),
+            Stream::Decode { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Stream::Passthrough { body } => body.size_hint(),
+            Stream::Rewrite { body } => body.size_hint(),
+            Stream::Decode { body } => body.size_hint(),
+        }
+    }
+}
