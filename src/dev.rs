@@ -55,6 +55,7 @@ pub fn dev_config(
             tls: None,
             limits: ListenLimits::default(),
             shutdown_grace: defaults::SHUTDOWN_GRACE,
+            public_url: None,
         },
         admin: AdminConfig { addr: admin },
         app: AppConfig {

@@ -57,6 +57,10 @@ pub struct ListenConfig {
     pub limits: ListenLimits,
     /// `shutdown_grace`: how long in-flight requests and streams may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `public_url`: the proxy's base URL as clients reach it (`https://defender.soc.example`),
+    /// for paging links when it sits behind another proxy; without it links use the scheme of
+    /// the listener and the request's `Host`. No trailing slash.
+    pub public_url: Option<String>,
 }
 
 /// `[reload]`.

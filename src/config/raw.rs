@@ -63,6 +63,7 @@ pub(crate) struct RawListen {
     pub(crate) h2_max_concurrent_streams: Option<i64>,
     pub(crate) h2_max_header_list_size: Option<i64>,
     pub(crate) shutdown_grace: Option<String>,
+    pub(crate) public_url: Option<String>,
     pub(crate) tls: Option<RawServerTls>,
 }
 

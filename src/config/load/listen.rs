@@ -50,6 +50,7 @@ impl Validator<'_> {
             }
         }
         let limits = self.listen_limits(&raw);
+        let public_url = self.public_url(raw.public_url.clone());
         let shutdown_grace = self.duration(
             "listen.shutdown_grace",
             raw.shutdown_grace.clone(),
@@ -65,7 +66,30 @@ impl Validator<'_> {
             tls: tls?,
             limits: limits?,
             shutdown_grace: shutdown_grace?,
+            public_url: public_url?,
         })
+    }
+
+    /// `listen.public_url`: an absolute http(s) URL without query or fragment; a path is kept
+    /// (the proxy may be published under one), a trailing slash dropped.
+    fn public_url(&mut self, value: Option<String>) -> Option<Option<String>> {
+        let Some(value) = value else {
+            return Some(None);
+        };
+        let ok = value
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() && u.query().is_none())
+            .is_some()
+            && !value.contains('#');
+        if !ok {
+            self.problem(
+                "listen.public_url",
+                format!("'{value}' is not an absolute http(s) URL without a query (e.g. https://defender.soc.example)"),
+            );
+            return None;
+        }
+        Some(Some(value.trim_end_matches('/').to_owned()))
     }
 
     fn listen_limits(&mut self, raw: &RawListen) -> Option<ListenLimits> {

@@ -175,6 +175,7 @@ max_body_bytes = 1
 h2_max_concurrent_streams = 1
 h2_max_header_list_size = 1
 shutdown_grace = "1s"
+public_url = "https://p"
 [listen.tls]
 cert = "c"
 key = "k"
@@ -725,4 +726,15 @@ fn reload_and_shutdown_keys_and_the_files_a_reload_watches() {
 
     let bad = problems(&with("[listen]\nshutdown_grace = \"soon\""));
     problem_on(&bad, "listen.shutdown_grace");
+}
+
+#[test]
+fn public_url_is_an_absolute_http_url() {
+    let config = ok(&with("[listen]\npublic_url = \"https://defender.soc.example/proxy/\""));
+    assert_eq!(config.listen.public_url.as_deref(), Some("https://defender.soc.example/proxy"));
+    assert_eq!(ok(&with("")).listen.public_url, None);
+    for bad in ["defender.soc.example", "ftp://x", "https://x/?a=1", "/relative"] {
+        let found = problems(&with(&format!("[listen]\npublic_url = \"{bad}\"")));
+        problem_on(&found, "listen.public_url");
+    }
 }

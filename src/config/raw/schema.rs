@@ -39,6 +39,7 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("h2_max_concurrent_streams", Shape::Value),
             ("h2_max_header_list_size", Shape::Value),
             ("shutdown_grace", Shape::Value),
+            ("public_url", Shape::Value),
             (
                 "tls",
                 Shape::Table(&[
