@@ -14,7 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 PYTHON=${PYTHON:-python3}
-BIN=${DEFENDER_PROXY_BIN:-$PWD/target/debug/defender-proxy}
+BIN=${DEFENDER_PROXY_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/defender-proxy}
 export DEFENDER_PROXY_BIN=$BIN
 failed=0
 fail() { echo "FAIL: $*"; failed=1; }
