@@ -79,7 +79,11 @@ impl Validator<'_> {
         let ok = value
             .parse::<http::Uri>()
             .ok()
-            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() && u.query().is_none())
+            .filter(|u| {
+                matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.authority().is_some()
+                    && u.query().is_none()
+            })
             .is_some()
             && !value.contains('#');
         if !ok {

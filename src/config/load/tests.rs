@@ -241,6 +241,10 @@ max_age = "1s"
 file = "f"
 [reload]
 watch = true
+[cache]
+ttl = "1s"
+max_entry_bytes = 1
+max_bytes_per_tenant = 2
 "#;
     toml::from_str::<RawConfig>(full).expect("the structs accept every schema key");
     let (index, unknown) = raw::index(full).expect("walk");
@@ -730,10 +734,20 @@ fn reload_and_shutdown_keys_and_the_files_a_reload_watches() {
 
 #[test]
 fn public_url_is_an_absolute_http_url() {
-    let config = ok(&with("[listen]\npublic_url = \"https://defender.soc.example/proxy/\""));
-    assert_eq!(config.listen.public_url.as_deref(), Some("https://defender.soc.example/proxy"));
+    let config = ok(&with(
+        "[listen]\npublic_url = \"https://defender.soc.example/proxy/\"",
+    ));
+    assert_eq!(
+        config.listen.public_url.as_deref(),
+        Some("https://defender.soc.example/proxy")
+    );
     assert_eq!(ok(&with("")).listen.public_url, None);
-    for bad in ["defender.soc.example", "ftp://x", "https://x/?a=1", "/relative"] {
+    for bad in [
+        "defender.soc.example",
+        "ftp://x",
+        "https://x/?a=1",
+        "/relative",
+    ] {
         let found = problems(&with(&format!("[listen]\npublic_url = \"{bad}\"")));
         problem_on(&found, "listen.public_url");
     }
