@@ -14,6 +14,7 @@ use http::{HeaderValue, Method, Uri};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
+use crate::coalesce::SharedBody;
 use crate::inbound::{AuditEntry, AuditLog};
 use crate::metrics::TenantMetrics;
 
@@ -22,6 +23,8 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     enum Inner {
         Upstream { #[pin] body: ResponseStream },
+        // A coalesced (or cache-filling) request's copy of the shared upstream body.
+        Shared { #[pin] body: SharedBody },
         Full { data: Option<Bytes> },
     }
 }
@@ -36,7 +39,33 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// What `handle_inner` answers with: the upstream body streamed through, a share of one (see
+/// [`crate::coalesce`]), or a body made whole here (a cache hit, a leader's error for a
+/// follower).
+// Moved once per request; boxing the stream would cost an allocation per request instead.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Downstream {
+    Upstream(ResponseStream),
+    Shared(SharedBody),
+    Full(Bytes),
+}
+
 impl ResponseBody {
+    pub fn downstream(body: Downstream, mut log: AccessLog) -> Self {
+        match body {
+            Downstream::Upstream(body) => ResponseBody::upstream(body, log),
+            Downstream::Full(data) => ResponseBody::full(data, Some(log)),
+            Downstream::Shared(body) => {
+                log.complete = body.is_end_stream();
+                ResponseBody {
+                    inner: Inner::Shared { body },
+                    log: Some(log),
+                }
+            }
+        }
+    }
+
     pub fn upstream(body: ResponseStream, mut log: AccessLog) -> Self {
         // hyper never polls a body that says it is empty (204, HEAD), so mark it here.
         log.complete = body.is_end_stream();
@@ -86,22 +115,14 @@ impl Body for ResponseBody {
             InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             InnerProj::Upstream { mut body } => {
                 let polled = body.as_mut().poll_frame(cx);
-                if let Some(log) = this.log.as_mut() {
-                    match &polled {
-                        Poll::Ready(Some(Ok(frame))) => {
-                            if let Some(data) = frame.data_ref() {
-                                log.bytes += data.len() as u64;
-                            }
-                            // hyper stops polling once the body says it has ended (a known
-                            // length reached), so the final `None` may never be seen.
-                            if body.is_end_stream() {
-                                log.complete = true;
-                            }
-                        }
-                        Poll::Ready(None) => log.complete = true,
-                        Poll::Ready(Some(Err(_))) | Poll::Pending => {}
-                    }
-                }
+                let ended = body.is_end_stream();
+                count(this.log, &polled, ended);
+                polled
+            }
+            InnerProj::Shared { mut body } => {
+                let polled = body.as_mut().poll_frame(cx);
+                let ended = body.is_end_stream();
+                count(this.log, &polled, ended);
                 polled
             }
         }
@@ -110,6 +131,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Upstream { body } => body.is_end_stream(),
+            Inner::Shared { body } => body.is_end_stream(),
             Inner::Full { data } => data.is_none(),
         }
     }
@@ -117,9 +139,34 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Upstream { body } => body.size_hint(),
+            Inner::Shared { body } => body.size_hint(),
             Inner::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+        }
+    }
+}
+
+/// Counts a streamed frame in the access line.
+fn count(
+    log: &mut Option<AccessLog>,
+    polled: &Poll<Option<Result<Frame<Bytes>, BoxError>>>,
+    ended: bool,
+) {
+    if let Some(log) = log.as_mut() {
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    log.bytes += data.len() as u64;
+                }
+                // hyper stops polling once the body says it has ended (a known length
+                // reached), so the final `None` may never be seen.
+                if ended {
+                    log.complete = true;
+                }
+            }
+            Poll::Ready(None) => log.complete = true,
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
         }
     }
 }
@@ -144,6 +191,10 @@ pub struct AccessLog {
     pub peer: Option<SocketAddr>,
     /// Where the audit line goes, when `[audit]` is configured.
     pub audit: Option<AuditLog>,
+    /// The answer was shared with another request's upstream request (see [`crate::coalesce`]).
+    pub coalesced: bool,
+    /// What the cache did (`HIT`, `MISS`, `BYPASS`), when `[cache]` is on.
+    pub cache: Option<&'static str>,
 }
 
 impl Drop for AccessLog {
@@ -162,6 +213,8 @@ impl Drop for AccessLog {
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             complete = self.complete,
             client = self.client.as_deref(),
+            coalesced = self.coalesced,
+            cache = self.cache,
             "request"
         );
         if let Some(audit) = &self.audit {

@@ -100,6 +100,7 @@ pub fn dev_config(
         },
         audit: None,
         reload: ReloadConfig::default(),
+        cache: crate::config::CacheConfig::default(),
         watched_files: vec![],
         warnings: vec![],
     }

@@ -18,11 +18,15 @@
 //! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged.
 //! - [`rewrite`]: paging links (`@odata.nextLink`, `Location`) pointed back at the proxy,
 //!   streaming, through gzip/deflate/br.
+//! - [`coalesce`]: identical concurrent `GET`s share one upstream request; [`cache`]: the
+//!   optional short response cache (`[cache]`).
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
 
 pub mod admin;
 pub mod body;
+pub mod cache;
 pub mod check;
+pub mod coalesce;
 pub mod config;
 pub mod dev;
 pub mod error;

@@ -14,7 +14,9 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::body::{AccessLog, ResponseBody};
+use crate::body::{AccessLog, Downstream, ResponseBody};
+use crate::cache::{self, Cache, Outcome};
+use crate::coalesce::{self, Coalescer, Join, Wait};
 use crate::config::Config;
 use crate::error::{ProxyError, UpstreamFailure};
 use crate::headers;
@@ -104,9 +106,15 @@ pub struct Snapshot {
     pub apis: Vec<ApiTarget>,
     /// Scheme of links back to the proxy (`https` with `[listen.tls]`).
     pub link_scheme: &'static str,
+    /// `[listen] public_url`: the base of links back to the proxy when it sits behind another.
+    pub public_url: Option<Box<str>>,
     pub audit: Option<AuditLog>,
     /// Builds the tenants' limiters; also read for its metrics.
     pub limiter: RateLimiter,
+    /// Identical concurrent `GET`s in flight (see [`crate::coalesce`]).
+    pub coalescer: Coalescer,
+    /// `[cache]`, when on (see [`crate::cache`]).
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -145,6 +153,8 @@ impl Proxy {
             client: None,
             peer: Some(conn.peer),
             audit: None,
+            coalesced: false,
+            cache: None,
         };
         let snapshot = self.snapshot.load_full();
         log.audit = snapshot.audit.clone();
@@ -171,7 +181,7 @@ impl Proxy {
                 let (mut parts, body) = response.into_parts();
                 headers::prepare_downstream(&mut parts.headers, &request_id);
                 log.status = parts.status.as_u16();
-                Response::from_parts(parts, ResponseBody::upstream(body, log))
+                Response::from_parts(parts, ResponseBody::downstream(body, log))
             }
             Err(err) => {
                 self.note_error(&err, &log);
@@ -240,7 +250,7 @@ impl Proxy {
         snapshot: &Snapshot,
         request_id: &HeaderValue,
         log: &mut AccessLog,
-    ) -> Result<Response<ResponseStream>, ProxyError> {
+    ) -> Result<Response<Downstream>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let policy = &snapshot.inbound;
 
@@ -275,8 +285,11 @@ impl Proxy {
                 .path_and_query(api_path.as_ref())
                 .build()
                 .map_err(|_| routing::PathError::NotAbsolute)?;
-            let link_to = host.map(|host| {
-                let mut to = format!("{}://{host}", snapshot.link_scheme);
+            let base = match &snapshot.public_url {
+                Some(public) => Some(public.to_string()),
+                None => host.map(|host| format!("{}://{host}", snapshot.link_scheme)),
+            };
+            let link_to = base.map(|mut to| {
                 if let Some(prefix) = route.prefix {
                     to.push('/');
                     to.push_str(prefix);
@@ -304,51 +317,123 @@ impl Proxy {
         }
         inbound::auth::strip_credentials(&mut parts.headers);
 
-        // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
-        tenant.limits.admit(class).await?;
-
-        // 5. The body: streamed, or kept when small so a 401 can be replayed.
-        let body = request_body(body, &parts.headers, policy.max_body_bytes).await?;
-
-        // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token
-        //    goes out; then the headers: cleaned, token and request id set.
-        let slot = &tenant.tokens[api_index];
-        let token = slot.get().await?;
-        headers::prepare_upstream(
-            &mut parts.headers,
-            routes.header(),
-            token.authorization(),
-            request_id,
+        // 3b. Shared answers: a fresh cached one, or one already on its way for the same request
+        //     (then neither the rate limit nor the token is touched again).
+        let key = coalesce::Key::of(
+            &parts.method,
+            &parts.headers,
+            body.is_end_stream(),
+            &tenant.id,
+            api_index,
+            upstream_uri.path_and_query().map_or("/", |p| p.as_str()),
+            client.as_ref().map(|c| &c.name),
+            link_to.as_deref(),
         );
-        let replay = body
-            .try_clone()
-            .map(|b| (parts.method.clone(), parts.headers.clone(), b));
-        let request = build(parts.method, upstream_uri.clone(), parts.headers, body);
-
-        // 7. Send; on 401 drop the token and, if the body allows, replay once with a fresh one.
-        let response = send(&snapshot.upstream, &tenant, class, request).await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(relink(response, snapshot, api_index, link_to.as_deref()));
+        let mut outcome = None;
+        if let Some(cache) = &snapshot.cache {
+            let hit = key.as_ref().and_then(|key| cache.get(key));
+            outcome = Some(match (&key, &hit) {
+                (_, Some(_)) => Outcome::Hit,
+                (Some(_), None) => Outcome::Miss,
+                (None, _) => Outcome::Bypass,
+            });
+            log.cache = outcome.map(Outcome::as_str);
+            if let Some((headers, data)) = hit {
+                let mut response = Response::new(Downstream::Full(data));
+                *response.headers_mut() = headers;
+                response
+                    .headers_mut()
+                    .insert(cache::X_CACHE.clone(), Outcome::Hit.header());
+                return Ok(response);
+            }
         }
-        let fresh_worthwhile = slot.invalidate(&token);
-        let Some((method, mut headers, body)) = replay.filter(|_| fresh_worthwhile) else {
-            return Ok(relink(response, snapshot, api_index, link_to.as_deref()));
+        let mark = |mut response: Response<Downstream>| {
+            if let Some(outcome) = outcome {
+                response
+                    .headers_mut()
+                    .insert(cache::X_CACHE.clone(), outcome.header());
+            }
+            response
         };
-        drop(response);
-        let fresh = slot.get().await?;
-        headers.insert(header::AUTHORIZATION, fresh.authorization().clone());
-        tracing::info!(
-            tenant = &*tenant.name,
-            "upstream answered 401; retrying once with a fresh token"
-        );
-        let response = send(
-            &snapshot.upstream,
-            &tenant,
-            class,
-            build(method, upstream_uri, headers, body),
-        )
-        .await?;
-        Ok(relink(response, snapshot, api_index, link_to.as_deref()))
+        let mut leader = None;
+        while let Some(key) = &key {
+            match snapshot.coalescer.join(key) {
+                Join::Lead(lead) => {
+                    leader = Some(lead);
+                    break;
+                }
+                Join::Follow(member) => match member.wait().await {
+                    Ok(response) => {
+                        log.coalesced = true;
+                        return Ok(mark(response.map(Downstream::Shared)));
+                    }
+                    Err(Wait::Failed(failure)) => {
+                        log.coalesced = true;
+                        return Ok(failure.response().map(Downstream::Full));
+                    }
+                    // The leader went away before its answer: start over.
+                    Err(Wait::Gone) => {}
+                },
+            }
+        }
+        let fill = snapshot
+            .cache
+            .as_ref()
+            .zip(key)
+            .map(|(cache, key)| cache.fill(key));
+
+        let result: Result<Response<ResponseStream>, ProxyError> = async move {
+            // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
+            tenant.limits.admit(class).await?;
+
+            // 5. The body: streamed, or kept when small so a 401 can be replayed.
+            let body = request_body(body, &parts.headers, policy.max_body_bytes).await?;
+
+            // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token
+            //    goes out; then the headers: cleaned, token and request id set.
+            let slot = &tenant.tokens[api_index];
+            let token = slot.get().await?;
+            headers::prepare_upstream(
+                &mut parts.headers,
+                routes.header(),
+                token.authorization(),
+                request_id,
+            );
+            let replay = body
+                .try_clone()
+                .map(|b| (parts.method.clone(), parts.headers.clone(), b));
+            let request = build(parts.method, upstream_uri.clone(), parts.headers, body);
+
+            // 7. Send; on 401 drop the token and, if the body allows, replay once with a fresh one.
+            let response = send(&snapshot.upstream, &tenant, class, request).await?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Ok(relink(response, snapshot, api_index, link_to.as_deref()));
+            }
+            let fresh_worthwhile = slot.invalidate(&token);
+            let Some((method, mut headers, body)) = replay.filter(|_| fresh_worthwhile) else {
+                return Ok(relink(response, snapshot, api_index, link_to.as_deref()));
+            };
+            drop(response);
+            let fresh = slot.get().await?;
+            headers.insert(header::AUTHORIZATION, fresh.authorization().clone());
+            tracing::info!(
+                tenant = &*tenant.name,
+                "upstream answered 401; retrying once with a fresh token"
+            );
+            let response = send(
+                &snapshot.upstream,
+                &tenant,
+                class,
+                build(method, upstream_uri, headers, body),
+            )
+            .await?;
+            Ok(relink(response, snapshot, api_index, link_to.as_deref()))
+        }
+        .await;
+        match leader {
+            Some(leader) => Ok(mark(leader.publish(result, fill)?.map(Downstream::Shared))),
+            None => result.map(|r| mark(r.map(Downstream::Upstream))),
+        }
     }
 
     /// The tenants currently routed to, for admin and metrics.

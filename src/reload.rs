@@ -105,8 +105,11 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
         upstream,
         apis,
         link_scheme: current.link_scheme,
+        public_url: new.listen.public_url.as_deref().map(Box::from),
         audit,
         limiter: limiter.clone(),
+        coalescer: Default::default(),
+        cache: crate::cache::Cache::new(&new.cache),
     };
     proxy.snapshot.store(Arc::new(snapshot));
     if let (Some(acceptor), Some(tls)) = (&proxy.listen.tls, tls) {

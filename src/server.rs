@@ -145,6 +145,7 @@ pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
         inbound: inbound::Policy::from_config(config),
         upstream: Upstream::new(config)?,
         apis: api_targets(config).ok_or(StartError::ApiUrl)?,
+        public_url: config.listen.public_url.as_deref().map(Box::from),
         link_scheme: if config.listen.tls.is_some() {
             "https"
         } else {
@@ -152,6 +153,8 @@ pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
         },
         audit,
         limiter,
+        coalescer: Default::default(),
+        cache: crate::cache::Cache::new(&config.cache),
     };
     let listen = ListenOptions {
         limits: config.listen.limits.clone(),

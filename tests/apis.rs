@@ -152,3 +152,22 @@ async fn a_200_mib_json_response_is_rewritten_as_it_streams() {
     assert_eq!(leaked, 0, "a link to the API's own host reached the client");
     assert!(rewritten >= 2 * pages, "{rewritten} links rewritten");
 }
+
+#[tokio::test]
+async fn public_url_is_the_base_of_links_behind_another_proxy() {
+    let h = Harness::start_with(defender_proxy::sim::SimConfig::demo(), |c| {
+        c.listen.public_url = Some("https://defender.soc.example/edge".into());
+    })
+    .await;
+    let body: serde_json::Value = h
+        .get("/contoso/api/incidents?$top=5")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let next = body["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.starts_with("https://defender.soc.example/edge/contoso/api/incidents?"),
+        "{next}"
+    );
+}

@@ -37,7 +37,7 @@ async fn reject_mode_lets_exactly_the_burst_through_then_429_with_retry_after() 
         })
     })
     .await;
-    let responses = join_all((0..10).map(|_| h.get(PATH))).await;
+    let responses = join_all((0..10).map(|i| h.get_distinct(PATH, i))).await;
     let mut ok = 0;
     for r in responses {
         match r.status().as_u16() {
@@ -70,7 +70,7 @@ async fn queue_mode_spaces_requests_at_the_limit_and_loses_none() {
         set_policy(c, |p| p.windows = windows(600, 1))
     })
     .await;
-    let responses = join_all((0..6).map(|_| h.get(PATH))).await;
+    let responses = join_all((0..6).map(|i| h.get_distinct(PATH, i))).await;
     assert!(responses.iter().all(|r| r.status() == 200));
     let mut arrivals: Vec<_> = h.sim.api_requests().iter().map(|r| r.received_at).collect();
     assert_eq!(arrivals.len(), 6);
@@ -92,7 +92,7 @@ async fn queue_bounds_max_queue_and_max_wait_answer_429() {
         })
     })
     .await;
-    let responses = join_all((0..6).map(|_| h.get(PATH))).await;
+    let responses = join_all((0..6).map(|i| h.get_distinct(PATH, i))).await;
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
@@ -113,7 +113,7 @@ async fn queue_bounds_max_queue_and_max_wait_answer_429() {
         })
     })
     .await;
-    let responses = join_all((0..3).map(|_| h.get(PATH))).await;
+    let responses = join_all((0..3).map(|i| h.get_distinct(PATH, i))).await;
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),

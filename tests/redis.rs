@@ -32,7 +32,13 @@ async fn burst(proxies: &[&ProxyProcess], n: usize) -> usize {
     let http = reqwest::Client::new();
     let requests = proxies
         .iter()
-        .flat_map(|p| (0..n).map(|_| http.get(p.url("/contoso/api/_test/headers")).send()))
+        // Distinct queries: identical concurrent GETs would be coalesced into one.
+        .flat_map(|p| {
+            (0..n).map(|i| {
+                http.get(p.url(&format!("/contoso/api/_test/headers?n={i}")))
+                    .send()
+            })
+        })
         .collect::<Vec<_>>();
     join_all(requests)
         .await

@@ -22,6 +22,7 @@
 
 mod apis;
 mod app;
+mod cache;
 mod cloud;
 mod inbound;
 mod listen;
@@ -246,6 +247,7 @@ impl Validator<'_> {
             &mut rate_limit.routes,
         );
         let tenants = self.tenants(raw.tenants, &global_limits);
+        let cache = self.cache(raw.cache);
 
         match (
             listen, admin_addr, app, cloud, upstream, routing, cors, audit,
@@ -294,6 +296,7 @@ impl Validator<'_> {
                     cors,
                     audit,
                     reload,
+                    cache,
                     watched_files: self.watched.take(),
                     warnings: self.warnings,
                 })

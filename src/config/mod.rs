@@ -39,6 +39,8 @@ pub struct Config {
     /// `[audit] file = PATH | "-"`; `None`: no audit log (the access log still runs).
     pub audit: Option<AuditTarget>,
     pub reload: ReloadConfig,
+    /// `[cache]`: the short response cache (off without `ttl`).
+    pub cache: CacheConfig,
     /// Files the config names whose change `[reload] watch` reacts to.
     pub watched_files: Vec<PathBuf>,
     /// Non-fatal findings (e.g. a secret file readable by others), logged at start and printed
@@ -61,6 +63,25 @@ pub struct ListenConfig {
     /// for paging links when it sits behind another proxy; without it links use the scheme of
     /// the listener and the request's `Host`. No trailing slash.
     pub public_url: Option<String>,
+}
+
+/// `[cache]`: see [`crate::cache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// How long an answer is kept; `None`: no cache.
+    pub ttl: Option<Duration>,
+    pub max_entry_bytes: u64,
+    pub max_bytes_per_tenant: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: None,
+            max_entry_bytes: 1024 * 1024,
+            max_bytes_per_tenant: 16 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[reload]`.

@@ -47,6 +47,16 @@ pub(crate) struct RawConfig {
     pub(crate) cors: Option<RawCors>,
     pub(crate) audit: Option<RawAudit>,
     pub(crate) reload: Option<RawReload>,
+    pub(crate) cache: Option<RawCache>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub(crate) ttl: Option<String>,
+    pub(crate) max_entry_bytes: Option<i64>,
+    pub(crate) max_bytes_per_tenant: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

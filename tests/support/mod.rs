@@ -102,6 +102,11 @@ impl Harness {
             .expect("request sent")
     }
 
+    /// `GET path?n=i`: requests that differ, so the proxy does not coalesce them.
+    pub async fn get_distinct(&self, path: &str, i: usize) -> reqwest::Response {
+        self.get(&format!("{path}?n={i}")).await
+    }
+
     /// Stop the proxy and wait for it to drain.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

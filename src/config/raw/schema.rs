@@ -164,6 +164,14 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
         Shape::Table(&[("allowed_origins", Shape::Value), ("max_age", Shape::Value)]),
     ),
     ("audit", Shape::Table(&[("file", Shape::Value)])),
+    (
+        "cache",
+        Shape::Table(&[
+            ("ttl", Shape::Value),
+            ("max_entry_bytes", Shape::Value),
+            ("max_bytes_per_tenant", Shape::Value),
+        ]),
+    ),
 ];
 
 /// Keys the interface documents for features this version does not have. Saying so beats
