@@ -12,7 +12,11 @@
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`]: the counters behind them.
 //! - [`ratelimit`]: per-tenant, per-route-class limits (GCRA), queueing, upstream pauses, Redis.
 //! - [`inbound`]: client TLS/mTLS, API keys and allowlists, CORS, the audit log, dev certificates.
-//! - [`listener`]: accepting connections: TLS handshakes, connection limit, idle, drain.
+//! - [`listener`]: accepting connections: TLS handshakes, connection limit, idle, drain;
+//!   [`sniff`]: the request-smuggling (CL+TE) guard below hyper.
+//! - [`reload`]: SIGHUP and `[reload] watch`: a new config swapped in atomically, or not at all.
+//! - [`body`]: the response body and the access/audit line written when it ends;
+//!   [`dev`]: `serve --dev`.
 //! - [`server`]: building the proxy from a config and running its listeners; [`tls`]: outbound
 //!   TLS config.
 //! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged.
