@@ -203,7 +203,7 @@ impl TokenSlot {
 
     /// The upstream answered 401 to a request sent with `used`: drop it if it is still the current
     /// token, so the next `get()` fetches a fresh one. A newer token is left alone, and tokens are
-    /// dropped at most once per [`INVALIDATE_EVERY`]. Returns whether a fresh token is worth
+    /// dropped at most once per 10 s (`INVALIDATE_EVERY`). Returns whether a fresh token is worth
     /// asking for (the used one is gone).
     pub fn invalidate(&self, used: &AccessToken) -> bool {
         let current = self.current.load();
