@@ -58,12 +58,7 @@ impl ApiTarget {
     /// The rest of `path` if it is under this API's prefix (whole segments, ASCII
     /// case-insensitive).
     pub fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
-        let prefix = self.prefix.as_deref()?;
-        let head = path.get(..prefix.len())?;
-        let rest = &path[prefix.len()..];
-        (head.eq_ignore_ascii_case(prefix)
-            && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')))
-        .then_some(rest)
+        crate::config::strip_api_prefix(self.prefix.as_deref()?, path)
     }
 }
 

@@ -12,12 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{self, Config, LimitBackend};
-use crate::inbound::{self, AuditLog, ServerTlsError};
+use crate::inbound::{self, AuditLog};
 use crate::proxy::{Proxy, Snapshot};
-use crate::ratelimit::{RateLimitInitError, RateLimiter};
-use crate::server::route_table;
-use crate::tls::TlsError;
-use crate::token::TokenInitError;
+use crate::ratelimit::RateLimiter;
+use crate::server::{route_table, StartError};
 use crate::upstream::Upstream;
 
 /// Why a reload did not take effect (the running config stays).
@@ -25,18 +23,9 @@ use crate::upstream::Upstream;
 pub enum ReloadError {
     #[error("the new config is invalid:\n{0}")]
     Invalid(#[from] config::ConfigErrors),
+    /// The same failures that would stop a start (TLS files, keys, the audit file, Redis URL).
     #[error(transparent)]
-    Token(#[from] TokenInitError),
-    #[error(transparent)]
-    RateLimit(#[from] RateLimitInitError),
-    #[error(transparent)]
-    UpstreamTls(#[from] TlsError),
-    #[error(transparent)]
-    ServerTls(#[from] ServerTlsError),
-    #[error("cannot open the audit log: {0}")]
-    Audit(#[source] std::io::Error),
-    #[error("cloud.api has no scheme or host")]
-    ApiUrl,
+    Build(#[from] StartError),
 }
 
 /// Read `path`, validate it, and apply it; logs and counts the result either way.
@@ -71,15 +60,14 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
         current.limiter.clone()
     } else {
         tracing::info!("rate-limit routes or backend changed: limiter state starts afresh");
-        RateLimiter::new(&new.rate_limit)?
+        RateLimiter::new(&new.rate_limit).map_err(StartError::from)?
     };
-    let upstream = if old.cloud.api == new.cloud.api
-        && old.cloud.ca == new.cloud.ca
-        && same_timeouts(&old, &new)
-    {
+    // The pool is keyed by host, so a changed API URL needs no new client; trust roots and
+    // timeouts do.
+    let upstream = if old.cloud.ca == new.cloud.ca && same_timeouts(&old, &new) {
         current.upstream.clone()
     } else {
-        Upstream::new(&new)?
+        Upstream::new(&new).map_err(StartError::from)?
     };
     let audit = if old.audit == new.audit {
         current.audit.clone()
@@ -88,16 +76,17 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
             .as_ref()
             .map(AuditLog::open)
             .transpose()
-            .map_err(ReloadError::Audit)?
+            .map_err(StartError::Audit)?
     };
     let tls = match (&proxy.listen.tls, &new.listen.tls) {
-        (Some(_), Some(tls)) => Some(inbound::tls::server_config(tls)?),
+        (Some(_), Some(tls)) => Some(inbound::tls::server_config(tls).map_err(StartError::from)?),
         _ => None,
     };
-    let apis = crate::server::api_targets(&new).ok_or(ReloadError::ApiUrl)?;
+    let apis = crate::server::api_targets(&new).ok_or(StartError::ApiUrl)?;
     proxy
         .broker
-        .reconfigure(&new.app, &new.cloud, &new.upstream)?;
+        .reconfigure(&new.app, &new.cloud, &new.upstream)
+        .map_err(StartError::from)?;
 
     let snapshot = Snapshot {
         routes: route_table(&new, &proxy.broker, &limiter, &proxy.metrics),

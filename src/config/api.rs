@@ -36,11 +36,19 @@ impl ApiConfig {
     /// The rest of `path` when it lies under this API's prefix (whole segments, ASCII
     /// case-insensitive): `/api/machines` for `/MDE/api/machines`, `""` for `/mde` itself.
     pub fn strip_prefix<'a>(&self, path: &'a str) -> Option<&'a str> {
-        let head = path.get(..self.prefix.len())?;
-        let rest = &path[self.prefix.len()..];
-        (head.eq_ignore_ascii_case(&self.prefix) && (rest.is_empty() || rest.starts_with('/')))
-            .then_some(rest)
+        strip_api_prefix(&self.prefix, path)
     }
+}
+
+/// The rest of `path` (a path, or path and query) when it lies under `prefix` on whole segments,
+/// ASCII case-insensitively: `/api/x` for `/MDE/api/x`, `""` for `/mde`, `?q` for `/mde?q`.
+/// The one matcher for API prefixes, used by the config and the hot path alike.
+pub fn strip_api_prefix<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
+    let head = path.get(..prefix.len())?;
+    let rest = &path[prefix.len()..];
+    (head.eq_ignore_ascii_case(prefix)
+        && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')))
+    .then_some(rest)
 }
 
 /// Microsoft APIs an `[[api]]` is recognised as by its URL's host, for their documented limits

@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 use secrecy::{SecretBox, SecretString};
 
-pub use api::{ApiConfig, KnownApi};
+pub use api::{strip_api_prefix, ApiConfig, KnownApi};
 pub use load::{load_file, parse_str, ConfigErrors, Problem};
 
 /// Everything the proxy needs to run, validated.
