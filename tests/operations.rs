@@ -311,3 +311,38 @@ async fn sigterm_drains_a_slow_response_with_readyz_503_then_exits_0() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn watch_reloads_when_a_secret_file_named_by_the_config_changes() {
+    let s = setup("watch-secret").await;
+    std::fs::write(&s.secret, "an-old-revoked-secret").unwrap();
+    let path = s.dir.join("proxy.toml");
+    let text = config(
+        s.sim.base_url(),
+        &s.client_id,
+        &s.secret,
+        &[("contoso", &s.contoso)],
+        "[reload]\nwatch = true",
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut p = ProxyProcess::spawn_file(&path, &[]).await;
+    assert_eq!(
+        reqwest::get(p.url("/contoso/api/incidents"))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    // Only the secret file changes (as a Kubernetes Secret volume would); no SIGHUP.
+    std::fs::write(&s.secret, &s.client_secret).unwrap();
+    wait_metric(&p, "defender_proxy_reloads_total{result=\"success\"}", 1.0).await;
+    assert_eq!(
+        reqwest::get(p.url("/contoso/api/incidents"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    signal(&p.child, "-TERM");
+    assert_eq!(p.child.wait().await.unwrap().code(), Some(0));
+}

@@ -474,3 +474,65 @@ async fn connections_beyond_the_limit_are_refused() {
     };
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    // Header timeout far away, idle timeout short: only the idle watch can close it in time.
+    let h = Harness::start_with(SimConfig::demo(), |c| {
+        c.listen.limits.header_timeout = Duration::from_secs(60);
+        c.listen.limits.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(b"GET /contoso/api/_test/headers HTTP/1.1\r\nHost: p\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let started = std::time::Instant::now();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => continue, // rest of the first response
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the idle connection stayed open");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_in_queue_mode() {
+    let h = Harness::start_with(SimConfig::demo(), |c| {
+        c.listen.limits.max_connections = 1;
+        c.listen.limits.on_max_connections = ConnectionOverflow::Queue;
+    })
+    .await;
+    let request = b"GET /contoso/api/_test/headers HTTP/1.1\r\nHost: p\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The second connection is not served while the first holds the only place...
+    let mut second = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
+    assert!(waited.is_err(), "served beyond max_connections");
+    // ...and is served, not refused, once the first closes.
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(10), second.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
