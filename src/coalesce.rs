@@ -13,8 +13,11 @@
 //! far is larger than [`JOIN_WINDOW`] (that prefix is kept and replayed to late joiners); after
 //! that a new request starts a new flight.
 //!
-//! The body is read from upstream by one task and copied to every member (the leader included)
-//! through a bounded channel of [`CHANNEL_FRAMES`] frames each: a slow member slows the shared
+//! While no one has joined, the leader's body streams straight from upstream to its client, each
+//! frame kept for late joiners while the window is open: the common, unshared request pays for
+//! no task and no channel. Once someone has joined, the body is read from upstream by one task
+//! (the pump) and copied to every member (the leader included) through a bounded channel of
+//! [`CHANNEL_FRAMES`] frames each: a slow member slows the shared
 //! stream for all (as a slow client slows its own stream without coalescing); a member that goes
 //! away is dropped, and the upstream body is dropped once no member is left. An error of the
 //! leader before its response head (rate limited, token, upstream unreachable) is returned to
@@ -24,7 +27,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
@@ -162,11 +165,33 @@ enum Piece {
     Error(Arc<str>),
 }
 
+impl Piece {
+    /// A polled frame as a piece; `None` for a frame that is neither data nor trailers.
+    fn of(polled: Result<Frame<Bytes>, BoxError>) -> Option<Piece> {
+        match polled {
+            Err(e) => Some(Piece::Error(e.to_string().into())),
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => Some(Piece::Data(data)),
+                Err(frame) => frame.into_trailers().ok().map(Piece::Trailers),
+            },
+        }
+    }
+
+    fn into_frame(self) -> Result<Frame<Bytes>, BoxError> {
+        match self {
+            Piece::Data(data) => Ok(Frame::data(data)),
+            Piece::Trailers(t) => Ok(Frame::trailers(t)),
+            Piece::Error(message) => Err(message.to_string().into()),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Flight {
     head: Option<Head>,
     /// Members still waiting for the head.
     waiting: Vec<oneshot::Sender<Result<Head, Failure>>>,
+    /// Where the pump sends the body: the followers, and the leader once a pump runs.
     members: Vec<mpsc::Sender<Piece>>,
     /// The body so far, while others may still join.
     sent: Vec<Bytes>,
@@ -176,7 +201,6 @@ struct Flight {
 
 impl Flight {
     fn add_member(&mut self) -> Member {
-        let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
         let (head_tx, head_rx) = oneshot::channel();
         match &self.head {
             Some(head) => {
@@ -184,20 +208,29 @@ impl Flight {
             }
             None => self.waiting.push(head_tx),
         }
-        self.members.push(tx);
+        let replay = self.sent.iter().cloned().collect();
         Member {
             head: head_rx,
-            body: SharedBody {
-                replay: self.sent.iter().cloned().collect(),
-                rx,
-                empty: false,
-                done: false,
-            },
+            body: SharedBody::channel(replay, self.add_channel()),
         }
+    }
+
+    fn add_channel(&mut self) -> mpsc::Receiver<Piece> {
+        let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
+        self.members.push(tx);
+        rx
+    }
+
+    /// Someone still listens (members that went away are forgotten here).
+    fn has_members(&mut self) -> bool {
+        self.members.retain(|m| !m.is_closed());
+        !self.members.is_empty()
     }
 }
 
-type Flights = Arc<Mutex<HashMap<Key, Arc<Mutex<Flight>>>>>;
+/// Keyed by the whole request (tenant, path, client...): foldhash, seeded per process, costs a
+/// fraction of SipHash on keys this long.
+type Flights = Arc<Mutex<HashMap<Arc<Key>, Arc<Mutex<Flight>>, foldhash::fast::RandomState>>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -217,7 +250,7 @@ pub enum Join {
 }
 
 impl Coalescer {
-    pub fn join(&self, key: &Key) -> Join {
+    pub fn join(&self, key: &Arc<Key>) -> Join {
         let mut flights = lock(&self.flights);
         if let Some(flight) = flights.get(key) {
             let mut flight = lock(flight);
@@ -229,13 +262,13 @@ impl Coalescer {
             open: true,
             ..Flight::default()
         }));
-        let member = lock(&flight).add_member();
         flights.insert(key.clone(), flight.clone());
         Join::Lead(Leader {
-            key: key.clone(),
-            flight,
-            flights: self.flights.clone(),
-            member: Some(member),
+            place: Some(Place {
+                key: key.clone(),
+                flight,
+                flights: self.flights.clone(),
+            }),
         })
     }
 
@@ -245,18 +278,59 @@ impl Coalescer {
     }
 }
 
-/// No one joins `flight` any more.
-fn close(flights: &Flights, key: &Key, flight: &Arc<Mutex<Flight>>) {
-    let mut map = lock(flights);
-    if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
-        map.remove(key);
-    }
-    let mut f = lock(flight);
-    f.open = false;
-    f.sent = Vec::new();
+/// A flight and where it is listed.
+#[derive(Debug)]
+struct Place {
+    key: Arc<Key>,
+    flight: Arc<Mutex<Flight>>,
+    flights: Flights,
 }
 
-/// A follower (or the leader itself) of a flight.
+impl Place {
+    /// No one joins any more.
+    fn close(&self) {
+        let mut map = lock(&self.flights);
+        if map
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            map.remove(&self.key);
+        }
+        drop(map);
+        let mut f = lock(&self.flight);
+        f.open = false;
+        f.sent = Vec::new();
+    }
+
+    /// Close unless someone joined (then `false`, and the flight stays open). Both locks are
+    /// held, in `join`'s order, so no one can join between the look and the close.
+    fn close_unless_followed(&self) -> bool {
+        let mut map = lock(&self.flights);
+        let mut f = lock(&self.flight);
+        if f.has_members() {
+            return false;
+        }
+        if map
+            .get(&self.key)
+            .is_some_and(|other| Arc::ptr_eq(other, &self.flight))
+        {
+            map.remove(&self.key);
+        }
+        f.open = false;
+        f.sent = Vec::new();
+        true
+    }
+
+    /// Close, and let go of every member and waiter (they see the end of the stream).
+    fn dissolve(&self) {
+        self.close();
+        let mut f = lock(&self.flight);
+        f.waiting.clear();
+        f.members.clear();
+    }
+}
+
+/// A follower of a flight.
 #[derive(Debug)]
 pub struct Member {
     head: oneshot::Receiver<Result<Head, Failure>>,
@@ -289,15 +363,17 @@ impl Member {
 /// The request that goes upstream for its flight.
 #[derive(Debug)]
 pub struct Leader {
-    key: Key,
-    flight: Arc<Mutex<Flight>>,
-    flights: Flights,
-    member: Option<Member>,
+    /// Taken by `publish`; still here on drop means the leader went away before its head.
+    place: Option<Place>,
 }
 
 impl Leader {
     /// Share the leader's result with its flight; the leader's own response comes back. `fill`
     /// also gets the body (the cache).
+    ///
+    /// While no one has joined, the leader's body streams straight from upstream (no task, no
+    /// channel: the common case costs nothing); the first follower to join makes it hand the
+    /// upstream body to a pump (see [`SharedBody`]).
     pub fn publish(
         mut self,
         result: Result<Response<ResponseStream>, ProxyError>,
@@ -305,13 +381,13 @@ impl Leader {
     ) -> Result<Response<SharedBody>, ProxyError> {
         // Only `publish` (which consumes the leader) and `drop` take it.
         #[allow(clippy::expect_used)]
-        let member = self.member.take().expect("a leader publishes once");
+        let place = self.place.take().expect("a leader publishes once");
         let response = match result {
             Ok(response) => response,
             Err(err) => {
-                close(&self.flights, &self.key, &self.flight);
+                place.close();
                 let failure = Failure::of(&err);
-                let mut f = lock(&self.flight);
+                let mut f = lock(&place.flight);
                 for waiting in f.waiting.drain(..) {
                     let _ = waiting.send(Err(failure.clone()));
                 }
@@ -325,68 +401,93 @@ impl Leader {
             headers: parts.headers.clone(),
             empty: body.is_end_stream(),
         };
-        {
-            let mut f = lock(&self.flight);
+        let followed = {
+            let mut f = lock(&place.flight);
             f.head = Some(head.clone());
             for waiting in f.waiting.drain(..) {
                 let _ = waiting.send(Ok(head.clone()));
             }
-        }
-        let mut own = member.body;
-        own.empty = head.empty;
+            f.has_members()
+        };
         if head.empty {
-            close(&self.flights, &self.key, &self.flight);
-            lock(&self.flight).members.clear();
+            place.dissolve();
             if let Some(fill) = fill {
                 fill.complete(&head, Bytes::new());
             }
-        } else {
-            let flights = self.flights.clone();
-            let key = self.key.clone();
-            let flight = self.flight.clone();
-            tokio::spawn(pump(body, flights, key, flight, fill.map(|f| (f, head))));
+            return Ok(Response::from_parts(parts, SharedBody::empty()));
         }
+        let own = if followed || fill.is_some() {
+            let rx = lock(&place.flight).add_channel();
+            tokio::spawn(pump(body, First::Read, place, fill.map(|f| (f, head))));
+            SharedBody::channel(VecDeque::new(), rx)
+        } else {
+            SharedBody {
+                mode: Mode::Direct {
+                    body: Some(body),
+                    place: Some(place),
+                },
+                empty: false,
+                done: false,
+            }
+        };
         Ok(Response::from_parts(parts, own))
     }
 }
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        if self.member.is_some() {
+        if let Some(place) = &self.place {
             // Gone before its head: the followers start over.
-            close(&self.flights, &self.key, &self.flight);
-            let mut f = lock(&self.flight);
-            f.waiting.clear();
-            f.members.clear();
+            place.dissolve();
         }
     }
 }
 
-/// Read the upstream body once and copy it to every member.
+/// What polling a body gives.
+type Polled = Option<Result<Frame<Bytes>, BoxError>>;
+
+/// Where a pump starts: reading, or with what the leader's direct stream read last.
+#[derive(Debug)]
+enum First {
+    Read,
+    Piece(Piece),
+    End,
+}
+
+impl First {
+    fn of(polled: Polled) -> Self {
+        match polled {
+            None => First::End,
+            Some(frame) => Piece::of(frame).map_or(First::Read, First::Piece),
+        }
+    }
+}
+
+/// Read the upstream body once and copy it to every member, starting with `first`.
 async fn pump(
     mut body: ResponseStream,
-    flights: Flights,
-    key: Key,
-    flight: Arc<Mutex<Flight>>,
+    mut first: First,
+    place: Place,
     mut fill: Option<(Fill, Head)>,
 ) {
     let mut kept = Vec::new();
     let mut kept_bytes = 0usize;
     let mut clean_end = false;
     loop {
-        let piece = match body.frame().await {
-            None => {
-                clean_end = true;
-                break;
-            }
-            Some(Err(e)) => Piece::Error(e.to_string().into()),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => Piece::Data(data),
-                Err(frame) => match frame.into_trailers() {
-                    Ok(trailers) => Piece::Trailers(trailers),
-                    Err(_) => continue,
+        let piece = match std::mem::replace(&mut first, First::Read) {
+            First::Piece(piece) => Some(piece),
+            First::End => None,
+            First::Read => match body.frame().await {
+                None => None,
+                Some(frame) => match Piece::of(frame) {
+                    Some(piece) => Some(piece),
+                    None => continue,
                 },
             },
+        };
+        let Some(piece) = piece else {
+            clean_end = true;
+            break;
         };
         if let (Some((f, _)), Piece::Data(data)) = (&fill, &piece) {
             kept_bytes += data.len();
@@ -408,7 +509,7 @@ async fn pump(
             }
         }
         let (members, shut) = {
-            let mut f = lock(&flight);
+            let mut f = lock(&place.flight);
             let mut shut = false;
             if f.open {
                 match &piece {
@@ -419,17 +520,16 @@ async fn pump(
                     _ => shut = true,
                 }
             }
-            f.members.retain(|m| !m.is_closed());
-            if f.members.is_empty() {
+            if !f.has_members() {
                 shut = true;
             }
             (f.members.clone(), shut)
         };
-        let members = if shut && lock(&flight).open {
-            close(&flights, &key, &flight);
+        let members = if shut && lock(&place.flight).open {
+            place.close();
             // Joined between the two locks: served too.
-            let mut f = lock(&flight);
-            f.members.retain(|m| !m.is_closed());
+            let mut f = lock(&place.flight);
+            f.has_members();
             f.members.clone()
         } else {
             members
@@ -445,8 +545,7 @@ async fn pump(
             break;
         }
     }
-    close(&flights, &key, &flight);
-    lock(&flight).members.clear();
+    place.dissolve();
     if let (true, Some((fill, head))) = (clean_end, fill) {
         fill.complete(&head, concat(kept, kept_bytes));
     }
@@ -521,13 +620,92 @@ mod tests {
     }
 }
 
-/// A member's copy of the shared body: the replayed prefix, then the channel.
+/// A member's copy of the shared body.
+///
+/// The leader's copy starts `Direct`: frames come straight from upstream, each kept for late
+/// joiners while the flight is open. When it finds a follower (checked under the flight's lock
+/// as each frame arrives, so no frame is missed), it hands the upstream body and that frame to a
+/// [`pump`] and becomes a `Channel` like the followers. Followers' copies are `Channel`s: the
+/// replayed prefix, then the pump's frames.
 #[derive(Debug)]
 pub struct SharedBody {
-    replay: VecDeque<Bytes>,
-    rx: mpsc::Receiver<Piece>,
+    mode: Mode,
     empty: bool,
     done: bool,
+}
+
+// One per response; boxing the stream would cost an allocation per request instead.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Mode {
+    Direct {
+        /// Taken when handed to a pump.
+        body: Option<ResponseStream>,
+        /// `Some` while others may join.
+        place: Option<Place>,
+    },
+    Channel {
+        replay: VecDeque<Bytes>,
+        rx: mpsc::Receiver<Piece>,
+    },
+}
+
+impl SharedBody {
+    fn channel(replay: VecDeque<Bytes>, rx: mpsc::Receiver<Piece>) -> Self {
+        SharedBody {
+            mode: Mode::Channel { replay, rx },
+            empty: false,
+            done: false,
+        }
+    }
+
+    fn empty() -> Self {
+        SharedBody {
+            mode: Mode::Direct {
+                body: None,
+                place: None,
+            },
+            empty: true,
+            done: true,
+        }
+    }
+
+    /// The direct stream's next frame, kept for joiners while the flight is open. `Err`: someone
+    /// joined, and what was read goes to a pump.
+    fn poll_direct(
+        body: &mut ResponseStream,
+        place: &mut Option<Place>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Polled, First>> {
+        let polled = ready!(Pin::new(&mut *body).poll_frame(cx));
+        let Some(open) = place.as_ref() else {
+            return Poll::Ready(Ok(polled));
+        };
+        let data = match &polled {
+            Some(Ok(frame)) if !body.is_end_stream() => frame.data_ref().cloned(),
+            _ => None,
+        };
+        if let Some(data) = data {
+            let mut f = lock(&open.flight);
+            if f.has_members() {
+                drop(f);
+                return Poll::Ready(Err(First::of(polled)));
+            }
+            if f.sent_bytes + data.len() <= JOIN_WINDOW {
+                f.sent_bytes += data.len();
+                f.sent.push(data);
+                return Poll::Ready(Ok(polled));
+            }
+        }
+        // The window passed, or the body ended: from here on a plain stream, unless someone
+        // joined.
+        if open.close_unless_followed() {
+            *place = None;
+            Poll::Ready(Ok(polled))
+        } else {
+            Poll::Ready(Err(First::of(polled)))
+        }
+    }
 }
 
 impl Body for SharedBody {
@@ -535,39 +713,95 @@ impl Body for SharedBody {
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.empty || self.done {
+        let this = self.get_mut();
+        if this.empty || this.done {
             return Poll::Ready(None);
         }
-        if let Some(data) = self.replay.pop_front() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
-                self.done = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Piece::Data(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
-            Poll::Ready(Some(Piece::Trailers(t))) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
-            Poll::Ready(Some(Piece::Error(message))) => {
-                self.done = true;
-                Poll::Ready(Some(Err(message.to_string().into())))
-            }
+        loop {
+            let first = match &mut this.mode {
+                Mode::Direct {
+                    body: Some(body),
+                    place,
+                } => match ready!(Self::poll_direct(body, place, cx)) {
+                    Ok(polled) => {
+                        this.done = matches!(polled, None | Some(Err(_)));
+                        return Poll::Ready(polled);
+                    }
+                    Err(first) => first,
+                },
+                Mode::Direct { body: None, .. } => return Poll::Ready(None),
+                Mode::Channel { replay, rx } => {
+                    if let Some(data) = replay.pop_front() {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    let piece = ready!(rx.poll_recv(cx));
+                    this.done = !matches!(piece, Some(Piece::Data(_) | Piece::Trailers(_)));
+                    return Poll::Ready(piece.map(Piece::into_frame));
+                }
+            };
+            // Someone joined: the upstream body goes to a pump, and this copy reads from it.
+            let Mode::Direct { body, place } = &mut this.mode else {
+                return Poll::Ready(None);
+            };
+            let (Some(body), Some(place)) = (body.take(), place.take()) else {
+                return Poll::Ready(None);
+            };
+            let rx = lock(&place.flight).add_channel();
+            tokio::spawn(pump(body, first, place, None));
+            this.mode = Mode::Channel {
+                replay: VecDeque::new(),
+                rx,
+            };
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.empty || self.done
+        if self.empty || self.done {
+            return true;
+        }
+        match &self.mode {
+            Mode::Direct {
+                body: Some(body), ..
+            } => body.is_end_stream(),
+            Mode::Direct { body: None, .. } => true,
+            Mode::Channel { .. } => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         if self.empty {
-            SizeHint::with_exact(0)
-        } else {
-            SizeHint::default()
+            return SizeHint::with_exact(0);
+        }
+        match &self.mode {
+            Mode::Direct {
+                body: Some(body), ..
+            } => body.size_hint(),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for SharedBody {
+    /// The leader's client went away mid-body while others may still join: followers that
+    /// joined get the rest through a pump.
+    fn drop(&mut self) {
+        let Mode::Direct { body, place } = &mut self.mode else {
+            return;
+        };
+        let (Some(body), Some(place)) = (body.take(), place.take()) else {
+            return;
+        };
+        if place.close_unless_followed() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(pump(body, First::Read, place, None));
+            }
+            Err(_) => place.dissolve(),
         }
     }
 }

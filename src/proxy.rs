@@ -323,7 +323,8 @@ impl Proxy {
             upstream_uri.path_and_query().map_or("/", |p| p.as_str()),
             client.as_ref().map(|c| &c.name),
             link_to.as_deref(),
-        );
+        )
+        .map(Arc::new);
         let mut outcome = None;
         if let Some(cache) = &snapshot.cache {
             let hit = key.as_ref().and_then(|key| cache.get(key));
@@ -375,7 +376,7 @@ impl Proxy {
             .cache
             .as_ref()
             .zip(key)
-            .map(|(cache, key)| cache.fill(key));
+            .map(|(cache, key)| cache.fill(Arc::unwrap_or_clone(key)));
 
         let result: Result<Response<ResponseStream>, ProxyError> = async move {
             // 4. The tenant's rate limit for this route class: wait in its queue or refuse.

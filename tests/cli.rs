@@ -341,3 +341,37 @@ async fn consent_url_prints_each_tenants_link() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Threads of a running process, from /proc (Linux).
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test]
+async fn workers_choose_the_runtime_one_thread_or_a_pool() {
+    let sim = Simulator::start(SimConfig::demo()).await.unwrap();
+    let tenants: Vec<(String, String)> = sim
+        .config()
+        .tenants
+        .iter()
+        .map(|t| (t.name.clone(), t.id.clone()))
+        .collect();
+    let text = config_text(sim.base_url(), &sim.config().client_id, &tenants);
+    let secret = sim.config().client_secret.clone();
+    for (workers, expected) in [("1", 1), ("3", 4)] {
+        let env = [
+            ("TEST_APP_SECRET", secret.as_str()),
+            ("DEFENDER_PROXY_WORKERS", workers),
+        ];
+        let proxy = support::ProxyProcess::spawn(&text, &env).await;
+        let r = reqwest::get(proxy.url("/contoso/api/incidents"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // One worker: everything on the main thread; else the main thread plus the workers.
+        let pid = proxy.child.id().unwrap();
+        assert_eq!(threads(pid), expected, "--workers {workers}");
+    }
+}

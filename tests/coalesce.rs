@@ -234,3 +234,56 @@ async fn followers_of_a_leader_that_went_away_still_get_their_answer() {
     assert_eq!(follower.status(), 200);
     assert!(follower.text().await.unwrap().contains("value"));
 }
+
+/// A stalled body fails the test instead of hanging it.
+async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("the body ends")
+}
+
+/// Reads `response`'s body until `want` has arrived (the first part of a held stream).
+async fn read_until(response: &mut reqwest::Response, want: &str) -> Vec<u8> {
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains(want) {
+        let chunk = response.chunk().await.unwrap().expect("more body");
+        got.extend_from_slice(&chunk);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_follower_joining_a_streaming_leader_gets_the_whole_body() {
+    let h = Harness::start().await;
+    let url = h.url(&format!("/{CONTOSO}{STREAM}"));
+    // The leader streams straight from upstream (no one has joined yet) and has part 1.
+    let mut leader = h.http.get(&url).send().await.unwrap();
+    let mut leader_body = read_until(&mut leader, "\"part\":1").await;
+    // The follower joins mid-body: part 1 is replayed to it, part 2 reaches both.
+    let follower = h.http.get(&url).send().await.unwrap();
+    assert_eq!(follower.status(), 200);
+    h.sim.release_streams();
+    leader_body.extend_from_slice(&within(leader.bytes()).await.unwrap());
+    let follower_body = within(follower.bytes()).await.unwrap();
+    assert_eq!(h.sim.api_request_count(), 1, "one upstream request");
+    let text = String::from_utf8_lossy(&leader_body);
+    assert!(text.contains("\"part\":2"), "{text}");
+    assert_eq!(follower_body.as_ref(), leader_body.as_slice());
+}
+
+#[tokio::test]
+async fn a_follower_outlives_a_streaming_leader_whose_client_left() {
+    let h = Harness::start().await;
+    let url = h.url(&format!("/{CONTOSO}{STREAM}"));
+    let mut leader = h.http.get(&url).send().await.unwrap();
+    let part1 = read_until(&mut leader, "\"part\":1").await;
+    let follower = h.http.get(&url).send().await.unwrap();
+    // The leader's client goes away mid-body; the follower still gets the rest.
+    drop(leader);
+    h.sim.release_streams();
+    let body = within(follower.bytes()).await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert!(body.starts_with(&part1), "{text}");
+    assert!(text.contains("\"part\":2"), "{text}");
+    assert_eq!(h.sim.api_request_count(), 1);
+}

@@ -247,8 +247,11 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     enum Stream<B> {
         Passthrough { #[pin] body: B },
-        Rewrite { #[pin] body: RewriteBody<B> },
-        Decode { #[pin] body: RewriteBody<DecodeBody<B>> },
+        // Boxed too: one allocation is cheaper than moving the rewriter's state with every
+        // move of the response.
+        Rewrite { body: Pin<Box<RewriteBody<B>>> },
+        // Boxed: the decoders' state is large and encoded JSON rare; every response moves this.
+        Decode { body: Pin<Box<RewriteBody<DecodeBody<B>>>> },
     }
 }
 
@@ -287,10 +290,13 @@ where
     let inner = match plan {
         Plan::Passthrough => Stream::Passthrough { body },
         Plan::Rewrite => Stream::Rewrite {
-            body: RewriteBody::new(body, rewriter.clone()),
+            body: Box::pin(RewriteBody::new(body, rewriter.clone())),
         },
         Plan::Decode(encoding) => Stream::Decode {
-            body: RewriteBody::new(DecodeBody::new(body, encoding), rewriter.clone()),
+            body: Box::pin(RewriteBody::new(
+                DecodeBody::new(body, encoding),
+                rewriter.clone(),
+            )),
         },
     };
     ResponseStream { inner, plan }
@@ -325,8 +331,8 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().inner.project() {
             StreamProj::Passthrough { body } => body.poll_frame(cx).map_err(Into::into),
-            StreamProj::Rewrite { body } => body.poll_frame(cx).map_err(Into::into),
-            StreamProj::Decode { body } => body.poll_frame(cx),
+            StreamProj::Rewrite { body } => body.as_mut().poll_frame(cx).map_err(Into::into),
+            StreamProj::Decode { body } => body.as_mut().poll_frame(cx),
         }
     }
 
