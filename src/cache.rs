@@ -192,14 +192,7 @@ mod tests {
     use super::*;
 
     fn key(tenant: &str, path: &str) -> Key {
-        Key {
-            tenant: tenant.into(),
-            api: 0,
-            path: path.into(),
-            client: None,
-            links: None,
-            headers: Box::new([]),
-        }
+        Key::new(tenant.into(), 0, path.into(), None, None, Box::new([]))
     }
 
     fn cache(ttl: u64, entry: u64, tenant: u64) -> Arc<Cache> {

@@ -55,7 +55,7 @@ pub const VARY: [HeaderName; 5] = [
 ];
 
 /// What makes two requests the same request.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Key {
     pub tenant: Arc<str>,
     pub api: usize,
@@ -63,11 +63,60 @@ pub struct Key {
     pub client: Option<Arc<str>>,
     pub links: Option<Box<str>>,
     pub headers: Box<[(u8, HeaderValue)]>,
+    /// Of all the above, computed once: a flight's key is hashed on join and on close, and
+    /// the cache's on every lookup.
+    hash: u64,
 }
 
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.api == other.api
+            && self.tenant == other.tenant
+            && self.path == other.path
+            && self.client == other.client
+            && self.links == other.links
+            && self.headers == other.headers
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The fixed-seed hasher of [`Key`]s: the maps hash the result again with their own seed.
+static KEY_HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
+    std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+
 impl Key {
+    pub fn new(
+        tenant: Arc<str>,
+        api: usize,
+        path: Box<str>,
+        client: Option<Arc<str>>,
+        links: Option<Box<str>>,
+        headers: Box<[(u8, HeaderValue)]>,
+    ) -> Key {
+        use std::hash::BuildHasher as _;
+        let hash = KEY_HASHER.hash_one((&tenant, api, &path, &client, &links, &headers));
+        Key {
+            tenant,
+            api,
+            path,
+            client,
+            links,
+            headers,
+            hash,
+        }
+    }
+
     /// The key of a request that may be shared (coalesced or cached); `None` for one that may
-    /// not: not a `GET`, a body, `Range`, or the client asked for a fresh answer.
+    /// not: not a `GET`, a body, `Range`, or the client asked for a fresh answer. One pass over
+    /// the request's headers (name comparisons, no lookups).
     #[allow(clippy::too_many_arguments)]
     pub fn of(
         method: &Method,
@@ -79,40 +128,50 @@ impl Key {
         client: Option<&Arc<str>>,
         links: Option<&str>,
     ) -> Option<Key> {
-        if method != Method::GET || !body_empty || headers.contains_key(header::RANGE) {
-            return None;
-        }
-        if wants_fresh(headers) {
+        if method != Method::GET || !body_empty {
             return None;
         }
         let mut vary = Vec::new();
-        for (i, name) in VARY.iter().enumerate() {
-            for value in headers.get_all(name) {
+        for (name, value) in headers {
+            if name == header::RANGE {
+                return None;
+            }
+            if (name == header::CACHE_CONTROL && has_directive(value, &["no-cache", "no-store"]))
+                || (name == header::PRAGMA && has_directive(value, &["no-cache"]))
+            {
+                return None;
+            }
+            if let Some(i) = VARY.iter().position(|v| v == name) {
                 vary.push((i as u8, value.clone()));
             }
         }
-        Some(Key {
-            tenant: tenant.clone(),
+        // Canonical order: the same headers sent in another order make the same key.
+        vary.sort_by_key(|(i, _)| *i);
+        Some(Key::new(
+            tenant.clone(),
             api,
-            path: path.into(),
-            client: client.cloned(),
-            links: links.map(Into::into),
-            headers: vary.into_boxed_slice(),
-        })
+            path.into(),
+            client.cloned(),
+            links.map(Into::into),
+            vary.into_boxed_slice(),
+        ))
     }
+}
+
+/// A comma-separated header value holds one of `what` (ASCII case-insensitive).
+fn has_directive(value: &HeaderValue, what: &[&str]) -> bool {
+    value.to_str().is_ok_and(|v| {
+        v.split(',').any(|d| {
+            let d = d.trim();
+            what.iter().any(|w| d.eq_ignore_ascii_case(w))
+        })
+    })
 }
 
 /// `Cache-Control: no-cache`/`no-store` or `Pragma: no-cache`.
 pub fn wants_fresh(headers: &HeaderMap) -> bool {
     let has = |name: HeaderName, what: &[&str]| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',').any(|d| {
-                    let d = d.trim();
-                    what.iter().any(|w| d.eq_ignore_ascii_case(w))
-                })
-            })
-        })
+        headers.get_all(name).iter().any(|v| has_directive(v, what))
     };
     has(header::CACHE_CONTROL, &["no-cache", "no-store"]) || has(header::PRAGMA, &["no-cache"])
 }
@@ -252,8 +311,9 @@ pub enum Join {
 impl Coalescer {
     pub fn join(&self, key: &Arc<Key>) -> Join {
         let mut flights = lock(&self.flights);
-        if let Some(flight) = flights.get(key) {
-            let mut flight = lock(flight);
+        let slot = flights.entry(key.clone());
+        if let std::collections::hash_map::Entry::Occupied(flight) = &slot {
+            let mut flight = lock(flight.get());
             if flight.open {
                 return Join::Follow(flight.add_member());
             }
@@ -262,7 +322,7 @@ impl Coalescer {
             open: true,
             ..Flight::default()
         }));
-        flights.insert(key.clone(), flight.clone());
+        slot.insert_entry(flight.clone());
         Join::Lead(Leader {
             place: Some(Place {
                 key: key.clone(),

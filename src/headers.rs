@@ -19,36 +19,53 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// Remove hop-by-hop headers and every header the `Connection` header names.
+/// A header meant for this hop only: the static list, `Upgrade`, and any `Proxy-*` (meant for a
+/// proxy, i.e. us, never for the API).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::UPGRADE || name.as_str().starts_with("proxy-")
+}
+
+/// Remove hop-by-hop headers and every header the `Connection` header names. One pass over the
+/// names finds them; most requests carry none (nothing is looked up or allocated), and most
+/// responses only `Connection: keep-alive` (one removal).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let mut found = false;
+    let mut only_connection = true;
+    for name in headers.keys().filter(|k| is_hop_by_hop(k)) {
+        found = true;
+        only_connection &= name == header::CONNECTION;
+    }
+    if !found {
+        return;
+    }
+    let names_others = headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|token| {
+            let token = token.trim_ascii();
+            !token.eq_ignore_ascii_case(b"keep-alive") && !token.eq_ignore_ascii_case(b"close")
+        })
+    });
+    // `keep-alive` would name a `Keep-Alive` header, which `only_connection` says is absent.
+    if only_connection && !names_others {
+        headers.remove(header::CONNECTION);
+        return;
+    }
     // Collect the names first: they must be removed after `Connection` itself is read.
-    let mut named: Vec<HeaderName> = Vec::new();
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k))
+        .cloned()
+        .collect();
     for value in headers.get_all(header::CONNECTION) {
         if let Ok(text) = value.to_str() {
             for token in text.split(',') {
                 if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
-                    named.push(name);
+                    doomed.push(name);
                 }
             }
         }
     }
-    for name in named {
+    for name in doomed {
         headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::UPGRADE);
-    // Any other `Proxy-*` header is meant for a proxy, i.e. us, never for the API.
-    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
-        let proxy_headers: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("proxy-"))
-            .cloned()
-            .collect();
-        for name in proxy_headers {
-            headers.remove(name);
-        }
     }
 }
 
@@ -62,9 +79,9 @@ pub fn prepare_upstream(
     request_id: &HeaderValue,
 ) {
     strip_hop_by_hop(headers);
-    headers.remove(header::AUTHORIZATION);
     headers.remove(tenant_header);
     headers.remove(header::HOST);
+    // `insert` replaces every value the client sent.
     let mut auth = authorization.clone();
     auth.set_sensitive(true);
     headers.insert(header::AUTHORIZATION, auth);
@@ -133,6 +150,32 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn a_plain_keep_alive_or_close_connection_header_goes_alone() {
+        for value in ["keep-alive", "Keep-Alive", "close", "keep-alive, close"] {
+            let mut h = map(&[
+                ("connection", value),
+                ("content-type", "x"),
+                ("close", "kept"),
+            ]);
+            strip_hop_by_hop(&mut h);
+            assert!(!h.contains_key("connection"), "{value}");
+            assert_eq!(h.len(), 2, "{value}: {h:?}");
+        }
+        // With a Keep-Alive header present, `keep-alive` names it: it goes too.
+        let mut h = map(&[("connection", "keep-alive"), ("keep-alive", "timeout=5")]);
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
+        // Any other token still names a header to remove.
+        let mut h = map(&[
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("a", "b"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::inbound::{self, AuditLog};
 use crate::listener::{ConnInfo, ListenOptions};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::ratelimit::RateLimiter;
-use crate::rewrite::{self, LinkRewriter, ResponseStream};
+use crate::rewrite::{self, LinkBase, ResponseStream};
 use crate::routing::{self, RequestError, RouteTable, Tenant};
 use crate::token::TokenBroker;
 use crate::upstream::{RequestBody, Upstream};
@@ -51,7 +51,7 @@ pub struct ApiTarget {
     pub prefix: Option<Box<str>>,
     pub base: ApiBase,
     /// The base as it appears in the API's own links (`https://api.security.microsoft.com`).
-    pub link_base: Box<str>,
+    pub links: LinkBase,
 }
 
 impl ApiTarget {
@@ -403,11 +403,11 @@ impl Proxy {
             // 7. Send; on 401 drop the token and, if the body allows, replay once with a fresh one.
             let response = send(&snapshot.upstream, &tenant, class, request).await?;
             if response.status() != StatusCode::UNAUTHORIZED {
-                return Ok(relink(response, snapshot, api_index, link_to.as_deref()));
+                return Ok(relink(response, snapshot, api_index, link_to));
             }
             let fresh_worthwhile = slot.invalidate(&token);
             let Some((method, mut headers, body)) = replay.filter(|_| fresh_worthwhile) else {
-                return Ok(relink(response, snapshot, api_index, link_to.as_deref()));
+                return Ok(relink(response, snapshot, api_index, link_to));
             };
             drop(response);
             let fresh = slot.get().await?;
@@ -423,7 +423,7 @@ impl Proxy {
                 build(method, upstream_uri, headers, body),
             )
             .await?;
-            Ok(relink(response, snapshot, api_index, link_to.as_deref()))
+            Ok(relink(response, snapshot, api_index, link_to))
         }
         .await;
         match leader {
@@ -445,24 +445,23 @@ fn relink(
     response: Response<Incoming>,
     snapshot: &Snapshot,
     api_index: usize,
-    link_to: Option<&str>,
+    link_to: Option<String>,
 ) -> Response<ResponseStream> {
     let (mut parts, body) = response.into_parts();
     let Some(to) = link_to else {
         return Response::from_parts(parts, rewrite::passthrough(body));
     };
-    if rewrite::plan(&parts.headers) == rewrite::Plan::Passthrough
-        && !parts.headers.contains_key(header::LOCATION)
-    {
+    let plan = rewrite::plan(&parts.headers);
+    if plan == rewrite::Plan::Passthrough && !parts.headers.contains_key(header::LOCATION) {
         return Response::from_parts(parts, rewrite::passthrough(body));
     }
-    let rewriter = LinkRewriter::new(&snapshot.apis[api_index].link_base, to);
+    let rewriter = snapshot.apis[api_index].links.to(to);
     if let Some(location) = parts.headers.get(header::LOCATION) {
         if let Some(relinked) = rewrite::rewrite_location(location, &rewriter) {
             parts.headers.insert(header::LOCATION, relinked);
         }
     }
-    let body = rewrite::wrap(body, &mut parts.headers, &rewriter);
+    let body = rewrite::wrap(body, plan, &mut parts.headers, &rewriter);
     Response::from_parts(parts, body)
 }
 

@@ -21,6 +21,7 @@ use crate::listener::{accept_loop, ListenOptions};
 use crate::metrics::Metrics;
 use crate::proxy::{ApiBase, ApiTarget, Proxy, Snapshot};
 use crate::ratelimit::{RateLimitInitError, RateLimiter};
+use crate::rewrite::LinkBase;
 use crate::routing::{RouteTable, Tenant};
 use crate::tls::TlsError;
 use crate::token::{TokenBroker, TokenInitError};
@@ -107,12 +108,12 @@ pub fn route_table(
 pub fn api_targets(config: &Config) -> Option<Vec<ApiTarget>> {
     let target = |name: &str, prefix: Option<&str>, uri: &http::Uri| {
         let base = ApiBase::from_uri(uri)?;
-        let link_base = format!("{}://{}", base.scheme, base.authority).into_boxed_str();
+        let links = LinkBase::new(&format!("{}://{}", base.scheme, base.authority));
         Some(ApiTarget {
             name: Arc::from(name),
             prefix: prefix.map(Box::from),
             base,
-            link_base,
+            links,
         })
     };
     std::iter::once(target("default", None, &config.cloud.api))

@@ -68,7 +68,7 @@ pub(crate) struct Matcher {
 
 impl Matcher {
     pub(crate) fn new(links: LinkRewriter) -> Self {
-        let cap = 2 * links.from.len() + 1;
+        let cap = 2 * links.from().len() + 1;
         Matcher {
             links,
             state: State::Scan,
@@ -100,7 +100,7 @@ impl Matcher {
         // `data[..emitted]` is already in `out`, or was the replaced `from`.
         let mut emitted = 0usize;
         // A counted handle, not a copy: `self` is borrowed mutably below.
-        let from = self.links.from.clone();
+        let from = self.links.from().clone();
         let mut i = 0usize;
         while i < len {
             match self.state {
@@ -181,7 +181,7 @@ impl Matcher {
                         };
                         i += 1;
                         continue;
-                    } else if pos < self.links.ci_len {
+                    } else if pos < self.links.ci_len() {
                         // Scheme and host: case-insensitive; `from`'s are stored lowercase.
                         b.to_ascii_lowercase() == want
                     } else {
@@ -268,16 +268,12 @@ impl Matcher {
         emitted: usize,
         out: &mut Option<BytesMut>,
     ) -> usize {
-        let to = if self.escaped {
-            &self.links.to_json_slashes
-        } else {
-            &self.links.to_json
-        };
+        let to = self.links.to_json(self.escaped);
         let out = out.get_or_insert_with(|| BytesMut::with_capacity(data.len() + to.len()));
         if self.value_start >= base {
             out.extend_from_slice(&data[emitted..(self.value_start - base) as usize]);
         }
-        out.extend_from_slice(to);
+        out.extend_from_slice(&to);
         let emitted = if self.from_end >= base {
             (self.from_end - base) as usize
         } else {

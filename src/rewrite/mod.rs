@@ -40,28 +40,21 @@ pub use matcher::RewriteBody;
 /// The error of a rewritten body: the upstream's, or a decoder's (`io::Error`, `InvalidData`).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The API's base URL as links spell it, and the same route on the proxy.
+/// The API's base URL as links spell it: made once per API (see [`LinkBase::to`]).
 #[derive(Debug, Clone)]
-pub struct LinkRewriter {
+pub struct LinkBase {
     /// `from` without a trailing `/`; its scheme and host lowercased (compared case-insensitively).
     from: Bytes,
     /// How many leading bytes of `from` are scheme and authority.
     ci_len: usize,
-    /// `to` as given (trailing `/` trimmed), for headers.
-    to: Bytes,
-    /// `to` as a JSON string's content, and the same with `/` escaped as `\/`.
-    to_json: Bytes,
-    to_json_slashes: Bytes,
 }
 
-impl LinkRewriter {
+impl LinkBase {
     /// `from`: the API's base URL as it appears in links, e.g.
-    /// `https://api.security.microsoft.com` (a path is allowed: `https://graph.microsoft.com/v1.0`);
-    /// `to`: the same route on the proxy, e.g. `http://127.0.0.1:8080/contoso`, or
-    /// `http://127.0.0.1:8080` for header-mode clients. A trailing `/` on either is ignored.
-    pub fn new(from: &str, to: &str) -> Self {
+    /// `https://api.security.microsoft.com` (a path is allowed: `https://graph.microsoft.com/v1.0`).
+    /// A trailing `/` is ignored.
+    pub fn new(from: &str) -> Self {
         let from = from.trim_end_matches('/');
-        let to = to.trim_end_matches('/');
         // Scheme and authority end at the first `/` after `://` (hosts are case-insensitive;
         // paths are not).
         let ci_len = from.find("://").map_or(0, |s| {
@@ -69,32 +62,88 @@ impl LinkRewriter {
         });
         let mut lowered = from.as_bytes().to_vec();
         lowered[..ci_len].make_ascii_lowercase();
-        LinkRewriter {
+        LinkBase {
             from: Bytes::from(lowered),
             ci_len,
-            to: Bytes::copy_from_slice(to.as_bytes()),
-            to_json: json_escape(to, false),
-            to_json_slashes: json_escape(to, true),
+        }
+    }
+
+    /// The rewriter of one response: links to this base go to `to` instead, e.g.
+    /// `http://127.0.0.1:8080/contoso`, or `http://127.0.0.1:8080` for header-mode clients. A
+    /// trailing `/` is ignored. Costs no copy of `to` in the usual case (nothing to escape).
+    pub fn to(&self, to: String) -> LinkRewriter {
+        let mut to = to;
+        to.truncate(to.trim_end_matches('/').len());
+        let to = Bytes::from(to);
+        let to_json = if to.iter().any(|&b| needs_json_escape(b)) {
+            json_escape(&to, false)
+        } else {
+            to.clone()
+        };
+        LinkRewriter {
+            base: self.clone(),
+            to,
+            to_json,
+        }
+    }
+}
+
+/// The API's base URL as links spell it, and the same route on the proxy.
+#[derive(Debug, Clone)]
+pub struct LinkRewriter {
+    base: LinkBase,
+    /// `to` as given (trailing `/` trimmed), for headers.
+    to: Bytes,
+    /// `to` as a JSON string's content.
+    to_json: Bytes,
+}
+
+impl LinkRewriter {
+    /// [`LinkBase::new`]`(from)`[`.to`](LinkBase::to)`(to)`.
+    pub fn new(from: &str, to: &str) -> Self {
+        LinkBase::new(from).to(to.to_owned())
+    }
+
+    fn from(&self) -> &Bytes {
+        &self.base.from
+    }
+
+    fn ci_len(&self) -> usize {
+        self.base.ci_len
+    }
+
+    /// `to` as a JSON string's content; with `slashes`, each `/` escaped as `\/` (for links the
+    /// API spelled that way; rare, so made when needed).
+    fn to_json(&self, slashes: bool) -> Bytes {
+        if slashes {
+            json_escape(&self.to, true)
+        } else {
+            self.to_json.clone()
         }
     }
 
     /// `value` starts with `from` and then `/`, `?`, `#` or nothing: the length matched.
     fn prefix_len(&self, value: &[u8]) -> Option<usize> {
-        let n = self.from.len();
+        let from = self.from();
+        let n = from.len();
         if n == 0 || value.len() < n {
             return None;
         }
-        let (head, tail) = value[..n].split_at(self.ci_len);
-        let same = head.eq_ignore_ascii_case(&self.from[..self.ci_len])
-            && tail == &self.from[self.ci_len..];
+        let ci_len = self.ci_len();
+        let (head, tail) = value[..n].split_at(ci_len);
+        let same = head.eq_ignore_ascii_case(&from[..ci_len]) && tail == &from[ci_len..];
         (same && matches!(value.get(n), None | Some(b'/' | b'?' | b'#'))).then_some(n)
     }
 }
 
+fn needs_json_escape(b: u8) -> bool {
+    matches!(b, b'"' | b'\\' | 0..=0x1f)
+}
+
 /// A URL as the content of a JSON string (a URL never needs it, but a config might be odd).
-fn json_escape(s: &str, slashes: bool) -> Bytes {
+fn json_escape(s: &[u8], slashes: bool) -> Bytes {
     let mut out = Vec::with_capacity(s.len() + 8);
-    for &b in s.as_bytes() {
+    for &b in s {
         match b {
             b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
             b'/' if slashes => out.extend_from_slice(b"\\/"),
@@ -148,8 +197,13 @@ fn is_json(headers: &HeaderMap) -> bool {
     let Some((kind, sub)) = essence.split_once('/') else {
         return false;
     };
-    let sub = sub.to_ascii_lowercase();
-    if !kind.eq_ignore_ascii_case("application") || !(sub == "json" || sub.ends_with("+json")) {
+    let json = sub.eq_ignore_ascii_case("json")
+        || sub
+            .len()
+            .checked_sub(5)
+            .and_then(|at| sub.get(at..))
+            .is_some_and(|end| end.eq_ignore_ascii_case("+json"));
+    if !kind.eq_ignore_ascii_case("application") || !json {
         return false;
     }
     parts.all(|param| match param.split_once('=') {
@@ -227,10 +281,10 @@ pub fn rewrite_location(value: &HeaderValue, rewriter: &LinkRewriter) -> Option<
     let rest = if let Some(n) = rewriter.prefix_len(value) {
         &value[n..]
     } else if value.starts_with(b"/") && !value.starts_with(b"//") {
-        let path = &rewriter.from[rewriter.ci_len..];
+        let path = &rewriter.from()[rewriter.ci_len()..];
         let ok = value.starts_with(path)
             && matches!(value.get(path.len()), None | Some(b'/' | b'?' | b'#'));
-        if !ok || rewriter.ci_len == 0 {
+        if !ok || rewriter.ci_len() == 0 {
             return None;
         }
         &value[path.len()..]
@@ -266,9 +320,15 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// The proxy's one call: decide from the response headers, fix them, and wrap the body.
-pub fn wrap(body: Incoming, headers: &mut HeaderMap, rewriter: &LinkRewriter) -> ResponseStream {
-    wrap_body(body, headers, rewriter)
+/// The proxy's one call: the body as `plan` (from [`plan`] on these headers) says, with the
+/// headers fixed to match.
+pub fn wrap(
+    body: Incoming,
+    plan: Plan,
+    headers: &mut HeaderMap,
+    rewriter: &LinkRewriter,
+) -> ResponseStream {
+    wrap_planned(body, plan, headers, rewriter)
 }
 
 /// The body as it is, for responses with nothing to rewrite (no rewriter is built for them).
@@ -279,13 +339,26 @@ pub fn passthrough(body: Incoming) -> ResponseStream {
     }
 }
 
-/// [`wrap`] for any body (tests, other sources).
+/// [`wrap`] for any body (tests, other sources), planned here.
 pub fn wrap_body<B>(body: B, headers: &mut HeaderMap, rewriter: &LinkRewriter) -> ResponseStream<B>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     let plan = plan(headers);
+    wrap_planned(body, plan, headers, rewriter)
+}
+
+fn wrap_planned<B>(
+    body: B,
+    plan: Plan,
+    headers: &mut HeaderMap,
+    rewriter: &LinkRewriter,
+) -> ResponseStream<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     fix_headers(&plan, headers);
     let inner = match plan {
         Plan::Passthrough => Stream::Passthrough { body },
