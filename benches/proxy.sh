@@ -93,6 +93,13 @@ else
     BIN=target/release/defender-proxy
     cargo build --release --quiet
 fi
+# The bare hyper proxy (examples/hyper_floor.rs): what hyper itself costs, without the features.
+if [[ -n ${FLOOR_BIN:-} ]]; then
+    [[ -x $FLOOR_BIN ]] || { echo "FLOOR_BIN=$FLOOR_BIN is not an executable" >&2; exit 1; }
+else
+    FLOOR_BIN=target/release/examples/hyper_floor
+    cargo build --release --quiet --example hyper_floor
+fi
 # From here on this script (curl, awk, the RSS sampler) stays off the servers' core; its
 # children inherit that unless started with taskset -c 1.
 taskset -cp 0 $$ >/dev/null
@@ -117,7 +124,7 @@ add() { awk -v a="$1" -v b="$2" 'BEGIN {print a + b}'; }
 # CHECK: URLs the sanity check fetches, BIG: the stream URL. Names starting with "s" are the
 # HTTPS-upstream set.
 declare -A LABEL PID URL LUA ORX CHECK BIG IDLE
-HTTP_NAMES=(direct nginx haproxy defender many)
+HTTP_NAMES=(direct nginx haproxy floor defender many)
 TLS_NAMES=(sdirect snginx shaproxy sdefender smany)
 target() { # $1 = name, $2 = label, $3 = pid, $4 = URL of the JSON; unique URLs from unique.lua
     LABEL[$1]=$2; PID[$1]=$3; URL[$1]=$4; LUA[$1]=$WORK/unique.lua
@@ -310,6 +317,18 @@ CONF
     BIG[$1]="http://127.0.0.1:$port/big"
 }
 start_haproxy haproxy "HAProxy" http
+
+# ---------- the floor: a bare hyper + hyper-util proxy (static header, nothing else) ----------
+start_floor() {
+    local port pid
+    port=$(free_port)
+    taskset -c 1 "$FLOOR_BIN" "127.0.0.1:$port" "http://127.0.0.1:$UP_PORT" 2>"$WORK/floor.log" &
+    pid=$!; PIDS+=("$pid")
+    wait_http "http://127.0.0.1:$port/" "hyper floor" "$pid" "$WORK/floor.log"
+    target floor "bare hyper proxy (floor)" "$pid" "http://127.0.0.1:$port/api/x"
+    BIG[floor]="http://127.0.0.1:$port/big"
+}
+start_floor
 
 # ---------- defender-proxy: simulator as Entra only, API = the nginx upstream ----------
 SIM_PORT=$(free_port)
