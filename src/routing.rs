@@ -65,7 +65,8 @@ pub struct Tenant {
 /// Tenant lookup by name or id, plus the header and default-tenant rules.
 #[derive(Debug)]
 pub struct RouteTable {
-    by_key: HashMap<Box<str>, Arc<Tenant>>,
+    /// foldhash: one lookup per request, keyed by client input, so seeded but cheaper than SipHash.
+    by_key: HashMap<Box<str>, Arc<Tenant>, foldhash::fast::RandomState>,
     header: HeaderName,
     default: Option<Arc<Tenant>>,
 }
@@ -83,7 +84,7 @@ pub struct Route<'a> {
 
 impl RouteTable {
     pub fn new(tenants: Vec<Arc<Tenant>>, header: HeaderName, default: Option<&str>) -> Self {
-        let mut by_key = HashMap::with_capacity(tenants.len() * 2);
+        let mut by_key = HashMap::with_capacity_and_hasher(tenants.len() * 2, Default::default());
         for tenant in tenants {
             by_key.insert(Box::from(&*tenant.name), tenant.clone());
             by_key.insert(Box::from(&*tenant.id), tenant);
