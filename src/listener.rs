@@ -5,17 +5,17 @@
 //! "wait until every permit is back", bounded by the grace period.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::service::service_fn;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -32,11 +32,10 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The verified client certificate's names (mTLS), if one was presented.
     pub identity: Option<PeerIdentity>,
-    /// Milliseconds after `epoch` when the last request started (idle detection).
-    last_request: AtomicU64,
-    epoch: Instant,
+    /// A request started since the idle watch last looked.
+    active: AtomicBool,
     /// Set by the [`LengthSniffer`] when an HTTP/1 header block carried two lengths.
-    ambiguous_length: Arc<AtomicBool>,
+    pub(crate) ambiguous_length: AtomicBool,
 }
 
 impl ConnInfo {
@@ -44,9 +43,8 @@ impl ConnInfo {
         ConnInfo {
             peer,
             identity,
-            last_request: AtomicU64::new(0),
-            epoch: Instant::now(),
-            ambiguous_length: Arc::new(AtomicBool::new(false)),
+            active: AtomicBool::new(false),
+            ambiguous_length: AtomicBool::new(false),
         }
     }
 
@@ -55,13 +53,14 @@ impl ConnInfo {
         self.ambiguous_length.load(Ordering::Relaxed)
     }
 
+    /// A request starts: a store, no clock read.
     fn touch(&self) {
-        self.last_request
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.active.store(true, Ordering::Relaxed);
     }
 
-    fn idle_deadline(&self, idle: Duration) -> Instant {
-        self.epoch + Duration::from_millis(self.last_request.load(Ordering::Relaxed)) + idle
+    /// Whether a request started since the last call.
+    fn take_active(&self) -> bool {
+        self.active.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -104,21 +103,18 @@ pub async fn accept_loop<H, F>(
 {
     let limits = &options.limits;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         // Slowloris: the whole header block within this, also between keep-alive requests.
         .header_read_timeout(limits.header_timeout)
         // hyper answers a bare 431 past its buffer; the proxy's own (JSON) check is below it.
         .max_buf_size((limits.max_header_bytes * 2).max(8192))
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(limits.h2_max_header_list_size);
-    let builder = Arc::new(builder);
+    let builders = Arc::new(Builders { h1, h2 });
 
     loop {
         let permit = match limits.on_max_connections {
@@ -157,7 +153,7 @@ pub async fn accept_loop<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let stop = stop.clone();
         let tls = options.tls.clone();
         let open = OpenConnection::new(options.open.clone());
@@ -168,19 +164,25 @@ pub async fn accept_loop<H, F>(
             match tls {
                 None => {
                     let info = Arc::new(ConnInfo::new(peer, None));
-                    serve_connection(&builder, stream, info, handler, stop, idle).await;
+                    serve_connection(builders, stream, info, handler, stop, idle).await;
                 }
+                // Boxed: a plain connection's task does not carry the TLS state's size.
                 Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok((tls_stream, identity))) => {
-                            let info = Arc::new(ConnInfo::new(peer, identity));
-                            serve_connection(&builder, tls_stream, info, handler, stop, idle).await;
+                    Box::pin(async move {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok((tls_stream, identity))) => {
+                                let info = Arc::new(ConnInfo::new(peer, identity));
+                                serve_connection(builders, tls_stream, info, handler, stop, idle)
+                                    .await;
+                            }
+                            Ok(Err(err)) => {
+                                tracing::debug!(%peer, error = %err, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
-                        Ok(Err(err)) => {
-                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
+                    })
+                    .await
                 }
             }
         });
@@ -196,10 +198,174 @@ pub async fn accept_loop<H, F>(
     }
 }
 
+/// The HTTP/1 and HTTP/2 settings of one listener.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+/// The service of one connection: the handler, told which connection a request came on. Its
+/// future is the handler's own, wrapped without a copy (hyper keeps one per connection).
+struct ConnService<H> {
+    handler: H,
+    info: Arc<ConnInfo>,
+}
+
+impl<H, F> hyper::service::Service<http::Request<Incoming>> for ConnService<H>
+where
+    H: Fn(http::Request<Incoming>, Arc<ConnInfo>) -> F,
+    F: Future<Output = http::Response<ResponseBody>>,
+{
+    type Response = http::Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Infallibly<F>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        self.info.touch();
+        Infallibly {
+            inner: (self.handler)(request, self.info.clone()),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response future as the `Ok` of a service that never fails.
+    struct Infallibly<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for Infallibly<F> {
+    type Output = Result<F::Output, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map(Ok)
+    }
+}
+
+type Io<I> = TokioIo<LengthSniffer<I>>;
+
+pin_project_lite::pin_project! {
+    /// One connection: first telling HTTP/2 from HTTP/1, then hyper's connection of that
+    /// version. HTTP/1 is inline; the rarer (and larger) HTTP/2 connection is boxed.
+    #[project = ConnProj]
+    enum Conn<I, S>
+    where
+        S: hyper::service::HttpService<Incoming>,
+    {
+        Detect { parts: Option<(LengthSniffer<I>, S, Arc<Builders>)> },
+        H1 { #[pin] conn: http1::Connection<Io<I>, S> },
+        H2 { conn: Pin<Box<http2::Connection<Io<I>, S, TokioExecutor>>> },
+        Closed,
+    }
+}
+
+impl<I, S> Conn<I, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ResponseBody, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
+        loop {
+            match self.as_mut().project() {
+                ConnProj::Detect { parts } => {
+                    let Some((io, _, _)) = parts.as_mut() else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    let h2 = match std::task::ready!(io.poll_detect(cx)) {
+                        Ok(h2) => h2,
+                        Err(err) => {
+                            self.set(Conn::Closed);
+                            return Poll::Ready(Err(ConnError::Io(err)));
+                        }
+                    };
+                    let Some((io, service, builders)) = parts.take() else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    let io = TokioIo::new(io);
+                    if h2 {
+                        let conn = Box::pin(builders.h2.serve_connection(io, service));
+                        self.set(Conn::H2 { conn });
+                    } else {
+                        let conn = builders.h1.serve_connection(io, service);
+                        self.set(Conn::H1 { conn });
+                    }
+                }
+                ConnProj::H1 { conn } => return conn.poll(cx).map_err(ConnError::Http),
+                ConnProj::H2 { conn } => return conn.as_mut().poll(cx).map_err(ConnError::Http),
+                ConnProj::Closed => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+
+    /// In-flight requests finish, then the connection closes; one still being told apart closes
+    /// now.
+    fn graceful_shutdown(mut self: Pin<&mut Self>) {
+        match self.as_mut().project() {
+            ConnProj::Detect { .. } => self.set(Conn::Closed),
+            ConnProj::H1 { conn } => conn.graceful_shutdown(),
+            ConnProj::H2 { conn } => conn.as_mut().graceful_shutdown(),
+            ConnProj::Closed => {}
+        }
+    }
+}
+
+#[derive(Debug)]
+enum ConnError {
+    Io(std::io::Error),
+    Http(hyper::Error),
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Io(err) => err.fmt(f),
+            ConnError::Http(err) => err.fmt(f),
+        }
+    }
+}
+
+/// How many times per `idle_timeout` the idle watch looks: a connection closes between
+/// `idle_timeout` and 1.25 × `idle_timeout` after its last request started.
+const IDLE_SLICES: u32 = 4;
+
+/// Wakes a connection's task for its stop signal or its idle timer, and notes that it did, so
+/// the task's other wakes (its own I/O, nearly all of them) poll only the connection.
+#[derive(Default)]
+struct Control {
+    fired: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Control {
+    fn set_task(&self, waker: &Waker) {
+        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if !task.as_ref().is_some_and(|t| t.will_wake(waker)) {
+            *task = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for Control {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
 /// Serve one connection until it ends, shutting it down gracefully (in-flight responses finish)
 /// when the proxy stops or when no request started for `idle`.
 async fn serve_connection<I, H, F>(
-    builder: &auto::Builder<TokioExecutor>,
+    builders: Arc<Builders>,
     io: I,
     info: Arc<ConnInfo>,
     handler: H,
@@ -211,35 +377,54 @@ async fn serve_connection<I, H, F>(
     F: Future<Output = http::Response<ResponseBody>> + Send + 'static,
 {
     let peer = info.peer;
-    let io = LengthSniffer::new(io, info.ambiguous_length.clone());
-    let service_info = info.clone();
-    let service = service_fn(move |request| {
-        service_info.touch();
-        let response = handler(request, service_info.clone());
-        async move { Ok::<_, Infallible>(response.await) }
+    let io = LengthSniffer::new(io, info.clone());
+    let service = ConnService {
+        handler,
+        info: info.clone(),
+    };
+    let mut conn = pin!(Conn::Detect {
+        parts: Some((io, service, builders)),
     });
-    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
+    let mut stopped = pin!(async move {
+        let _ = stop.changed().await;
+    });
+    // A coarse idle watch: a timer that re-arms itself every slice, and a flag each request
+    // sets; no timer or clock work per request.
+    let slice = (idle / IDLE_SLICES).max(Duration::from_millis(1));
+    let mut tick = pin!(tokio::time::sleep(slice));
+    let mut quiet = 0;
+    let control = Arc::new(Control::default());
+    let control_waker = Waker::from(control.clone());
+    // The first poll registers the stop signal and the timer with `control_waker`.
+    control.fired.store(true, Ordering::Relaxed);
     let mut shutting_down = false;
-    loop {
-        let idle_at = info.idle_deadline(idle);
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(%peer, error = %err, "connection ended with an error");
-                }
-                return;
-            }
-            _ = stop.changed(), if !shutting_down => {
+    let result = poll_fn(|cx| {
+        if !shutting_down && control.fired.swap(false, Ordering::AcqRel) {
+            control.set_task(cx.waker());
+            let mut control_cx = Context::from_waker(&control_waker);
+            if stopped.as_mut().poll(&mut control_cx).is_ready() {
                 conn.as_mut().graceful_shutdown();
                 shutting_down = true;
             }
-            _ = tokio::time::sleep_until(idle_at), if !shutting_down => {
-                if Instant::now() >= info.idle_deadline(idle) {
+            while !shutting_down && tick.as_mut().poll(&mut control_cx).is_ready() {
+                if info.take_active() {
+                    quiet = 0;
+                } else {
+                    quiet += 1;
+                }
+                if quiet >= IDLE_SLICES {
                     tracing::debug!(%peer, "idle connection closed");
                     conn.as_mut().graceful_shutdown();
                     shutting_down = true;
+                } else {
+                    tick.as_mut().reset(Instant::now() + slice);
                 }
             }
         }
+        conn.as_mut().poll(cx)
+    })
+    .await;
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
     }
 }

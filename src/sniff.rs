@@ -10,19 +10,27 @@
 //! nothing. Body lines are scanned too: a body would have to contain a CRLF-framed
 //! `content-length:` *and* `transfer-encoding:` line with no blank line between them to trip it,
 //! and then only the (already closing) connection's later requests are refused.
+//!
+//! The same wrapper tells HTTP/2 (prior knowledge) from HTTP/1 by the first bytes: they are kept
+//! in a 24-byte array and handed to hyper with whatever else has arrived, so hyper's first read
+//! sees the whole request head, as on a bare socket, and its read buffer keeps its initial size.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::listener::ConnInfo;
 
 const CL: &[u8] = b"content-length:";
 const TE: &[u8] = b"transfer-encoding:";
 /// Enough of a line to recognise either name.
 const PREFIX: usize = 18;
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Line-by-line state of the scan.
 #[derive(Debug, Default)]
@@ -79,17 +87,53 @@ pin_project_lite::pin_project! {
         #[pin]
         io: IO,
         scanner: Scanner,
-        flag: Arc<AtomicBool>,
+        // Off for HTTP/2, whose binary frames are not header lines.
+        scan: bool,
+        // Bytes read by `poll_detect`, read again by hyper: `preface[start..end]`.
+        preface: [u8; 24],
+        start: u8,
+        end: u8,
+        conn: Arc<ConnInfo>,
     }
 }
 
 impl<IO> LengthSniffer<IO> {
-    /// `flag` turns true once a header block with both lengths was read.
-    pub fn new(io: IO, flag: Arc<AtomicBool>) -> Self {
+    /// Raises `conn`'s ambiguous-length flag once a header block with both lengths was read.
+    pub fn new(io: IO, conn: Arc<ConnInfo>) -> Self {
         LengthSniffer {
             io,
             scanner: Scanner::default(),
-            flag,
+            scan: true,
+            preface: [0; 24],
+            start: 0,
+            end: 0,
+            conn,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> LengthSniffer<IO> {
+    /// Read until the first bytes show whether the client speaks HTTP/2 with prior knowledge
+    /// (true) or anything else, HTTP/1 (false). What was read is handed out again by
+    /// `poll_read`. HTTP/2 turns the length scan off.
+    pub fn poll_detect(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            let end = usize::from(self.end);
+            if self.preface[..end] != H2_PREFACE[..end] {
+                return Poll::Ready(Ok(false));
+            }
+            if end == H2_PREFACE.len() {
+                self.scan = false;
+                return Poll::Ready(Ok(true));
+            }
+            let mut buf = ReadBuf::new(&mut self.preface[end..]);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+            let n = buf.filled().len();
+            if n == 0 {
+                // Closed early: hyper sees the few bytes, then the end.
+                return Poll::Ready(Ok(false));
+            }
+            self.end += n as u8;
         }
     }
 }
@@ -102,9 +146,25 @@ impl<IO: AsyncRead> AsyncRead for LengthSniffer<IO> {
     ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
-        let polled = this.io.poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &polled {
-            this.scanner.feed(&buf.filled()[before..], this.flag);
+        let polled = if this.start < this.end {
+            let (start, end) = (usize::from(*this.start), usize::from(*this.end));
+            let n = (end - start).min(buf.remaining());
+            buf.put_slice(&this.preface[start..start + n]);
+            *this.start += n as u8;
+            if this.start == this.end && buf.remaining() > 0 {
+                // Whatever else is there, in the same read: hyper parses the head at once and
+                // needs no bigger buffer. An error comes back on the next read.
+                let _ = this.io.poll_read(cx, buf);
+            }
+            Poll::Ready(Ok(()))
+        } else {
+            this.io.poll_read(cx, buf)
+        };
+        if *this.scan {
+            if let Poll::Ready(Ok(())) = &polled {
+                this.scanner
+                    .feed(&buf.filled()[before..], &this.conn.ambiguous_length);
+            }
         }
         polled
     }

@@ -96,10 +96,77 @@ impl Body for RequestBody {
     }
 }
 
+/// [`RequestBody`] as the client holds it: 48 bytes instead of 128. hyper's HTTP/1 client keeps
+/// a queue block of 32 request slots per upstream connection, so this is ~2.5 KiB less per
+/// connection. Trailers are boxed, and so is a streamed body (one allocation per streamed
+/// request, rare next to the per-connection saving).
+#[derive(Debug)]
+enum WireBody {
+    Empty,
+    Kept {
+        data: Option<Bytes>,
+        trailers: Option<Box<http::HeaderMap>>,
+    },
+    Streamed(Pin<Box<RequestBody>>),
+}
+
+impl From<RequestBody> for WireBody {
+    fn from(body: RequestBody) -> Self {
+        match body {
+            RequestBody::Empty => WireBody::Empty,
+            RequestBody::Kept { data, trailers } => WireBody::Kept {
+                data,
+                trailers: trailers.map(Box::new),
+            },
+            streamed @ RequestBody::Streamed { .. } => WireBody::Streamed(Box::pin(streamed)),
+        }
+    }
+}
+
+impl Body for WireBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        // Unpin: the one pinned part is behind a `Pin<Box>`.
+        match self.get_mut() {
+            WireBody::Empty => Poll::Ready(None),
+            WireBody::Kept { data, trailers } => Poll::Ready(
+                data.take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(|t| Frame::trailers(*t)))
+                    .map(Ok),
+            ),
+            WireBody::Streamed(body) => body.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            WireBody::Empty => true,
+            WireBody::Kept { data, trailers } => data.is_none() && trailers.is_none(),
+            WireBody::Streamed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            WireBody::Empty => SizeHint::with_exact(0),
+            WireBody::Kept { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            WireBody::Streamed(body) => body.size_hint(),
+        }
+    }
+}
+
 /// The API client with its timeout.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    client: Client<HttpsConnector<HttpConnector>, WireBody>,
     response_timeout: Duration,
 }
 
@@ -111,7 +178,11 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
+            // As many idle connections as the listener lets requests be in flight at once: a
+            // smaller cap closes connections that the next requests of a burst open again
+            // (measured: 1000 client connections, cap 256: ~8000 upstream connects in 3 s,
+            // 25 % fewer requests served, and a higher memory peak). Idle ones close after 90 s.
+            .pool_max_idle_per_host(config.listen.limits.max_connections)
             .build(connector);
         Ok(Upstream {
             client,
@@ -124,7 +195,12 @@ impl Upstream {
         &self,
         request: Request<RequestBody>,
     ) -> Result<http::Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+        match tokio::time::timeout(
+            self.response_timeout,
+            self.client.request(request.map(WireBody::from)),
+        )
+        .await
+        {
             Err(_) => Err(ProxyError::UpstreamTimeout(TimeoutKind::Response(
                 self.response_timeout,
             ))),
@@ -149,5 +225,36 @@ fn classify(err: hyper_util::client::legacy::Error) -> ProxyError {
         ProxyError::UpstreamUnavailable(UpstreamFailure::Connect(err))
     } else {
         ProxyError::UpstreamUnavailable(UpstreamFailure::Request(err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn the_wire_body_is_small() {
+        // hyper's client queues 32 of these (in a request) per upstream connection.
+        assert!(std::mem::size_of::<WireBody>() <= 48);
+    }
+
+    #[tokio::test]
+    async fn a_kept_body_and_its_trailers_arrive_whole() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-check", http::HeaderValue::from_static("1"));
+        let body = WireBody::from(RequestBody::Kept {
+            data: Some(Bytes::from_static(b"hello")),
+            trailers: Some(trailers.clone()),
+        });
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert!(!body.is_end_stream());
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers(), Some(&trailers));
+        assert_eq!(collected.to_bytes(), Bytes::from_static(b"hello"));
+
+        let empty = WireBody::from(RequestBody::Empty);
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
     }
 }
