@@ -153,24 +153,46 @@ fn warn_restart_only(old: &Config, new: &Config) {
     }
 }
 
-/// Reload on every SIGHUP until the process ends.
+/// Reload on every SIGHUP until the process ends. The handler is installed here, before the
+/// returned future is spawned: a SIGHUP sent once the proxy listens never meets the default
+/// action (which would end the process).
 #[cfg(unix)]
-pub async fn on_sighup(proxy: Arc<Proxy>, path: PathBuf) {
+pub fn on_sighup(proxy: Arc<Proxy>, path: PathBuf) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
-        return;
-    };
-    while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading the config");
-        let _ = reload_file(&proxy, &path);
+    let hangups = signal(SignalKind::hangup());
+    async move {
+        let Ok(mut hangups) = hangups else {
+            tracing::warn!("cannot listen for SIGHUP; reload by restarting");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            let _ = reload_file(&proxy, &path);
+        }
     }
 }
 
 /// `[reload] watch`: reload when the config file, or a file it names, changes (polled: cheap,
 /// and it works for Kubernetes ConfigMap and Secret volumes, whose files are swapped by symlink).
-pub async fn watch(proxy: Arc<Proxy>, path: PathBuf, every: Duration) {
-    let mut seen = fingerprint(&proxy, &path);
+///
+/// The first fingerprint is taken here, before the returned future is spawned: a change made
+/// once the proxy is listening (the earliest anyone can know it runs) is never mistaken for
+/// the starting state.
+pub fn watch(
+    proxy: Arc<Proxy>,
+    path: PathBuf,
+    every: Duration,
+) -> impl std::future::Future<Output = ()> {
+    let seen = fingerprint(&proxy, &path);
+    watch_from(proxy, path, every, seen)
+}
+
+async fn watch_from(
+    proxy: Arc<Proxy>,
+    path: PathBuf,
+    every: Duration,
+    mut seen: Vec<Option<(SystemTime, u64)>>,
+) {
     loop {
         tokio::time::sleep(every).await;
         let now = fingerprint(&proxy, &path);
