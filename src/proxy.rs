@@ -516,17 +516,12 @@ async fn request_body(
         }
     }
     if declared.is_some_and(|len| len > REPLAY_LIMIT as u64) {
-        return Ok(RequestBody::Streamed { prefix: None, body });
+        return Ok(RequestBody::streamed(None, body));
     }
     let mut kept = BytesMut::new();
     loop {
         match body.frame().await {
-            None => {
-                return Ok(RequestBody::Kept {
-                    data: Some(kept.freeze()),
-                    trailers: None,
-                })
-            }
+            None => return Ok(RequestBody::kept(kept.freeze(), None)),
             Some(Err(_)) => return Err(RequestError::BodyRead.into()),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
@@ -536,18 +531,12 @@ async fn request_body(
                     }
                     if kept.len() > REPLAY_LIMIT {
                         let prefix: Bytes = kept.freeze();
-                        return Ok(RequestBody::Streamed {
-                            prefix: Some(prefix),
-                            body,
-                        });
+                        return Ok(RequestBody::streamed(Some(prefix), body));
                     }
                 }
                 Err(frame) => {
                     let trailers = frame.into_trailers().ok();
-                    return Ok(RequestBody::Kept {
-                        data: Some(kept.freeze()),
-                        trailers,
-                    });
+                    return Ok(RequestBody::kept(kept.freeze(), trailers));
                 }
             },
         }

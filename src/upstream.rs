@@ -19,19 +19,41 @@ use crate::config::Config;
 use crate::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::tls::{self, TlsError};
 
-pin_project_lite::pin_project! {
-    /// A request body on its way upstream: nothing, a small body kept in memory (so a request can
-    /// be replayed once after a 401), or the client's body streamed through.
-    #[project = RequestBodyProj]
-    #[derive(Debug)]
-    pub enum RequestBody {
-        Empty,
-        Kept { data: Option<Bytes>, trailers: Option<http::HeaderMap> },
-        Streamed { prefix: Option<Bytes>, #[pin] body: Incoming },
-    }
+/// A request body on its way upstream: nothing, a small body kept in memory (so a request can
+/// be replayed once after a 401), or the client's body streamed through.
+///
+/// 48 bytes: hyper's HTTP/1 client keeps a queue block of 32 request slots per upstream
+/// connection, so every byte here is 32 per connection. Trailers and a streamed body are boxed
+/// (rare, and one allocation each).
+#[derive(Debug)]
+pub enum RequestBody {
+    Empty,
+    Kept {
+        data: Option<Bytes>,
+        trailers: Option<Box<http::HeaderMap>>,
+    },
+    Streamed(Box<Streamed>),
+}
+
+/// The client's body: the part already read (while deciding whether to keep it), then the rest.
+#[derive(Debug)]
+pub struct Streamed {
+    prefix: Option<Bytes>,
+    body: Incoming,
 }
 
 impl RequestBody {
+    pub fn kept(data: Bytes, trailers: Option<http::HeaderMap>) -> Self {
+        RequestBody::Kept {
+            data: Some(data),
+            trailers: trailers.map(Box::new),
+        }
+    }
+
+    pub fn streamed(prefix: Option<Bytes>, body: Incoming) -> Self {
+        RequestBody::Streamed(Box::new(Streamed { prefix, body }))
+    }
+
     /// A replayable copy, when this body can be replayed.
     pub fn try_clone(&self) -> Option<RequestBody> {
         match self {
@@ -40,7 +62,7 @@ impl RequestBody {
                 data: data.clone(),
                 trailers: trailers.clone(),
             }),
-            RequestBody::Streamed { .. } => None,
+            RequestBody::Streamed(_) => None,
         }
     }
 }
@@ -53,17 +75,18 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.project() {
-            RequestBodyProj::Empty => Poll::Ready(None),
-            RequestBodyProj::Kept { data, trailers } => Poll::Ready(
+        // Unpin: `Incoming` is, and it sits behind a `Box`.
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Kept { data, trailers } => Poll::Ready(
                 data.take()
                     .map(Frame::data)
-                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .or_else(|| trailers.take().map(|t| Frame::trailers(*t)))
                     .map(Ok),
             ),
-            RequestBodyProj::Streamed { prefix, body } => match prefix.take() {
+            RequestBody::Streamed(streamed) => match streamed.prefix.take() {
                 Some(first) => Poll::Ready(Some(Ok(Frame::data(first)))),
-                None => body.poll_frame(cx),
+                None => Pin::new(&mut streamed.body).poll_frame(cx),
             },
         }
     }
@@ -72,7 +95,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Empty => true,
             RequestBody::Kept { data, trailers } => data.is_none() && trailers.is_none(),
-            RequestBody::Streamed { prefix, body } => prefix.is_none() && body.is_end_stream(),
+            RequestBody::Streamed(s) => s.prefix.is_none() && s.body.is_end_stream(),
         }
     }
 
@@ -82,9 +105,9 @@ impl Body for RequestBody {
             RequestBody::Kept { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            RequestBody::Streamed { prefix, body } => {
-                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
-                let inner = body.size_hint();
+            RequestBody::Streamed(s) => {
+                let extra = s.prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let inner = s.body.size_hint();
                 let mut hint = SizeHint::new();
                 hint.set_lower(inner.lower() + extra);
                 if let Some(upper) = inner.upper() {
@@ -96,77 +119,10 @@ impl Body for RequestBody {
     }
 }
 
-/// [`RequestBody`] as the client holds it: 48 bytes instead of 128. hyper's HTTP/1 client keeps
-/// a queue block of 32 request slots per upstream connection, so this is ~2.5 KiB less per
-/// connection. Trailers are boxed, and so is a streamed body (one allocation per streamed
-/// request, rare next to the per-connection saving).
-#[derive(Debug)]
-enum WireBody {
-    Empty,
-    Kept {
-        data: Option<Bytes>,
-        trailers: Option<Box<http::HeaderMap>>,
-    },
-    Streamed(Pin<Box<RequestBody>>),
-}
-
-impl From<RequestBody> for WireBody {
-    fn from(body: RequestBody) -> Self {
-        match body {
-            RequestBody::Empty => WireBody::Empty,
-            RequestBody::Kept { data, trailers } => WireBody::Kept {
-                data,
-                trailers: trailers.map(Box::new),
-            },
-            streamed @ RequestBody::Streamed { .. } => WireBody::Streamed(Box::pin(streamed)),
-        }
-    }
-}
-
-impl Body for WireBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        // Unpin: the one pinned part is behind a `Pin<Box>`.
-        match self.get_mut() {
-            WireBody::Empty => Poll::Ready(None),
-            WireBody::Kept { data, trailers } => Poll::Ready(
-                data.take()
-                    .map(Frame::data)
-                    .or_else(|| trailers.take().map(|t| Frame::trailers(*t)))
-                    .map(Ok),
-            ),
-            WireBody::Streamed(body) => body.as_mut().poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            WireBody::Empty => true,
-            WireBody::Kept { data, trailers } => data.is_none() && trailers.is_none(),
-            WireBody::Streamed(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            WireBody::Empty => SizeHint::with_exact(0),
-            WireBody::Kept { data, .. } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-            WireBody::Streamed(body) => body.size_hint(),
-        }
-    }
-}
-
 /// The API client with its timeout.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, WireBody>,
+    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     response_timeout: Duration,
 }
 
@@ -195,12 +151,7 @@ impl Upstream {
         &self,
         request: Request<RequestBody>,
     ) -> Result<http::Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(
-            self.response_timeout,
-            self.client.request(request.map(WireBody::from)),
-        )
-        .await
-        {
+        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout(TimeoutKind::Response(
                 self.response_timeout,
             ))),
@@ -234,26 +185,23 @@ mod tests {
     use http_body_util::BodyExt;
 
     #[test]
-    fn the_wire_body_is_small() {
+    fn the_request_body_is_small() {
         // hyper's client queues 32 of these (in a request) per upstream connection.
-        assert!(std::mem::size_of::<WireBody>() <= 48);
+        assert!(std::mem::size_of::<RequestBody>() <= 48);
     }
 
     #[tokio::test]
     async fn a_kept_body_and_its_trailers_arrive_whole() {
         let mut trailers = http::HeaderMap::new();
         trailers.insert("x-check", http::HeaderValue::from_static("1"));
-        let body = WireBody::from(RequestBody::Kept {
-            data: Some(Bytes::from_static(b"hello")),
-            trailers: Some(trailers.clone()),
-        });
+        let body = RequestBody::kept(Bytes::from_static(b"hello"), Some(trailers.clone()));
         assert_eq!(body.size_hint().exact(), Some(5));
         assert!(!body.is_end_stream());
         let collected = body.collect().await.unwrap();
         assert_eq!(collected.trailers(), Some(&trailers));
         assert_eq!(collected.to_bytes(), Bytes::from_static(b"hello"));
 
-        let empty = WireBody::from(RequestBody::Empty);
+        let empty = RequestBody::Empty;
         assert!(empty.is_end_stream());
         assert_eq!(empty.size_hint().exact(), Some(0));
     }
