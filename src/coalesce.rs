@@ -168,14 +168,6 @@ fn has_directive(value: &HeaderValue, what: &[&str]) -> bool {
     })
 }
 
-/// `Cache-Control: no-cache`/`no-store` or `Pragma: no-cache`.
-pub fn wants_fresh(headers: &HeaderMap) -> bool {
-    let has = |name: HeaderName, what: &[&str]| {
-        headers.get_all(name).iter().any(|v| has_directive(v, what))
-    };
-    has(header::CACHE_CONTROL, &["no-cache", "no-store"]) || has(header::PRAGMA, &["no-cache"])
-}
-
 /// The response head every member gets.
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -289,7 +281,8 @@ impl Flight {
 
 /// Keyed by the whole request (tenant, path, client...): foldhash, seeded per process, costs a
 /// fraction of SipHash on keys this long.
-type Flights = Arc<Mutex<HashMap<Arc<Key>, Arc<Mutex<Flight>>, foldhash::fast::RandomState>>>;
+type FlightMap = HashMap<Arc<Key>, Arc<Mutex<Flight>>, foldhash::fast::RandomState>;
+type Flights = Arc<Mutex<FlightMap>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -350,16 +343,7 @@ impl Place {
     /// No one joins any more.
     fn close(&self) {
         let mut map = lock(&self.flights);
-        if map
-            .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-        {
-            map.remove(&self.key);
-        }
-        drop(map);
-        let mut f = lock(&self.flight);
-        f.open = false;
-        f.sent = Vec::new();
+        self.unlist(&mut map, &mut lock(&self.flight));
     }
 
     /// Close unless someone joined (then `false`, and the flight stays open). Both locks are
@@ -370,6 +354,12 @@ impl Place {
         if f.has_members() {
             return false;
         }
+        self.unlist(&mut map, &mut f);
+        true
+    }
+
+    /// Off the list of flights open for joining (unless a newer flight took the key).
+    fn unlist(&self, map: &mut FlightMap, f: &mut Flight) {
         if map
             .get(&self.key)
             .is_some_and(|other| Arc::ptr_eq(other, &self.flight))
@@ -378,7 +368,6 @@ impl Place {
         }
         f.open = false;
         f.sent = Vec::new();
-        true
     }
 
     /// Close, and let go of every member and waiter (they see the end of the stream).

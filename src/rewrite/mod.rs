@@ -320,17 +320,6 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// The proxy's one call: the body as `plan` (from [`plan`] on these headers) says, with the
-/// headers fixed to match.
-pub fn wrap(
-    body: Incoming,
-    plan: Plan,
-    headers: &mut HeaderMap,
-    rewriter: &LinkRewriter,
-) -> ResponseStream {
-    wrap_planned(body, plan, headers, rewriter)
-}
-
 /// The body as it is, for responses with nothing to rewrite (no rewriter is built for them).
 pub fn passthrough(body: Incoming) -> ResponseStream {
     ResponseStream {
@@ -339,17 +328,8 @@ pub fn passthrough(body: Incoming) -> ResponseStream {
     }
 }
 
-/// [`wrap`] for any body (tests, other sources), planned here.
-pub fn wrap_body<B>(body: B, headers: &mut HeaderMap, rewriter: &LinkRewriter) -> ResponseStream<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let plan = plan(headers);
-    wrap_planned(body, plan, headers, rewriter)
-}
-
-fn wrap_planned<B>(
+/// The body as `plan` (from [`plan`] on these headers) says, with the headers fixed to match.
+pub fn wrap<B>(
     body: B,
     plan: Plan,
     headers: &mut HeaderMap,
@@ -373,6 +353,16 @@ where
         },
     };
     ResponseStream { inner, plan }
+}
+
+/// [`wrap`], planned from the headers (tests, other sources).
+pub fn wrap_body<B>(body: B, headers: &mut HeaderMap, rewriter: &LinkRewriter) -> ResponseStream<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let plan = plan(headers);
+    wrap(body, plan, headers, rewriter)
 }
 
 impl<B> ResponseStream<B> {
