@@ -42,6 +42,8 @@ pub enum RequestError {
     AbsoluteForm,
     #[error("the tenant header is not valid text")]
     TenantHeaderEncoding,
+    #[error("the tenant header names more than one tenant (several header lines or a list): a request has one tenant")]
+    SeveralTenants,
     #[error("the request body could not be read")]
     BodyRead,
     #[error("the request has both Content-Length and Transfer-Encoding, or several Content-Lengths: its length is ambiguous")]
@@ -126,11 +128,20 @@ impl RouteTable {
         let path = uri.path();
         check_path(path)?;
 
-        if let Some(value) = headers.get(&self.header) {
+        let mut values = headers.get_all(&self.header).iter();
+        if let Some(value) = values.next() {
+            // A gateway in front may set the header from its own authentication: a second line
+            // (any spelling of the name), or a list, from the client must not get a say.
+            if values.next().is_some() {
+                return Err(RequestError::SeveralTenants.into());
+            }
             let key = value
                 .to_str()
                 .map_err(|_| RequestError::TenantHeaderEncoding)?
                 .trim();
+            if key.contains(',') {
+                return Err(RequestError::SeveralTenants.into());
+            }
             let tenant = self
                 .lookup(key)
                 .ok_or_else(|| ProxyError::UnknownTenant(key.to_owned()))?;

@@ -160,3 +160,40 @@ async fn absolute_form_and_connect_refused_and_not_forwarded() {
     assert_eq!(h.sim.api_request_count(), 0);
     assert_eq!(h.sim.token_requests().len(), 0);
 }
+
+#[tokio::test]
+async fn more_than_one_tenant_header_value_is_400_and_not_forwarded() {
+    let h = Harness::start().await;
+    let attempts = [
+        // Two lines: a gateway's, then the client's.
+        "GET /api/incidents HTTP/1.1\r\nHost: x\r\nX-Defender-Tenant: contoso\r\nX-Defender-Tenant: fabrikam\r\n\r\n",
+        // The second in another case.
+        "GET /api/incidents HTTP/1.1\r\nHost: x\r\nX-Defender-Tenant: contoso\r\nx-defender-tenant: fabrikam\r\n\r\n",
+        // Split off by a bare LF.
+        "GET /api/incidents HTTP/1.1\r\nHost: x\r\nX-Defender-Tenant: contoso\nX-Defender-Tenant: fabrikam\r\n\r\n",
+        // A list in one line.
+        "GET /api/incidents HTTP/1.1\r\nHost: x\r\nX-Defender-Tenant: contoso, fabrikam\r\n\r\n",
+        // The same tenant twice is still two values.
+        "GET /api/incidents HTTP/1.1\r\nHost: x\r\nX-Defender-Tenant: contoso\r\nX-Defender-Tenant: contoso\r\n\r\n",
+    ];
+    for attempt in attempts {
+        let answer = raw_request(h.addr, attempt.as_bytes()).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{attempt:?} -> {answer}"
+        );
+        assert!(answer.contains("\"BadRequest\""), "{answer}");
+    }
+    assert_eq!(h.sim.api_request_count(), 0);
+    assert_eq!(h.sim.token_requests().len(), 0);
+
+    // One value is still fine.
+    let r = h
+        .http
+        .get(h.url("/api/incidents"))
+        .header("X-Defender-Tenant", CONTOSO)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
