@@ -31,6 +31,9 @@ use crate::sniff::LengthSniffer;
 #[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The address the client connected to: the base of paging links for a request that named
+    /// no host (HTTP/1.0 without `Host`) when `public_url` is unset.
+    pub local: SocketAddr,
     /// The verified client certificate's names (mTLS), if one was presented.
     pub identity: Option<PeerIdentity>,
     /// A request started since the idle watch last looked.
@@ -40,9 +43,10 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    fn new(peer: SocketAddr, identity: Option<PeerIdentity>) -> Self {
+    fn new(peer: SocketAddr, local: SocketAddr, identity: Option<PeerIdentity>) -> Self {
         ConnInfo {
             peer,
+            local,
             identity,
             active: AtomicBool::new(false),
             ambiguous_length: AtomicBool::new(false),
@@ -116,6 +120,9 @@ pub async fn accept_loop<H, F>(
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(limits.h2_max_header_list_size);
     let builders = Arc::new(Builders { h1, h2 });
+    // Asked once: only a wildcard listener needs each connection's own address (one
+    // `getsockname`).
+    let bound = listener.local_addr().ok();
 
     loop {
         let permit = match limits.on_max_connections {
@@ -153,6 +160,10 @@ pub async fn accept_loop<H, F>(
             },
         };
         let _ = stream.set_nodelay(true);
+        let local = match bound {
+            Some(addr) if !addr.ip().is_unspecified() => addr,
+            _ => stream.local_addr().unwrap_or(peer),
+        };
         let handler = handler.clone();
         let builders = builders.clone();
         let stop = stop.clone();
@@ -164,7 +175,7 @@ pub async fn accept_loop<H, F>(
             let _open = open;
             match tls {
                 None => {
-                    let info = Arc::new(ConnInfo::new(peer, None));
+                    let info = Arc::new(ConnInfo::new(peer, local, None));
                     serve_connection(builders, stream, info, handler, stop, idle).await;
                 }
                 // Boxed: a plain connection's task does not carry the TLS state's size.
@@ -173,7 +184,7 @@ pub async fn accept_loop<H, F>(
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
                         {
                             Ok(Ok((tls_stream, identity))) => {
-                                let info = Arc::new(ConnInfo::new(peer, identity));
+                                let info = Arc::new(ConnInfo::new(peer, local, identity));
                                 serve_connection(builders, tls_stream, info, handler, stop, idle)
                                     .await;
                             }

@@ -263,13 +263,10 @@ impl Proxy {
 
         // 2. Path checks, then tenant and upstream path, from the snapshot loaded once above.
         let routes = &snapshot.routes;
-        // Where links in the answer must point: this proxy, same host the client used.
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .map(str::to_owned);
+        // Where links in the answer must point: this proxy, same host the client used (or, for
+        // an HTTP/1.0 client that named none, the address it connected to).
+        let host = routing::request_host(&parts.headers, &parts.uri, parts.version)?
+            .map_or_else(|| conn.local.to_string(), str::to_owned);
         let (tenant, api_index, upstream_uri, link_to) = {
             let route = routes.resolve(&parts.uri, &parts.headers)?;
             let (api_index, api_path) = select_api(&snapshot.apis, &route.upstream_path);
@@ -281,19 +278,17 @@ impl Proxy {
                 .build()
                 .map_err(|_| routing::PathError::NotAbsolute)?;
             let base = match &snapshot.public_url {
-                Some(public) => Some(public.to_string()),
-                None => host.map(|host| format!("{}://{host}", snapshot.link_scheme)),
+                Some(public) => public.to_string(),
+                None => format!("{}://{host}", snapshot.link_scheme),
             };
-            let link_to = base.map(|mut to| {
-                if let Some(prefix) = route.prefix {
-                    to.push('/');
-                    to.push_str(prefix);
-                }
-                if let Some(api_prefix) = &api.prefix {
-                    to.push_str(api_prefix);
-                }
-                to
-            });
+            let mut link_to = base;
+            if let Some(prefix) = route.prefix {
+                link_to.push('/');
+                link_to.push_str(prefix);
+            }
+            if let Some(api_prefix) = &api.prefix {
+                link_to.push_str(api_prefix);
+            }
             // The route class is matched on the path with the API prefix still on.
             let class = route.tenant.limits.class_of(route.upstream_path.as_ref());
             (route.tenant, api_index, uri, (link_to, class))
@@ -322,7 +317,7 @@ impl Proxy {
             api_index,
             upstream_uri.path_and_query().map_or("/", |p| p.as_str()),
             client.as_ref().map(|c| &c.name),
-            link_to.as_deref(),
+            Some(link_to.as_str()),
         )
         .map(Arc::new);
         let mut outcome = None;
@@ -445,12 +440,9 @@ fn relink(
     response: Response<Incoming>,
     snapshot: &Snapshot,
     api_index: usize,
-    link_to: Option<String>,
+    to: String,
 ) -> Response<ResponseStream> {
     let (mut parts, body) = response.into_parts();
-    let Some(to) = link_to else {
-        return Response::from_parts(parts, rewrite::passthrough(body));
-    };
     let plan = rewrite::plan(&parts.headers);
     if plan == rewrite::Plan::Passthrough && !parts.headers.contains_key(header::LOCATION) {
         return Response::from_parts(parts, rewrite::passthrough(body));

@@ -46,6 +46,10 @@ pub enum RequestError {
     SeveralTenants,
     #[error("the request body could not be read")]
     BodyRead,
+    #[error("an HTTP/1.1 request must have a Host header")]
+    MissingHost,
+    #[error("the request has more than one Host header")]
+    SeveralHosts,
     #[error("the request has both Content-Length and Transfer-Encoding, or several Content-Lengths: its length is ambiguous")]
     AmbiguousLength,
 }
@@ -182,6 +186,27 @@ impl RouteTable {
         }
         Err(ProxyError::UnknownTenant(first.to_owned()))
     }
+}
+
+/// The host the client named, checked: HTTP/1.1 requires exactly one `Host` (RFC 9112 §3.2),
+/// HTTP/1.0 may send none, HTTP/2 names it in the URI (`:authority`). Two `Host`s are refused
+/// in every version: the hops behind could each believe another.
+pub fn request_host<'a>(
+    headers: &'a HeaderMap,
+    uri: &'a Uri,
+    version: Version,
+) -> Result<Option<&'a str>, RequestError> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(RequestError::SeveralHosts);
+    }
+    if host.is_none() && version == Version::HTTP_11 {
+        return Err(RequestError::MissingHost);
+    }
+    Ok(host
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str())))
 }
 
 /// Refuse what a reverse proxy must not handle: CONNECT, and absolute-form targets

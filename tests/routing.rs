@@ -197,3 +197,41 @@ async fn more_than_one_tenant_header_value_is_400_and_not_forwarded() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn http11_without_host_or_with_two_hosts_is_400_and_not_forwarded() {
+    let h = Harness::start().await;
+    for attempt in [
+        "GET /contoso/api/incidents HTTP/1.1\r\n\r\n",
+        "GET /contoso/api/incidents HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET /contoso/api/incidents HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+    ] {
+        let answer = raw_request(h.addr, attempt.as_bytes()).await;
+        assert!(answer.contains(" 400 "), "{attempt:?} -> {answer}");
+        assert!(answer.contains("\"BadRequest\""), "{answer}");
+        assert!(
+            answer.contains("Host"),
+            "the message names the header: {answer}"
+        );
+    }
+    assert_eq!(h.sim.api_request_count(), 0);
+}
+
+#[tokio::test]
+async fn http10_without_host_gets_links_to_the_proxy_itself() {
+    let h = Harness::start().await;
+    let answer = raw_request(
+        h.addr,
+        b"GET /contoso/api/incidents?$top=1 HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    let next = body["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.starts_with(&format!("http://{}/contoso/api/incidents?", h.addr)),
+        "{next}"
+    );
+    assert!(!next.contains(&h.sim.addr().to_string()), "{next}");
+}
