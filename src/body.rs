@@ -15,8 +15,9 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use crate::coalesce::SharedBody;
+use crate::idle::IdleTimeout;
 use crate::inbound::{AuditEntry, AuditLog};
-use crate::metrics::TenantMetrics;
+use crate::metrics::{TenantMetrics, UpstreamErrorKind};
 
 pin_project_lite::pin_project! {
     #[project = InnerProj]
@@ -166,7 +167,8 @@ fn count(
                 }
             }
             Poll::Ready(None) => log.complete = true,
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            Poll::Ready(Some(Err(error))) => log.body_failed(error),
+            Poll::Pending => {}
         }
     }
 }
@@ -195,6 +197,26 @@ pub struct AccessLog {
     pub coalesced: bool,
     /// What the cache did (`HIT`, `MISS`, `BYPASS`), when `[cache]` is on.
     pub cache: Option<&'static str>,
+}
+
+impl AccessLog {
+    /// The API's body broke off or stalled: the client's response ends incomplete (hyper sends
+    /// no last chunk, or closes the connection); said once here, counted as an upstream error.
+    fn body_failed(&self, error: &BoxError) {
+        let kind = if error.downcast_ref::<IdleTimeout>().is_some() {
+            UpstreamErrorKind::BodyTimeout
+        } else {
+            UpstreamErrorKind::Body
+        };
+        self.metrics.record_upstream_error(kind);
+        tracing::warn!(
+            request_id = self.request_id.to_str().unwrap_or("-"),
+            tenant = self.tenant.as_deref().unwrap_or("-"),
+            bytes = self.bytes,
+            error = %error,
+            "upstream response body ended early; the client's response is incomplete"
+        );
+    }
 }
 
 impl Drop for AccessLog {

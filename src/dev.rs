@@ -71,10 +71,7 @@ pub fn dev_config(
             ca: None,
         },
         apis: apis.iter().map(|(api, _)| api.clone()).collect(),
-        upstream: UpstreamConfig {
-            connect_timeout: defaults::CONNECT_TIMEOUT,
-            response_timeout: defaults::RESPONSE_TIMEOUT,
-        },
+        upstream: UpstreamConfig::default(),
         routing: RoutingConfig {
             tenant_header: http::HeaderName::from_static("x-defender-tenant"),
             default_tenant: None,

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::idle::{ClientFault, IdleTimeout};
 use crate::inbound::{AuthError, Forbidden, ForeignOrigin};
 use crate::ratelimit::RateLimited;
 use crate::routing::{PathError, RequestError};
@@ -37,6 +38,8 @@ pub enum ProxyError {
     HeadersTooLarge(usize),
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(u64),
+    #[error("the request body stalled: nothing arrived for {}", humantime::format_duration(*.0))]
+    RequestTimeout(std::time::Duration),
     #[error("the Defender API could not be reached: {0}")]
     UpstreamUnavailable(#[source] UpstreamFailure),
     #[error("the Defender API did not answer in time: {0}")]
@@ -72,6 +75,7 @@ impl ProxyError {
             ProxyError::Forbidden(_) | ProxyError::ForeignOrigin(_) => StatusCode::FORBIDDEN,
             ProxyError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -89,6 +93,7 @@ impl ProxyError {
             ProxyError::Forbidden(_) | ProxyError::ForeignOrigin(_) => "Forbidden",
             ProxyError::HeadersTooLarge(_) => "RequestHeadersTooLarge",
             ProxyError::BodyTooLarge(_) => "RequestTooLarge",
+            ProxyError::RequestTimeout(_) => "RequestTimeout",
             ProxyError::UpstreamUnavailable(_) => "UpstreamUnavailable",
             ProxyError::UpstreamTimeout(_) => "UpstreamTimeout",
         }
@@ -102,6 +107,15 @@ impl ProxyError {
         }
     }
 
+    /// The client's request body broke off or stalled: the connection cannot carry another
+    /// request (the rest of the body is unread), so the answer closes it.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::RequestTimeout(_) | ProxyError::BadRequest(RequestError::BodyRead)
+        )
+    }
+
     /// The JSON body. The message is the error's `Display`, which never holds a secret or token.
     pub fn body(&self) -> Bytes {
         error_body(self.code(), &self.to_string())
@@ -110,6 +124,15 @@ impl ProxyError {
     /// The full response (status, JSON content type, body).
     pub fn to_response<B: From<Bytes>>(&self) -> Response<B> {
         json_error_response(self.status(), self.code(), &self.to_string())
+    }
+}
+
+impl From<ClientFault> for ProxyError {
+    fn from(fault: ClientFault) -> Self {
+        match fault {
+            ClientFault::Idle(IdleTimeout(after)) => ProxyError::RequestTimeout(after),
+            ClientFault::Incomplete => ProxyError::BadRequest(RequestError::BodyRead),
+        }
     }
 }
 
@@ -177,6 +200,12 @@ mod tests {
                 "RequestHeadersTooLarge",
             ),
             (ProxyError::BodyTooLarge(1024), 413, "RequestTooLarge"),
+            (
+                ProxyError::RequestTimeout(Duration::from_secs(60)),
+                408,
+                "RequestTimeout",
+            ),
+            (ClientFault::Incomplete.into(), 400, "BadRequest"),
             (
                 ProxyError::ForeignOrigin(ForeignOrigin("https://x".into())),
                 403,

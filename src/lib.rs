@@ -7,7 +7,8 @@
 //! - [`token`]: the token broker: per (tenant, scope) cache, refresh-ahead, single flight.
 //! - [`proxy`]: the hot path, `handle()` -> `handle_inner()`, and the one access-log line.
 //! - [`headers`]: hop-by-hop stripping, credential injection, request ids.
-//! - [`upstream`]: the pooled rustls client to the API, with timeouts.
+//! - [`upstream`]: the pooled rustls client to the API, with timeouts; [`idle`]: the idle
+//!   timeouts of request and response bodies.
 //! - [`error`]: `ProxyError` and its one mapping to a status and JSON body.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`]: the counters behind them.
 //! - [`ratelimit`]: per-tenant, per-route-class limits (GCRA), queueing, upstream pauses, Redis.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod headers;
+pub mod idle;
 pub mod inbound;
 pub mod listener;
 pub mod metrics;

@@ -26,16 +26,29 @@ pub enum UpstreamErrorKind {
     Timeout,
     Request,
     Token,
+    /// The response body stalled past `[upstream] body_idle_timeout`.
+    BodyTimeout,
+    /// The response body broke off (connection reset, undecodable encoding).
+    Body,
 }
 
 impl UpstreamErrorKind {
-    const ALL: [UpstreamErrorKind; 4] = [Self::Connect, Self::Timeout, Self::Request, Self::Token];
+    const ALL: [UpstreamErrorKind; 6] = [
+        Self::Connect,
+        Self::Timeout,
+        Self::Request,
+        Self::Token,
+        Self::BodyTimeout,
+        Self::Body,
+    ];
     fn label(self) -> &'static str {
         match self {
             Self::Connect => "connect",
             Self::Timeout => "timeout",
             Self::Request => "request",
             Self::Token => "token",
+            Self::BodyTimeout => "body_timeout",
+            Self::Body => "body",
         }
     }
     fn index(self) -> usize {
@@ -90,7 +103,7 @@ pub struct TenantMetrics {
     duration: Histogram,
     /// Request sent to response headers received, per upstream exchange.
     upstream: Histogram,
-    upstream_errors: [AtomicU64; 4],
+    upstream_errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
 }
 
 impl TenantMetrics {

@@ -20,6 +20,7 @@ use crate::coalesce::{self, Coalescer, Join, Wait};
 use crate::config::Config;
 use crate::error::{ProxyError, UpstreamFailure};
 use crate::headers;
+use crate::idle::ClientBody;
 use crate::inbound::{self, AuditLog};
 use crate::listener::{ConnInfo, ListenOptions};
 use crate::metrics::{Metrics, UpstreamErrorKind};
@@ -27,7 +28,7 @@ use crate::ratelimit::RateLimiter;
 use crate::rewrite::{self, LinkBase, ResponseStream};
 use crate::routing::{self, RequestError, RouteTable, Tenant};
 use crate::token::TokenBroker;
-use crate::upstream::{RequestBody, Upstream};
+use crate::upstream::{RequestBody, Upstream, UpstreamBody};
 
 /// Bodies up to this size are kept so the request can be replayed once after an upstream 401.
 pub const REPLAY_LIMIT: usize = 64 * 1024;
@@ -195,6 +196,9 @@ impl Proxy {
                     );
                 }
                 h.insert(headers::REQUEST_ID.clone(), request_id);
+                if err.closes_connection() {
+                    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 response
             }
         };
@@ -227,7 +231,8 @@ impl Proxy {
             | ProxyError::Forbidden(_)
             | ProxyError::ForeignOrigin(_)
             | ProxyError::HeadersTooLarge(_)
-            | ProxyError::BodyTooLarge(_) => return,
+            | ProxyError::BodyTooLarge(_)
+            | ProxyError::RequestTimeout(_) => return,
         };
         log.metrics.record_upstream_error(kind);
         tracing::warn!(
@@ -378,6 +383,7 @@ impl Proxy {
             tenant.limits.admit(class).await?;
 
             // 5. The body: streamed, or kept when small so a 401 can be replayed.
+            let body = ClientBody::new(body, policy.body_idle_timeout);
             let body = request_body(body, &parts.headers, policy.max_body_bytes).await?;
 
             // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token
@@ -437,7 +443,7 @@ impl Proxy {
 /// API prefix the client used, so a tool following `@odata.nextLink` stays on the proxy. The
 /// body is rewritten as it streams (see [`crate::rewrite`]); non-JSON bodies pass untouched.
 fn relink(
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     snapshot: &Snapshot,
     api_index: usize,
     to: String,
@@ -463,7 +469,7 @@ async fn send(
     tenant: &Tenant,
     class: usize,
     request: Request<RequestBody>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let started = Instant::now();
     let response = upstream.send(request).await;
     tenant.metrics.observe_upstream(started.elapsed());
@@ -491,7 +497,7 @@ fn build(method: Method, uri: Uri, headers: HeaderMap, body: RequestBody) -> Req
 /// With `limit`, a declared length over it is refused at once (413), and so is a body without one
 /// that passes the limit while being kept; a longer streamed body is cut off upstream.
 async fn request_body(
-    mut body: Incoming,
+    mut body: ClientBody,
     headers: &HeaderMap,
     limit: Option<u64>,
 ) -> Result<RequestBody, ProxyError> {
@@ -514,7 +520,7 @@ async fn request_body(
     loop {
         match body.frame().await {
             None => return Ok(RequestBody::kept(kept.freeze(), None)),
-            Some(Err(_)) => return Err(RequestError::BodyRead.into()),
+            Some(Err(fault)) => return Err(fault.into()),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     kept.extend_from_slice(&data);

@@ -64,8 +64,11 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
     };
     // The pool is keyed by host, so a changed API URL needs no new client; trust roots and
     // timeouts do.
-    let upstream = if old.cloud.ca == new.cloud.ca && same_timeouts(&old, &new) {
-        current.upstream.clone()
+    // The pool (and its open connections) survives unless the connector itself changes.
+    let upstream = if old.cloud.ca == new.cloud.ca
+        && old.upstream.connect_timeout == new.upstream.connect_timeout
+    {
+        current.upstream.with_timeouts(&new.upstream)
     } else {
         Upstream::new(&new).map_err(StartError::from)?
     };
@@ -126,11 +129,6 @@ fn same_limiter(old: &Config, new: &Config) -> bool {
         _ => false,
     };
     backend_same && old.rate_limit.routes == new.rate_limit.routes
-}
-
-fn same_timeouts(old: &Config, new: &Config) -> bool {
-    old.upstream.connect_timeout == new.upstream.connect_timeout
-        && old.upstream.response_timeout == new.upstream.response_timeout
 }
 
 /// Settings a running listener cannot take over.

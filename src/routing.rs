@@ -44,7 +44,9 @@ pub enum RequestError {
     TenantHeaderEncoding,
     #[error("the tenant header names more than one tenant (several header lines or a list): a request has one tenant")]
     SeveralTenants,
-    #[error("the request body could not be read")]
+    #[error(
+        "the request body ended early: the client closed the connection or sent a broken body"
+    )]
     BodyRead,
     #[error("an HTTP/1.1 request must have a Host header")]
     MissingHost,

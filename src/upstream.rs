@@ -1,5 +1,5 @@
-//! The pooled client to the API: rustls (HTTP/1.1 or HTTP/2 by ALPN), connection reuse, and the
-//! response-header timeout. Bodies pass through as streams; [`RequestBody`] is the one body type
+//! The pooled client to the API: rustls (HTTP/1.1 or HTTP/2 by ALPN), connection reuse, the
+//! response-header timeout and the idle timeout of the response body. Bodies pass through as streams; [`RequestBody`] is the one body type
 //! the client sends, so no request pays for a boxed trait object.
 
 use std::pin::Pin;
@@ -15,8 +15,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 use crate::error::{ProxyError, TimeoutKind, UpstreamFailure};
+use crate::idle::{ClientBody, ClientFault, FaultCell, IdleBody};
 use crate::tls::{self, TlsError};
 
 /// A request body on its way upstream: nothing, a small body kept in memory (so a request can
@@ -39,8 +40,11 @@ pub enum RequestBody {
 #[derive(Debug)]
 pub struct Streamed {
     prefix: Option<Bytes>,
-    body: Incoming,
+    body: ClientBody,
 }
+
+/// A response body from the API, under `[upstream] body_idle_timeout`.
+pub type UpstreamBody = IdleBody<Incoming>;
 
 impl RequestBody {
     pub fn kept(data: Bytes, trailers: Option<http::HeaderMap>) -> Self {
@@ -50,8 +54,17 @@ impl RequestBody {
         }
     }
 
-    pub fn streamed(prefix: Option<Bytes>, body: Incoming) -> Self {
+    pub fn streamed(prefix: Option<Bytes>, body: ClientBody) -> Self {
         RequestBody::Streamed(Box::new(Streamed { prefix, body }))
+    }
+
+    /// Where a streamed client body records why it broke off, so that the failed exchange is
+    /// answered as the client's fault; `None` for a body already read whole.
+    pub fn watch(&mut self) -> Option<FaultCell> {
+        match self {
+            RequestBody::Streamed(streamed) => Some(streamed.body.watch()),
+            RequestBody::Empty | RequestBody::Kept { .. } => None,
+        }
     }
 
     /// A replayable copy, when this body can be replayed.
@@ -69,13 +82,13 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientFault;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        // Unpin: `Incoming` is, and it sits behind a `Box`.
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientFault>>> {
+        // Unpin: `ClientBody` is, and it sits behind a `Box`.
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Kept { data, trailers } => Poll::Ready(
@@ -119,11 +132,12 @@ impl Body for RequestBody {
     }
 }
 
-/// The API client with its timeout.
+/// The API client with its timeouts.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     response_timeout: Duration,
+    body_idle_timeout: Duration,
 }
 
 impl Upstream {
@@ -143,20 +157,40 @@ impl Upstream {
         Ok(Upstream {
             client,
             response_timeout: config.upstream.response_timeout,
+            body_idle_timeout: config.upstream.body_idle_timeout,
         })
     }
 
-    /// Send and wait for the response headers; the body then streams on its own.
+    /// The same pool (its connections stay) with the timeouts that are not the connector's.
+    pub fn with_timeouts(&self, config: &UpstreamConfig) -> Self {
+        Upstream {
+            client: self.client.clone(),
+            response_timeout: config.response_timeout,
+            body_idle_timeout: config.body_idle_timeout,
+        }
+    }
+
+    /// Send and wait for the response headers; the body then streams on its own, each frame
+    /// within the body idle timeout of the last. A failure caused by the client's own body
+    /// (stalled, broken off) is the client's error, not the API's.
     pub async fn send(
         &self,
-        request: Request<RequestBody>,
-    ) -> Result<http::Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
-            Err(_) => Err(ProxyError::UpstreamTimeout(TimeoutKind::Response(
-                self.response_timeout,
-            ))),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(classify(err)),
+        mut request: Request<RequestBody>,
+    ) -> Result<http::Response<UpstreamBody>, ProxyError> {
+        let fault = request.body_mut().watch();
+        let result =
+            match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+                Err(_) => Err(ProxyError::UpstreamTimeout(TimeoutKind::Response(
+                    self.response_timeout,
+                ))),
+                Ok(Ok(response)) => {
+                    Ok(response.map(|body| IdleBody::new(body, self.body_idle_timeout)))
+                }
+                Ok(Err(err)) => Err(classify(err)),
+            };
+        match fault.as_ref().and_then(|cell| cell.get()) {
+            Some(fault) if result.is_err() => Err((*fault).into()),
+            _ => result,
         }
     }
 }

@@ -118,6 +118,8 @@ pub struct ListenLimits {
     pub on_max_connections: ConnectionOverflow,
     /// `max_body_bytes`: request bodies larger than this are 413; `None` (configured as 0): no limit.
     pub max_body_bytes: Option<u64>,
+    /// `body_idle_timeout`: longest silence between two pieces of a request body; then 408.
+    pub body_idle_timeout: Duration,
     /// `h2_max_concurrent_streams`.
     pub h2_max_concurrent_streams: u32,
     /// `h2_max_header_list_size`.
@@ -352,6 +354,9 @@ pub struct UpstreamConfig {
     /// Time allowed from sending the request until the response headers arrive. Advanced hunting
     /// queries may legitimately run for minutes, hence the generous default.
     pub response_timeout: Duration,
+    /// Longest silence between two pieces of a response body; then the client's response is
+    /// ended as incomplete. Without it a stalled API holds the client's connection forever.
+    pub body_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -484,6 +489,8 @@ pub mod defaults {
     pub const MAX_HEADER_BYTES: usize = 32 * 1024;
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Both body idle timeouts (nginx's `client_body_timeout` and `proxy_read_timeout`).
+    pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const MAX_CONNECTIONS: usize = 4096;
     pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
     pub const H2_MAX_HEADER_LIST_SIZE: u32 = 32 * 1024;
@@ -507,6 +514,16 @@ impl Default for LimitPolicy {
     }
 }
 
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            response_timeout: defaults::RESPONSE_TIMEOUT,
+            body_idle_timeout: defaults::BODY_IDLE_TIMEOUT,
+        }
+    }
+}
+
 impl Default for ListenLimits {
     fn default() -> Self {
         ListenLimits {
@@ -516,6 +533,7 @@ impl Default for ListenLimits {
             max_connections: defaults::MAX_CONNECTIONS,
             on_max_connections: ConnectionOverflow::Queue,
             max_body_bytes: None,
+            body_idle_timeout: defaults::BODY_IDLE_TIMEOUT,
             h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
             h2_max_header_list_size: defaults::H2_MAX_HEADER_LIST_SIZE,
         }

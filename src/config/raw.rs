@@ -70,6 +70,7 @@ pub(crate) struct RawListen {
     pub(crate) max_connections: Option<i64>,
     pub(crate) on_max_connections: Option<String>,
     pub(crate) max_body_bytes: Option<i64>,
+    pub(crate) body_idle_timeout: Option<String>,
     pub(crate) h2_max_concurrent_streams: Option<i64>,
     pub(crate) h2_max_header_list_size: Option<i64>,
     pub(crate) shutdown_grace: Option<String>,
@@ -183,6 +184,7 @@ pub(crate) struct RawCloud {
 pub(crate) struct RawUpstream {
     pub(crate) connect_timeout: Option<String>,
     pub(crate) response_timeout: Option<String>,
+    pub(crate) body_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -35,6 +35,8 @@ pub struct Policy {
     pub max_header_bytes: usize,
     /// Larger request bodies are 413.
     pub max_body_bytes: Option<u64>,
+    /// A request body silent this long is 408.
+    pub body_idle_timeout: std::time::Duration,
 }
 
 impl Policy {
@@ -44,6 +46,7 @@ impl Policy {
             cors: Cors::new(&config.cors).with_tenant_header(&config.routing.tenant_header),
             max_header_bytes: config.listen.limits.max_header_bytes,
             max_body_bytes: config.listen.limits.max_body_bytes,
+            body_idle_timeout: config.listen.limits.body_idle_timeout,
         }
     }
 }

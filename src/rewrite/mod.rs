@@ -32,13 +32,18 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use decode::DecodeBody;
 pub use matcher::RewriteBody;
 
-/// The error of a rewritten body: the upstream's, or a decoder's (`io::Error`, `InvalidData`).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The error of a rewritten body: the upstream's (a broken connection, the idle timeout), or a
+/// decoder's (`io::Error`, `InvalidData`).
+pub use crate::idle::BoxError;
+use crate::idle::IdleBody;
+use hyper::body::Incoming;
+
+/// The upstream body a response stream wraps by default (see `upstream::UpstreamBody`).
+type UpstreamBody = IdleBody<Incoming>;
 
 /// The API's base URL as links spell it: made once per API (see [`LinkBase::to`]).
 #[derive(Debug, Clone)]
@@ -313,7 +318,7 @@ pin_project_lite::pin_project! {
     /// An upstream response body as the client gets it: untouched, rewritten, or decoded and
     /// rewritten (see [`plan`]). One concrete type, so nothing is boxed per response.
     #[derive(Debug)]
-    pub struct ResponseStream<B = Incoming> {
+    pub struct ResponseStream<B = UpstreamBody> {
         #[pin]
         inner: Stream<B>,
         plan: Plan,
@@ -321,7 +326,7 @@ pin_project_lite::pin_project! {
 }
 
 /// The body as it is, for responses with nothing to rewrite (no rewriter is built for them).
-pub fn passthrough(body: Incoming) -> ResponseStream {
+pub fn passthrough(body: UpstreamBody) -> ResponseStream {
     ResponseStream {
         inner: Stream::Passthrough { body },
         plan: Plan::Passthrough,

@@ -160,6 +160,7 @@ fn broker(authority: &str, version: TokenEndpointVersion) -> TokenBroker {
     let upstream = UpstreamConfig {
         connect_timeout: Duration::from_secs(5),
         response_timeout: Duration::from_secs(5),
+        ..UpstreamConfig::default()
     };
     TokenBroker::new(&app, &cloud, &upstream).unwrap()
 }

@@ -691,6 +691,7 @@ async fn a_failed_reconfigure_changes_nothing() {
     let upstream = UpstreamConfig {
         connect_timeout: secs(1),
         response_timeout: secs(1),
+        ..UpstreamConfig::default()
     };
     let bad_key = AppConfig {
         client_id: "1111".into(),

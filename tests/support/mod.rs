@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use defender_proxy::config::{Config, LimitPolicy, Windows};
 use defender_proxy::dev::dev_config;
@@ -105,6 +106,11 @@ impl Harness {
     /// `GET path?n=i`: requests that differ, so the proxy does not coalesce them.
     pub async fn get_distinct(&self, path: &str, i: usize) -> reqwest::Response {
         self.get(&format!("{path}?n={i}")).await
+    }
+
+    /// A metric's value from `/metrics` (the first line starting with `series`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        metric_at(self.admin, series).await
     }
 
     /// Stop the proxy and wait for it to drain.
@@ -248,15 +254,51 @@ impl ProxyProcess {
 
     /// A metric's value from `/metrics` (the first line starting with `series`).
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.admin))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        metric_at(self.admin, series).await
     }
+}
+
+/// A metric's value from the `/metrics` of the admin listener at `admin`.
+pub async fn metric_at(admin: SocketAddr, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `future`'s output, or a panic naming `what` if it takes longer than `limit`: a bound on a
+/// wait, never a pause.
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    future: impl std::future::Future<Output = T>,
+) -> T {
+    match tokio::time::timeout(limit, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: not within {limit:?}"),
+    }
+}
+
+/// Poll `check` until it returns `Some`, for at most `limit` (conditions that become true
+/// asynchronously, e.g. a counter bumped when a connection's task notices a close).
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    within(limit, what, async {
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
 }

@@ -135,9 +135,15 @@ impl Validator<'_> {
             raw.response_timeout,
             defaults::RESPONSE_TIMEOUT,
         );
+        let body_idle = self.duration(
+            "upstream.body_idle_timeout",
+            raw.body_idle_timeout,
+            defaults::BODY_IDLE_TIMEOUT,
+        );
         Some(UpstreamConfig {
             connect_timeout: connect?,
             response_timeout: response?,
+            body_idle_timeout: body_idle?,
         })
     }
 

@@ -148,6 +148,11 @@ impl Validator<'_> {
                 }
             },
         };
+        let body_idle_timeout = self.duration(
+            "listen.body_idle_timeout",
+            raw.body_idle_timeout.clone(),
+            defaults::BODY_IDLE_TIMEOUT,
+        );
         let h2_streams = self.bounded(
             "listen.h2_max_concurrent_streams",
             raw.h2_max_concurrent_streams,
@@ -170,6 +175,7 @@ impl Validator<'_> {
             max_connections: usize::try_from(max_connections?).ok()?,
             on_max_connections: on_max_connections?,
             max_body_bytes: max_body_bytes?,
+            body_idle_timeout: body_idle_timeout?,
             h2_max_concurrent_streams: u32::try_from(h2_streams?).ok()?,
             h2_max_header_list_size: u32::try_from(h2_header_list?).ok()?,
         })

@@ -141,6 +141,10 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!(config.cloud.ca, None);
     assert_eq!(config.upstream.connect_timeout, defaults::CONNECT_TIMEOUT);
     assert_eq!(config.upstream.response_timeout, defaults::RESPONSE_TIMEOUT);
+    assert_eq!(
+        config.upstream.body_idle_timeout,
+        defaults::BODY_IDLE_TIMEOUT
+    );
     assert_eq!(config.routing.tenant_header, "x-defender-tenant");
     assert_eq!(config.routing.default_tenant, None);
     assert_eq!(config.tenants.len(), 1);
@@ -172,6 +176,7 @@ idle_timeout = "1s"
 max_connections = 1
 on_max_connections = "queue"
 max_body_bytes = 1
+body_idle_timeout = "1s"
 h2_max_concurrent_streams = 1
 h2_max_header_list_size = 1
 shutdown_grace = "1s"
@@ -197,6 +202,7 @@ ca = "d"
 [upstream]
 connect_timeout = "1s"
 response_timeout = "2s"
+body_idle_timeout = "3s"
 [routing]
 tenant_header = "h"
 default_tenant = "t"
@@ -697,10 +703,11 @@ fn token_endpoint_version() {
 #[test]
 fn durations() {
     let config = ok(&with(
-        "[upstream]\nconnect_timeout = \"2s 500ms\"\nresponse_timeout = \"10m\"",
+        "[upstream]\nconnect_timeout = \"2s 500ms\"\nresponse_timeout = \"10m\"\nbody_idle_timeout = \"90s\"",
     ));
     assert_eq!(config.upstream.connect_timeout, Duration::from_millis(2500));
     assert_eq!(config.upstream.response_timeout, Duration::from_secs(600));
+    assert_eq!(config.upstream.body_idle_timeout, Duration::from_secs(90));
     let problems = problems(&with(
         "[upstream]\nconnect_timeout = \"0s\"\nresponse_timeout = \"30\"",
     ));

@@ -36,6 +36,7 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("max_connections", Shape::Value),
             ("on_max_connections", Shape::Value),
             ("max_body_bytes", Shape::Value),
+            ("body_idle_timeout", Shape::Value),
             ("h2_max_concurrent_streams", Shape::Value),
             ("h2_max_header_list_size", Shape::Value),
             ("shutdown_grace", Shape::Value),
@@ -83,6 +84,7 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
         Shape::Table(&[
             ("connect_timeout", Shape::Value),
             ("response_timeout", Shape::Value),
+            ("body_idle_timeout", Shape::Value),
         ]),
     ),
     (

@@ -63,7 +63,8 @@ fn listen_limits_are_read() {
     let config = ok(&with(
         "[listen]\nmax_header_bytes = 1024\nheader_timeout = \"2s\"\nidle_timeout = \"5m\"\n\
          max_connections = 1\non_max_connections = \"refuse\"\nmax_body_bytes = 1048576\n\
-         h2_max_concurrent_streams = 1\nh2_max_header_list_size = 1048576",
+         h2_max_concurrent_streams = 1\nh2_max_header_list_size = 1048576\n\
+         body_idle_timeout = \"15s\"",
     ));
     assert_eq!(
         config.listen.limits,
@@ -74,6 +75,7 @@ fn listen_limits_are_read() {
             max_connections: 1,
             on_max_connections: ConnectionOverflow::Refuse,
             max_body_bytes: Some(1_048_576),
+            body_idle_timeout: Duration::from_secs(15),
             h2_max_concurrent_streams: 1,
             h2_max_header_list_size: 1_048_576,
         }
@@ -105,6 +107,8 @@ fn each_listen_limit_is_checked() {
             "neither \"queue\" nor \"refuse\"",
         ),
         ("max_body_bytes", "-1", "must not be negative"),
+        ("body_idle_timeout", "\"0s\"", "greater than zero"),
+        ("body_idle_timeout", "\"soon\"", "not a duration"),
         ("h2_max_concurrent_streams", "0", "at least 1"),
         (
             "h2_max_concurrent_streams",
