@@ -121,6 +121,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format);
+    install_panic_hook();
     match cli.command {
         Command::HashKey => {
             let (key, hash) = defender_proxy::inbound::auth::hash_key();
@@ -362,5 +363,103 @@ fn init_logging(format: Option<LogFormat>) {
             .init();
     } else {
         builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Log panics through tracing, with their location and thread but WITHOUT their message. std's
+/// default hook prints the message, and std's messages quote data: a string slice off a
+/// character boundary quotes the string sliced (once, the first 256 characters of an access
+/// token). Secrets must never reach a log, and the location is enough to find the bug. A panic
+/// inside a token request is also caught and recorded as a failure (`token::slot`); this hook is
+/// what keeps any panic, there or elsewhere, from printing secret text.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    tracing::error!(
+        panic = %panic_report(info.location(), thread.name()),
+        "panic"
+    );
+}
+
+/// The hook's text: where and in which thread, never the payload (the hook does not read it).
+fn panic_report(location: Option<&std::panic::Location<'_>>, thread: Option<&str>) -> String {
+    let at = location.map_or_else(
+        || "an unknown location".to_owned(),
+        |l| format!("{}:{}:{}", l.file(), l.line(), l.column()),
+    );
+    let thread = thread.unwrap_or("<unnamed>");
+    format!("panicked at {at} in thread '{thread}' (message withheld: it may quote secret data)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_report_names_the_place_and_thread_and_nothing_else() {
+        let location = std::panic::Location::caller();
+        let report = panic_report(Some(location), Some("tokio-runtime-worker"));
+        assert_eq!(
+            report,
+            format!(
+                "panicked at {}:{}:{} in thread 'tokio-runtime-worker' (message withheld: it may quote secret data)",
+                file!(),
+                location.line(),
+                location.column()
+            )
+        );
+        assert_eq!(
+            panic_report(None, None),
+            "panicked at an unknown location in thread '<unnamed>' (message withheld: it may quote secret data)"
+        );
+    }
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_hook_logs_the_location_but_not_the_message() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        // The only test of this binary that panics, so swapping the process's hook is safe.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(log_panic));
+        let line = line!() + 2;
+        let result = tracing::subscriber::with_default(subscriber, || {
+            std::panic::catch_unwind(|| panic!("the token is eyJ0eXAi.secret"))
+        });
+        std::panic::set_hook(previous);
+        assert!(result.is_err());
+        let bytes = captured
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let log = String::from_utf8_lossy(&bytes);
+        assert!(log.contains(&format!("{}:{line}:", file!())), "{log}");
+        assert!(log.contains("message withheld"), "{log}");
+        assert!(!log.contains("the token is"), "{log}");
+        assert!(!log.contains("eyJ0eXAi"), "{log}");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use defender_proxy::sim::SimConfig;
 use futures_util::future::join_all;
-use support::{error_code, Harness, CONTOSO};
+use support::{error_code, Harness, CONTOSO, FABRIKAM};
 
 #[tokio::test]
 async fn hundred_concurrent_cold_requests_make_one_token_request() {
@@ -97,6 +97,40 @@ async fn tid_mismatch_is_503_and_nothing_is_forwarded() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(error_code(&body), "TokenUnavailable");
     assert_eq!(h.sim.api_request_count(), 0);
+}
+
+#[tokio::test]
+async fn a_token_that_is_not_base64url_is_503_remembered_and_never_forwarded() {
+    let h = Harness::start().await;
+    // `€ab`: the fingerprint's last 4 bytes would cut the `€` (a panic quoting the token);
+    // `é`: a 2-byte character that HeaderValue takes as obs-text and would send upstream.
+    let cases = [(CONTOSO, "€ab"), (FABRIKAM, "é")];
+    for (tenant, suffix) in cases {
+        let id = h.tenant_id(tenant);
+        h.sim.set_token_suffix(&id, Some(suffix.into()));
+        // Like any unreadable token: the flight retries it a few times (a garbled answer may
+        // be a glitch on the way), then the failure is remembered.
+        let mut after_first = 0;
+        for round in 1..=2 {
+            let r = h.get(&format!("/{tenant}/api/incidents")).await;
+            assert_eq!(r.status(), 503, "{tenant} {suffix} round {round}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(error_code(&body), "TokenUnavailable");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("base64url"), "{message}");
+            assert!(!message.contains(suffix), "{message}");
+            if round == 1 {
+                after_first = h.sim.token_request_count(&id);
+                assert!(after_first >= 1);
+            }
+        }
+        assert_eq!(
+            h.sim.token_request_count(&id),
+            after_first,
+            "{tenant}: the failure is remembered; the second request made no token request"
+        );
+    }
+    assert_eq!(h.sim.api_request_count(), 0, "nothing was forwarded");
 }
 
 #[tokio::test]

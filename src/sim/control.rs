@@ -11,8 +11,8 @@
 //!   identity (see [`Simulator::register_federation`]).
 //! - `POST /_sim/tenants/{id}` with any subset of `{"consent": bool, "fail_token_requests": n,
 //!   "fail_status": 503, "fail_retry_after": s, "token_delay_ms": n, "api_delay_ms": n,
-//!   "tid_override": "..."
-//!   ("" clears it), "force_api_429": n, "retry_after": "2", "revoke": true}`.
+//!   "tid_override": "..." ("" clears it), "token_suffix": "..." ("" clears it),
+//!   "force_api_429": n, "retry_after": "2", "revoke": true}`.
 //!
 //! No authentication: the simulator is a loopback test tool holding nothing real.
 
@@ -54,6 +54,7 @@ struct TenantUpdate {
     token_delay_ms: Option<u64>,
     api_delay_ms: Option<u64>,
     tid_override: Option<String>,
+    token_suffix: Option<String>,
     force_api_429: Option<u32>,
     retry_after: Option<String>,
     revoke: Option<bool>,
@@ -166,6 +167,9 @@ fn apply(sim: &Simulator, tenant: &str, u: TenantUpdate) -> Result<(), String> {
     }
     if let Some(tid) = u.tid_override {
         sim.set_tid_override(tenant, Some(tid).filter(|t| !t.is_empty()));
+    }
+    if let Some(suffix) = u.token_suffix {
+        sim.set_token_suffix(tenant, Some(suffix).filter(|s| !s.is_empty()));
     }
     if let Some(count) = u.force_api_429 {
         sim.force_api_429(tenant, count, u.retry_after.as_deref());

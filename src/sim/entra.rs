@@ -403,7 +403,10 @@ impl Ctx<'_> {
         if !tenant.roles.is_empty() {
             claims["roles"] = json!(tenant.roles);
         }
-        let token = jwt::sign_hs256(&shared.key, &claims);
+        let mut token = jwt::sign_hs256(&shared.key, &claims);
+        if let Some(suffix) = &modes.token_suffix {
+            token.push_str(suffix);
+        }
         match self.version {
             TokenEndpoint::V2 => {
                 let mut body = json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token});

@@ -56,6 +56,13 @@ impl Simulator {
         self.shared.with_modes(tenant_id, |m| m.tid_override = tid);
     }
 
+    /// Access tokens issued for the tenant end in `suffix` (`None` restores them): a garbled
+    /// token, e.g. one ending in a non-ASCII character.
+    pub fn set_token_suffix(&self, tenant_id: &str, suffix: Option<String>) {
+        self.shared
+            .with_modes(tenant_id, |m| m.token_suffix = suffix);
+    }
+
     /// Every API request carrying a token of the tenant (by `tid`) waits `delay` before it is
     /// answered (for upstream-timeout tests; pair with paused tokio time to keep tests fast).
     pub fn set_api_delay(&self, tenant_id: &str, delay: Duration) {

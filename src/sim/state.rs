@@ -61,6 +61,9 @@ pub(crate) struct TenantModes {
     pub(crate) delay: Duration,
     /// `tid` claim to put in tokens instead of the tenant's id.
     pub(crate) tid_override: Option<String>,
+    /// Appended to the access tokens issued (a broken token endpoint or a middlebox that
+    /// garbles them, e.g. with a non-ASCII character).
+    pub(crate) token_suffix: Option<String>,
     /// Added before the API answers a request carrying this tenant's token.
     pub(crate) api_delay: Duration,
     /// API requests still to answer 429, and the `Retry-After` to send.
@@ -77,6 +80,7 @@ impl Default for TenantModes {
             fail_retry_after: None,
             delay: Duration::ZERO,
             tid_override: None,
+            token_suffix: None,
             api_delay: Duration::ZERO,
             force_429_remaining: 0,
             force_429_retry_after: None,

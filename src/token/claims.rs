@@ -48,6 +48,27 @@ pub enum ClaimsError {
     Json,
 }
 
+/// Whether `token` is made of base64url segments (`[A-Za-z0-9_-]`, none empty) separated by dots,
+/// as every JWT Entra issues is. Anything else (a space, `+`, padding, a non-ASCII character) is
+/// no token of Entra's: it is refused before any other look at it, so nothing downstream ever
+/// meets a byte outside that alphabet.
+pub(crate) fn is_base64url_jwt(token: &str) -> bool {
+    token
+        .split('.')
+        .all(|segment| !segment.is_empty() && segment.bytes().all(is_base64url_byte))
+}
+
+fn is_base64url_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// The last `n` characters of `s`, counted in characters: never a byte index, so no secret can
+/// make it panic (std's panic message would quote the string).
+pub(crate) fn last_chars(s: &str, n: usize) -> String {
+    let skip = s.chars().count().saturating_sub(n);
+    s.chars().skip(skip).collect()
+}
+
 /// Decode the payload (second part) of a compact JWT.
 pub(crate) fn decode(jwt: &str) -> Result<Claims, ClaimsError> {
     let mut parts = jwt.split('.');
@@ -138,6 +159,37 @@ pub(crate) mod tests {
         assert!(c.roles.is_empty());
         assert_eq!(c.exp, Some(1_700_000_000));
         assert_eq!(c.aud.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn only_base64url_segments_pass_the_alphabet_check() {
+        let jwt = fake_jwt(&serde_json::json!({"tid": "2222"}));
+        assert!(is_base64url_jwt(&jwt));
+        assert!(is_base64url_jwt("aZ09-_.b.c"));
+        for bad in [
+            format!("{jwt}é"),
+            format!("{jwt}€ab"),
+            format!("{jwt} x"),
+            format!("{jwt}\tx"),
+            format!("{jwt}=="),
+            format!("{jwt}+/"),
+            format!("{jwt}\u{7f}"),
+            format!("é{jwt}"),
+            format!("{jwt}."),
+            "a..c".to_owned(),
+            String::new(),
+        ] {
+            assert!(!is_base64url_jwt(&bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn last_chars_counts_characters_not_bytes() {
+        assert_eq!(last_chars("abcdef", 4), "cdef");
+        assert_eq!(last_chars("ab", 4), "ab");
+        assert_eq!(last_chars("xyz€ab", 4), "z€ab");
+        assert_eq!(last_chars("€€€€€", 4), "€€€€");
+        assert_eq!(last_chars("", 4), "");
     }
 
     #[test]

@@ -90,6 +90,12 @@ pub enum TokenError {
     },
     /// The client assertion could not be signed.
     Credential(#[from] CredentialError),
+    /// The token request panicked (a bug). Its message is withheld, as it may quote the token;
+    /// the failure is remembered like a rejection, so a bug is not hit once per request.
+    Internal {
+        /// The tenant the token was requested for.
+        tenant_id: String,
+    },
     /// The token request ended without an answer (its task was cancelled at shutdown).
     Aborted {
         /// The tenant the token was requested for.
@@ -112,6 +118,10 @@ pub enum InvalidResponse {
     /// `token_type` is not `Bearer`.
     #[error("unsupported token_type")]
     TokenType,
+    /// The access token has a character outside base64url and the dots between segments (a
+    /// space, padding, a non-ASCII character): no JWT Entra issues.
+    #[error("the access token is not a JWT of base64url segments")]
+    NotBase64url,
     /// The access token is not a JWT whose payload can be read.
     #[error("the access token is not a readable JWT: {0}")]
     Claims(#[from] super::claims::ClaimsError),
@@ -189,6 +199,8 @@ impl TokenError {
             TokenError::InvalidResponse { .. } => ErrorClass::Transient,
             TokenError::TenantMismatch { .. } => ErrorClass::Tenant,
             TokenError::Credential(_) => ErrorClass::Credential,
+            // A bug: asking again at once would most likely hit it again.
+            TokenError::Internal { .. } => ErrorClass::Rejected,
         }
     }
 
@@ -357,6 +369,10 @@ impl fmt::Display for TokenError {
                 write!(f, "token request for tenant {tenant_id} failed: {reason}")
             }
             TokenError::Credential(e) => write!(f, "token request failed: {e}"),
+            TokenError::Internal { tenant_id } => write!(
+                f,
+                "token request for tenant {tenant_id} failed: internal error (logged by the proxy)"
+            ),
             TokenError::Aborted { tenant_id } => {
                 write!(f, "token request for tenant {tenant_id} was abandoned")
             }

@@ -143,6 +143,11 @@ pub(crate) fn accept(
         reason,
     };
     let raw = fetched.access_token.expose_secret();
+    // First, so that everything below (the header, the fingerprint, any log) only ever meets
+    // base64url and dots.
+    if !claims::is_base64url_jwt(raw) {
+        return Err(invalid(InvalidResponse::NotBase64url));
+    }
     let claims = claims::decode(raw).map_err(|e| invalid(e.into()))?;
     let tid = claims.tid.unwrap_or_default();
     if !tid.eq_ignore_ascii_case(tenant_id) {
@@ -167,11 +172,14 @@ pub(crate) fn accept(
     if lifetime.is_zero() {
         return Err(invalid(InvalidResponse::Lifetime));
     }
+    // Cannot fail after the alphabet check; kept so that a future change to that check cannot
+    // put an invalid header on the wire. (`HeaderValue` itself accepts obs-text, bytes >= 0x80.)
     let mut authorization = HeaderValue::try_from(format!("Bearer {raw}"))
         .map_err(|_| invalid(InvalidResponse::HeaderValue))?;
     authorization.set_sensitive(true);
-    // The header check above guarantees ASCII, so byte slicing is on char boundaries.
-    let fingerprint = raw[raw.len().saturating_sub(4)..].to_owned();
+    // Counted in characters, not sliced at a byte index: a slice off a character boundary
+    // panics, and the panic message quotes the token.
+    let fingerprint = claims::last_chars(raw, 4);
     let token = AccessToken {
         authorization,
         expires_at: requested_at + lifetime,
@@ -438,6 +446,46 @@ mod tests {
         assert!(matches!(err, TokenError::TenantMismatch { ref got, .. } if got == "other"));
         let err = accept(fetched(serde_json::json!({}), Some(3600)), "abcd", now).unwrap_err();
         assert!(matches!(err, TokenError::TenantMismatch { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_refuses_tokens_that_are_not_base64url_jwts() {
+        let jwt = fake_jwt(&serde_json::json!({"tid": "t"}));
+        // Multi-byte characters at the end (the fingerprint's 4 characters would cut `€`), in
+        // the payload, spaces, tabs, padding, standard base64, DEL, an empty segment.
+        for suffix in ["€ab", "é", "€", " x", "\tx", "==", "+/", "\u{7f}", "."] {
+            let bad = FetchedToken {
+                access_token: SecretString::from(format!("{jwt}{suffix}")),
+                expires_in: Some(Duration::from_secs(3600)),
+                refresh_in: None,
+            };
+            let err = accept(bad, "t", Instant::now()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TokenError::InvalidResponse {
+                        reason: InvalidResponse::NotBase64url,
+                        ..
+                    }
+                ),
+                "{suffix:?}: {err:?}"
+            );
+            let shown = format!("{err} {err:?}");
+            let header = jwt.split('.').next().unwrap();
+            assert!(!shown.contains(header), "{shown}");
+        }
+        let in_payload = jwt.replacen('.', ".é", 1);
+        let err = accept(
+            FetchedToken {
+                access_token: SecretString::from(in_payload),
+                expires_in: Some(Duration::from_secs(3600)),
+                refresh_in: None,
+            },
+            "t",
+            Instant::now(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("base64url"), "{err}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,17 +12,21 @@
 //!   handed out; `get()` waits for a fresh one instead.
 //! - A failed request is remembered (60 s, or a few seconds for transient failures), so a burst of
 //!   requests for a broken tenant does not become a burst of token requests.
+//! - A panic inside a flight is caught and recorded as a failure (`TokenError::Internal`), its
+//!   message unread: it may quote the token.
 //! - The source is the broker's shared cell, read at the start of every token request, so a
 //!   reload that swaps the credential (a rotated secret) takes effect at the next request while
 //!   the current token keeps being served. A reload that changes the app's identity bumps the
 //!   slot's generation instead: the token goes, and a flight started before is not installed.
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use futures_util::FutureExt as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -336,7 +340,24 @@ impl TokenSlot {
             Some(slot) => {
                 state.flight = Some(rx.clone());
                 tokio::spawn(async move {
-                    let result = slot.fetch_with_retries().await;
+                    // A panic in the flight (a bug, or a token that trips one) must become a
+                    // failure like any other: otherwise it dies unrecorded and every request
+                    // starts a new token request, and a new panic. Unwind safety: the flight
+                    // only bumps counters; the slot's state is changed by `finish`, after this.
+                    let result = AssertUnwindSafe(slot.fetch_with_retries())
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_payload| {
+                            // The payload is dropped unread: it may quote the token.
+                            tracing::error!(
+                                tenant_id = %slot.tenant_id,
+                                scope = %slot.scope,
+                                "token request panicked; recorded as a failure"
+                            );
+                            Err(TokenError::Internal {
+                                tenant_id: slot.tenant_id.clone(),
+                            })
+                        });
                     let outcome = slot.finish(result, generation);
                     // Nobody waiting is fine: the token is installed either way.
                     let _ = tx.send(Some(outcome));

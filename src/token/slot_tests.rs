@@ -26,6 +26,8 @@ enum Answer {
         tid: &'static str,
     },
     Fail(TokenError),
+    /// The source panics, quoting a "secret" in its message.
+    Panic,
 }
 
 /// Answers from `script` in order, then `default`. With `gated`, each fetch first waits for a
@@ -93,6 +95,7 @@ impl TokenSource for Fake {
                     })
                 }
                 Answer::Fail(e) => Err(e),
+                Answer::Panic => panic!("byte index 3 is not a char boundary of `secret-token`"),
             }
         })
     }
@@ -357,6 +360,23 @@ async fn token_for_another_tenant_is_refused_and_remembered() {
     assert!(matches!(err, TokenError::TenantMismatch { .. }), "{err:?}");
     assert!(slot.get().await.is_err());
     assert_eq!((fake.calls(), slot.stats().expires_in), (1, None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_flight_is_a_remembered_failure() {
+    let fake = Fake::new(|| Answer::Panic);
+    let slot = slot(&fake);
+    let err = slot.get().await.unwrap_err();
+    assert!(matches!(err, TokenError::Internal { .. }), "{err:?}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+    let err = slot.get().await.unwrap_err();
+    assert!(matches!(err, TokenError::Internal { .. }), "{err:?}");
+    assert_eq!(
+        fake.calls(),
+        1,
+        "remembered: the second get() made no second fetch"
+    );
+    assert_eq!(slot.stats().expires_in, None);
 }
 
 #[tokio::test(start_paused = true)]
