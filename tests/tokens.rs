@@ -167,6 +167,41 @@ async fn no_consent_is_503_with_aadsts_code_and_consent_link_and_no_retry_storm(
 }
 
 #[tokio::test]
+async fn a_silent_token_endpoint_is_503_after_one_attempt_timeout_and_retried_in_background() {
+    // Token requests are given min(response_timeout, 30 s) = 1 s each.
+    let h = Harness::start_with(SimConfig::demo(), |c| {
+        c.upstream.response_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let id = h.tenant_id(CONTOSO);
+    h.sim.set_token_delay(&id, Duration::from_secs(3600));
+    let started = std::time::Instant::now();
+    let r = h.get("/contoso/api/incidents").await;
+    let waited = started.elapsed();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(error_code(&body), "TokenUnavailable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no token within 1s") && message.contains("retrying in the background"),
+        "{message}"
+    );
+    // Waiting through all attempts (MAX_ATTEMPTS = 4 of 1 s each) would take at least 4 s.
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "waited {waited:?}"
+    );
+    // The flight goes on without the client: a second attempt reaches the token endpoint.
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        h.sim.wait_token_requests_started(&id, 2),
+    )
+    .await
+    .expect("the token request is retried in the background");
+    assert_eq!(h.sim.api_request_count(), 0);
+}
+
+#[tokio::test]
 async fn transient_token_errors_recover() {
     let h = Harness::start().await;
     let id = h.tenant_id(CONTOSO);

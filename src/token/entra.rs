@@ -38,7 +38,7 @@ pub(crate) struct EntraClient {
     pub(crate) cloud: CloudConfig,
     pub(crate) client_id: String,
     pub(crate) credential: PreparedCredential,
-    /// Whole request: connect, send, answer, body.
+    /// Whole request: connect, send, answer, body (applied by `fetch_attempt`).
     pub(crate) timeout: Duration,
 }
 
@@ -54,15 +54,11 @@ impl fmt::Debug for EntraClient {
 
 impl TokenSource for EntraClient {
     fn fetch<'a>(&'a self, tenant_id: &'a str, scope: &'a str) -> FetchFuture<'a> {
-        Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.request(tenant_id, scope)).await {
-                Ok(result) => result,
-                Err(_) => Err(TokenError::Timeout {
-                    tenant_id: tenant_id.to_owned(),
-                    after: self.timeout,
-                }),
-            }
-        })
+        Box::pin(self.request(tenant_id, scope))
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        self.timeout
     }
 }
 

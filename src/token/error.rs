@@ -80,6 +80,17 @@ pub enum TokenError {
         /// The time allowed.
         after: Duration,
     },
+    /// The caller stopped waiting after one attempt's timeout; the token request goes on in the
+    /// background (more attempts), for the requests that come later.
+    Pending {
+        /// The tenant the token was requested for.
+        tenant_id: String,
+        /// How long the caller waited.
+        waited: Duration,
+        /// The running request's last failed attempt, if one failed yet (e.g. a 429 whose
+        /// `Retry-After` it is waiting out); none means the endpoint has not answered.
+        last_attempt: Option<Arc<TokenError>>,
+    },
     /// A success answer that is no usable token.
     InvalidResponse {
         /// The tenant the token was requested for.
@@ -175,6 +186,10 @@ impl TokenError {
     pub fn aadsts(&self) -> Option<u32> {
         match self {
             TokenError::Entra { codes, .. } => codes.first().copied(),
+            TokenError::Pending {
+                last_attempt: Some(last),
+                ..
+            } => last.aadsts(),
             _ => None,
         }
     }
@@ -183,6 +198,10 @@ impl TokenError {
     pub fn consent_url(&self) -> Option<&str> {
         match self {
             TokenError::Entra { consent_url, .. } => consent_url.as_deref(),
+            TokenError::Pending {
+                last_attempt: Some(last),
+                ..
+            } => last.consent_url(),
             _ => None,
         }
     }
@@ -194,6 +213,7 @@ impl TokenError {
             TokenError::Status { status, .. } => status_class(*status),
             TokenError::Transport { .. }
             | TokenError::Timeout { .. }
+            | TokenError::Pending { .. }
             | TokenError::Aborted { .. } => ErrorClass::Transient,
             // A garbled success may be a glitch on the way; asking again is cheap and bounded.
             TokenError::InvalidResponse { .. } => ErrorClass::Transient,
@@ -365,6 +385,27 @@ impl fmt::Display for TokenError {
                 "token request for tenant {tenant_id} failed: no answer from the token endpoint within {}s",
                 after.as_secs()
             ),
+            TokenError::Pending {
+                tenant_id,
+                waited,
+                last_attempt,
+            } => {
+                let waited = humantime::format_duration(*waited);
+                write!(f, "token request for tenant {tenant_id} failed: no token within {waited}")?;
+                match last_attempt.as_deref() {
+                    None | Some(TokenError::Timeout { .. }) => write!(
+                        f,
+                        "; the token endpoint is not answering, retrying in the background"
+                    ),
+                    Some(last) => {
+                        // Its own text starts like this one; said once is enough.
+                        let text = last.to_string();
+                        let prefix = format!("token request for tenant {tenant_id} failed: ");
+                        let reason = text.strip_prefix(&prefix).unwrap_or(&text);
+                        write!(f, ", retrying in the background; the last attempt: {reason}")
+                    }
+                }
+            }
             TokenError::InvalidResponse { tenant_id, reason } => {
                 write!(f, "token request for tenant {tenant_id} failed: {reason}")
             }

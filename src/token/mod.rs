@@ -39,7 +39,8 @@ pub use slot::{TokenSlot, TokenStats};
 
 use crate::config::{AppConfig, CloudConfig, CloudPreset, TokenEndpointVersion, UpstreamConfig};
 
-/// Upper bound for one token request, whatever the API's (much longer) response timeout is.
+/// Upper bound for one token request, whatever the API's (much longer) response timeout is; also
+/// the longest a request waits for a token (see `TokenSource::attempt_timeout`).
 const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest lifetime believed (Entra issues at most about a day).
 const MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -113,8 +114,29 @@ pub(crate) type FetchFuture<'a> =
 
 /// Something that issues tokens: Entra ID in production, a script in tests.
 pub(crate) trait TokenSource: Send + Sync + fmt::Debug + 'static {
-    /// One token request, no retries.
+    /// One token request, no retries. Unbounded in time: callers go through [`fetch_attempt`],
+    /// which applies [`TokenSource::attempt_timeout`].
     fn fetch<'a>(&'a self, tenant_id: &'a str, scope: &'a str) -> FetchFuture<'a>;
+
+    /// The longest one request may take. Also the longest a caller waits for a token: when the
+    /// endpoint is silent, the slot's retries go on in the background without the caller.
+    fn attempt_timeout(&self) -> Duration;
+}
+
+/// One token request to `source`, given up after its [`TokenSource::attempt_timeout`].
+pub(crate) async fn fetch_attempt(
+    source: &dyn TokenSource,
+    tenant_id: &str,
+    scope: &str,
+) -> Result<FetchedToken, TokenError> {
+    let limit = source.attempt_timeout();
+    match tokio::time::timeout(limit, source.fetch(tenant_id, scope)).await {
+        Ok(result) => result,
+        Err(_) => Err(TokenError::Timeout {
+            tenant_id: tenant_id.to_owned(),
+            after: limit,
+        }),
+    }
 }
 
 /// The source cell shared by a broker and all its slots: a reload stores a new source, and every
@@ -376,7 +398,7 @@ impl TokenBroker {
     ) -> Result<AccessToken, TokenError> {
         let requested_at = Instant::now();
         let source = self.inner.source.load_full();
-        let fetched = source.fetch(tenant_id, scope).await?;
+        let fetched = fetch_attempt(&**source, tenant_id, scope).await?;
         accept(fetched, tenant_id, requested_at).map(|a| a.token)
     }
 }

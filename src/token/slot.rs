@@ -4,6 +4,9 @@
 //!   no await.
 //! - At most one token request per slot is in flight. It runs in its own task and publishes its
 //!   outcome on a `watch` channel, so callers may give up (client gone) without cancelling it.
+//! - A caller waits for a flight at most one attempt's timeout (the source's), not for all its
+//!   attempts: a silent token endpoint answers it `TokenError::Pending`, while the flight goes on
+//!   retrying in the background and later callers join it, each with the same bound.
 //! - Refresh-ahead: a timer task (holding only a `Weak` to the slot) refreshes at Entra's
 //!   `refresh_in` or half the lifetime, jittered, if the slot was used since the last fetch.
 //!   Requests keep the current token meanwhile; a failed refresh is retried with backoff while
@@ -31,7 +34,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::error::Chain;
-use super::{accept, Accepted, AccessToken, ErrorClass, SharedSource, TokenError};
+use super::{accept, fetch_attempt, Accepted, AccessToken, ErrorClass, SharedSource, TokenError};
 
 /// Attempts within one flight for transient failures.
 const MAX_ATTEMPTS: u32 = 4;
@@ -110,6 +113,9 @@ struct State {
     flight: Option<watch::Receiver<Option<Outcome>>>,
     /// The last failure and until when it is answered from memory.
     failure: Option<(TokenError, Instant)>,
+    /// The running flight's last failed attempt, for the callers that stop waiting before the
+    /// flight ends (their error says what the flight is retrying).
+    attempt_failure: Option<TokenError>,
     /// After a failed background refresh: no new one before this.
     next_refresh: Option<Instant>,
     /// Failed background refreshes in a row, for their backoff.
@@ -198,10 +204,23 @@ impl TokenSlot {
         }
         match self.join_or_start(now) {
             Next::Done(outcome) => outcome,
-            Next::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
-                Ok(outcome) => outcome.clone().unwrap_or_else(|| Err(self.aborted())),
-                Err(_) => Err(self.aborted()),
-            },
+            Next::Wait(rx) => self.wait(rx).await,
+        }
+    }
+
+    /// The flight's outcome, or after one attempt's timeout `Pending`: a token endpoint that does
+    /// not answer must not hold requests through all of the flight's attempts (4 x 30 s). The
+    /// flight goes on without this caller.
+    async fn wait(&self, mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
+        let limit = self.source.load().attempt_timeout();
+        match tokio::time::timeout(limit, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(outcome)) => outcome.clone().unwrap_or_else(|| Err(self.aborted())),
+            Ok(Err(_)) => Err(self.aborted()),
+            Err(_elapsed) => Err(TokenError::Pending {
+                tenant_id: self.tenant_id.clone(),
+                waited: limit,
+                last_attempt: self.lock().attempt_failure.clone().map(Arc::new),
+            }),
         }
     }
 
@@ -336,6 +355,7 @@ impl TokenSlot {
         // Read under the state lock, as `reset` bumps it under the lock: a flight is either
         // detached by a reset or sees the new generation, never half of each.
         let generation = self.generation.load(Ordering::SeqCst);
+        state.attempt_failure = None;
         match self.me.upgrade() {
             Some(slot) => {
                 state.flight = Some(rx.clone());
@@ -343,8 +363,9 @@ impl TokenSlot {
                     // A panic in the flight (a bug, or a token that trips one) must become a
                     // failure like any other: otherwise it dies unrecorded and every request
                     // starts a new token request, and a new panic. Unwind safety: the flight
-                    // only bumps counters; the slot's state is changed by `finish`, after this.
-                    let result = AssertUnwindSafe(slot.fetch_with_retries())
+                    // only bumps counters and notes failed attempts in one assignment under the
+                    // state lock; `finish` then sets the state.
+                    let result = AssertUnwindSafe(slot.fetch_with_retries(generation))
                         .catch_unwind()
                         .await
                         .unwrap_or_else(|_payload| {
@@ -371,14 +392,14 @@ impl TokenSlot {
 
     /// One flight: transient failures retried with exponential backoff and full jitter, honouring
     /// `Retry-After`; anything else ends it at once.
-    async fn fetch_with_retries(&self) -> Result<Accepted, TokenError> {
+    async fn fetch_with_retries(&self, generation: u64) -> Result<Accepted, TokenError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let requested_at = Instant::now();
             // The source of this attempt: a reload swaps the cell, never the source in use.
             let source = self.source.load_full();
-            let result = match source.fetch(&self.tenant_id, &self.scope).await {
+            let result = match fetch_attempt(&**source, &self.tenant_id, &self.scope).await {
                 Ok(fetched) => accept(fetched, &self.tenant_id, requested_at),
                 Err(e) => Err(e),
             };
@@ -411,6 +432,13 @@ impl TokenSlot {
             );
             if !retry {
                 return Err(error);
+            }
+            {
+                let mut state = self.lock();
+                // A reset detached this flight: the state is another flight's now.
+                if self.generation.load(Ordering::SeqCst) == generation {
+                    state.attempt_failure = Some(error);
+                }
             }
             tokio::time::sleep(delay).await;
         }
@@ -460,6 +488,7 @@ impl TokenSlot {
             }
             Err(error) => {
                 state.flight = None;
+                state.attempt_failure = None;
                 let transient = error.class() == ErrorClass::Transient;
                 let memory = if transient {
                     retry_after(&error)

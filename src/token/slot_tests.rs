@@ -28,7 +28,16 @@ enum Answer {
     Fail(TokenError),
     /// The source panics, quoting a "secret" in its message.
     Panic,
+    /// The source never answers (the slot's attempt timeout ends the attempt).
+    Hang,
 }
+
+/// Entra's client's `attempt_timeout` with the default `response_timeout`; the timeout tests give
+/// it to their fake with `timing_out`.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The other fakes' timeout: longer than any test holds a gated attempt, so the test decides
+/// when an attempt ends.
+const NO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Answers from `script` in order, then `default`. With `gated`, each fetch first waits for a
 /// permit from `release()`, to hold a flight open.
@@ -39,6 +48,7 @@ struct Fake {
     default: fn() -> Answer,
     gated: AtomicBool,
     gate: Semaphore,
+    timeout: std::sync::Mutex<Duration>,
 }
 
 impl Fake {
@@ -49,7 +59,12 @@ impl Fake {
             default,
             gated: AtomicBool::new(false),
             gate: Semaphore::new(0),
+            timeout: std::sync::Mutex::new(NO_TIMEOUT),
         })
+    }
+    fn timing_out(self: &Arc<Self>, after: Duration) -> &Arc<Self> {
+        *self.timeout.lock().unwrap() = after;
+        self
     }
     fn then(self: &Arc<Self>, answer: Answer) -> &Arc<Self> {
         self.script.lock().unwrap().push_back(answer);
@@ -96,8 +111,13 @@ impl TokenSource for Fake {
                 }
                 Answer::Fail(e) => Err(e),
                 Answer::Panic => panic!("byte index 3 is not a char boundary of `secret-token`"),
+                Answer::Hang => std::future::pending().await,
             }
         })
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        *self.timeout.lock().unwrap()
     }
 }
 
@@ -377,6 +397,79 @@ async fn a_panicking_flight_is_a_remembered_failure() {
         "remembered: the second get() made no second fetch"
     );
     assert_eq!(slot.stats().expires_in, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_endpoint_holds_callers_one_attempt_timeout_while_the_flight_retries() {
+    let fake = Fake::new(|| Answer::Hang);
+    fake.timing_out(ATTEMPT_TIMEOUT);
+    let slot = slot(&fake);
+    let started = Instant::now();
+    let err = slot.get().await.unwrap_err();
+    assert_eq!(
+        Instant::now() - started,
+        ATTEMPT_TIMEOUT,
+        "one attempt, not four"
+    );
+    assert!(matches!(err, TokenError::Pending { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("no token within 30s")
+            && err.to_string().contains("retrying in the background"),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Transient);
+    // The flight goes on after the caller gave up: its second attempt starts after the first
+    // one's timeout and a backoff of at most RETRY_BASE.
+    settle(RETRY_BASE + TICK).await;
+    assert_eq!(fake.calls(), 2, "a second attempt after the caller gave up");
+
+    // A later caller joins the running flight (no new one) and waits one attempt's timeout too.
+    let joined = Instant::now();
+    let err = slot.get().await.unwrap_err();
+    assert_eq!(Instant::now() - joined, ATTEMPT_TIMEOUT);
+    assert!(
+        err.to_string().contains("retrying in the background"),
+        "{err}"
+    );
+    // The flight ends after its last attempt (4 x 30 s + backoffs <= 1.4 s since the start) and
+    // its failure is remembered: nobody started another.
+    settle(secs(62)).await;
+    assert_eq!(fake.calls(), MAX_ATTEMPTS as usize);
+    let at = Instant::now();
+    let err = slot.get().await.unwrap_err();
+    assert!(matches!(err, TokenError::Timeout { .. }), "{err:?}");
+    assert_eq!((Instant::now(), fake.calls()), (at, MAX_ATTEMPTS as usize));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_stops_waiting_is_told_what_the_flight_is_retrying() {
+    // A 429 whose Retry-After (20 s) the flight waits out, then a silent endpoint.
+    let fake = Fake::new(|| Answer::Hang);
+    fake.timing_out(ATTEMPT_TIMEOUT)
+        .then(Answer::Fail(TokenError::Entra {
+            tenant_id: TENANT.into(),
+            status: 429,
+            error: "temporarily_unavailable".into(),
+            codes: vec![90055],
+            class: ErrorClass::Transient,
+            consent_url: None,
+            retry_after: Some(secs(20)),
+        }));
+    let slot = slot(&fake);
+    let err = slot.get().await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, TokenError::Pending { .. }), "{err:?}");
+    assert_eq!(err.aadsts(), Some(90055), "{text}");
+    assert!(
+        text.contains("retrying in the background; the last attempt: AADSTS90055"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("token request for tenant").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(fake.calls(), 2);
 }
 
 #[tokio::test(start_paused = true)]
