@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 
 use crate::body::ResponseBody;
 use crate::error::json_error_response;
+use crate::metrics::Scrape;
 use crate::proxy::Proxy;
 
 /// Admin endpoints' view of the running proxy.
@@ -36,19 +37,15 @@ impl Admin {
             }
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n", "text/plain"),
             "/metrics" => {
-                let snapshot = self.proxy.snapshot.load();
-                let mut body = self.proxy.metrics.render(&snapshot.routes);
-                let tenants: Vec<_> = snapshot
-                    .routes
-                    .tenants()
-                    .map(|t| (&*t.name, &*t.limits))
-                    .collect();
-                crate::ratelimit::metrics::render(&mut body, &tenants, &snapshot.limiter);
-                text(
-                    StatusCode::OK,
-                    body,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )
+                // Streamed: the text of thousands of tenants is never held whole.
+                let scrape =
+                    Scrape::new(self.proxy.metrics.clone(), self.proxy.snapshot.load_full());
+                let mut response = Response::new(ResponseBody::scrape(scrape));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
             }
             _ => json_error_response(
                 StatusCode::NOT_FOUND,
@@ -61,10 +58,10 @@ impl Admin {
 
 fn text(
     status: StatusCode,
-    body: impl Into<Bytes>,
+    body: &'static str,
     content_type: &'static str,
 ) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::from(body.into()));
+    let mut response = Response::new(ResponseBody::from(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     response
         .headers_mut()

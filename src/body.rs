@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::coalesce::SharedBody;
 use crate::idle::IdleTimeout;
 use crate::inbound::{AuditEntry, AuditLog};
-use crate::metrics::{TenantMetrics, UpstreamErrorKind};
+use crate::metrics::{ApiLatency, Scrape, TenantMetrics, UpstreamErrorKind};
 
 pin_project_lite::pin_project! {
     #[project = InnerProj]
@@ -27,6 +27,8 @@ pin_project_lite::pin_project! {
         // A coalesced (or cache-filling) request's copy of the shared upstream body.
         Shared { #[pin] body: SharedBody },
         Full { data: Option<Bytes> },
+        // `/metrics`, rendered a chunk at a time as hyper asks for it.
+        Scrape { scrape: Scrape },
     }
 }
 
@@ -89,6 +91,14 @@ impl ResponseBody {
         }
     }
 
+    /// The `/metrics` text, rendered while it is sent (see [`crate::metrics::scrape`]).
+    pub(crate) fn scrape(scrape: Scrape) -> Self {
+        ResponseBody {
+            inner: Inner::Scrape { scrape },
+            log: None,
+        }
+    }
+
     pub fn empty() -> Self {
         ResponseBody {
             inner: Inner::Full { data: None },
@@ -114,6 +124,9 @@ impl Body for ResponseBody {
         let this = self.project();
         match this.inner.project() {
             InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            InnerProj::Scrape { scrape } => {
+                Poll::Ready(scrape.next_chunk().map(|d| Ok(Frame::data(d))))
+            }
             InnerProj::Upstream { mut body } => {
                 let polled = body.as_mut().poll_frame(cx);
                 let ended = body.is_end_stream();
@@ -134,6 +147,7 @@ impl Body for ResponseBody {
             Inner::Upstream { body } => body.is_end_stream(),
             Inner::Shared { body } => body.is_end_stream(),
             Inner::Full { data } => data.is_none(),
+            Inner::Scrape { scrape } => scrape.is_end(),
         }
     }
 
@@ -144,6 +158,7 @@ impl Body for ResponseBody {
             Inner::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            Inner::Scrape { .. } => SizeHint::default(),
         }
     }
 }
@@ -178,6 +193,9 @@ fn count(
 pub struct AccessLog {
     /// The tenant's counters (or the untenanted ones until routing found a tenant).
     pub metrics: Arc<TenantMetrics>,
+    /// With `[metrics] per_tenant_histograms = false`: the histograms of the request's API (or
+    /// the unrouted ones until routing found one), fed besides the tenant's.
+    pub api: Option<Arc<ApiLatency>>,
     pub start: Instant,
     pub request_id: HeaderValue,
     pub tenant: Option<Arc<str>>,
@@ -224,6 +242,9 @@ impl Drop for AccessLog {
         let elapsed = self.start.elapsed();
         self.metrics
             .record_request(self.status, self.bytes, elapsed);
+        if let Some(api) = &self.api {
+            api.observe_request(elapsed);
+        }
         tracing::info!(
             target: "defender_proxy::access",
             request_id = self.request_id.to_str().unwrap_or("-"),

@@ -98,6 +98,7 @@ pub fn dev_config(
         audit: None,
         reload: ReloadConfig::default(),
         cache: crate::config::CacheConfig::default(),
+        metrics: crate::config::MetricsConfig::default(),
         watched_files: vec![],
         warnings: vec![],
     }

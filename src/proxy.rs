@@ -18,12 +18,13 @@ use crate::body::{AccessLog, Downstream, ResponseBody};
 use crate::cache::{self, Cache, Outcome};
 use crate::coalesce::{self, Coalescer, Join, Wait};
 use crate::config::Config;
+use crate::config::MetricsConfig;
 use crate::error::{ProxyError, UpstreamFailure};
 use crate::headers;
 use crate::idle::ClientBody;
 use crate::inbound::{self, AuditLog};
 use crate::listener::{ConnInfo, ListenOptions};
-use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::metrics::{ApiLatency, Metrics, UpstreamErrorKind};
 use crate::ratelimit::RateLimiter;
 use crate::rewrite::{self, LinkBase, ResponseStream};
 use crate::routing::{self, RequestError, RouteTable, Tenant};
@@ -53,6 +54,8 @@ pub struct ApiTarget {
     pub base: ApiBase,
     /// The base as it appears in the API's own links (`https://api.security.microsoft.com`).
     pub links: LinkBase,
+    /// This API's latency histograms (shown with `[metrics] per_tenant_histograms = false`).
+    pub latency: Arc<ApiLatency>,
 }
 
 impl ApiTarget {
@@ -111,6 +114,8 @@ pub struct Snapshot {
     pub coalescer: Coalescer,
     /// `[cache]`, when on (see [`crate::cache`]).
     pub cache: Option<Arc<Cache>>,
+    /// `[metrics]`: read by requests (which histograms to feed) and by `/metrics`.
+    pub metrics: MetricsConfig,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -138,6 +143,7 @@ impl Proxy {
         // drops the log, which still writes its line (status 499) and counts the request.
         let mut log = AccessLog {
             metrics: self.metrics.untenanted().clone(),
+            api: None,
             start: Instant::now(),
             request_id: request_id.clone(),
             tenant: None,
@@ -154,6 +160,9 @@ impl Proxy {
         };
         let snapshot = self.snapshot.load_full();
         log.audit = snapshot.audit.clone();
+        if !snapshot.metrics.per_tenant_histograms {
+            log.api = Some(self.metrics.unrouted().clone());
+        }
         let policy = &snapshot.inbound;
         // Browsers: preflights are answered here (they carry no credentials); the Origin is kept
         // to decorate the response.
@@ -301,6 +310,12 @@ impl Proxy {
         let (link_to, class) = link_to;
         log.tenant = Some(tenant.name.clone());
         log.metrics = tenant.metrics.clone();
+        // Per-API histograms, when the config wants them instead of per-tenant ones.
+        let by_api =
+            (!snapshot.metrics.per_tenant_histograms).then(|| &snapshot.apis[api_index].latency);
+        if let Some(latency) = by_api {
+            log.api = Some(latency.clone());
+        }
 
         // 3. Who is calling, and may it use this tenant with this method? Its key goes no further.
         let client = policy
@@ -380,7 +395,10 @@ impl Proxy {
 
         let result: Result<Response<ResponseStream>, ProxyError> = async move {
             // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
-            tenant.limits.admit(class).await?;
+            let admission = tenant.limits.admit(class).await?;
+            if let Some(latency) = by_api {
+                latency.observe_wait(admission.waited);
+            }
 
             // 5. The body: streamed, or kept when small so a 401 can be replayed.
             let body = ClientBody::new(body, policy.body_idle_timeout);
@@ -402,7 +420,7 @@ impl Proxy {
             let request = build(parts.method, upstream_uri.clone(), parts.headers, body);
 
             // 7. Send; on 401 drop the token and, if the body allows, replay once with a fresh one.
-            let response = send(&snapshot.upstream, &tenant, class, request).await?;
+            let response = send(&snapshot.upstream, &tenant, by_api, class, request).await?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(relink(response, snapshot, api_index, link_to));
             }
@@ -420,6 +438,7 @@ impl Proxy {
             let response = send(
                 &snapshot.upstream,
                 &tenant,
+                by_api,
                 class,
                 build(method, upstream_uri, headers, body),
             )
@@ -467,12 +486,17 @@ fn relink(
 async fn send(
     upstream: &Upstream,
     tenant: &Tenant,
+    by_api: Option<&Arc<ApiLatency>>,
     class: usize,
     request: Request<RequestBody>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let started = Instant::now();
     let response = upstream.send(request).await;
-    tenant.metrics.observe_upstream(started.elapsed());
+    let elapsed = started.elapsed();
+    tenant.metrics.observe_upstream(elapsed);
+    if let Some(latency) = by_api {
+        latency.observe_upstream(elapsed);
+    }
     let response = response?;
     if response.status() == StatusCode::TOO_MANY_REQUESTS {
         tenant

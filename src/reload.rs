@@ -85,7 +85,7 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
         (Some(_), Some(tls)) => Some(inbound::tls::server_config(tls).map_err(StartError::from)?),
         _ => None,
     };
-    let apis = crate::server::api_targets(&new).ok_or(StartError::ApiUrl)?;
+    let apis = crate::server::api_targets(&new, &proxy.metrics).ok_or(StartError::ApiUrl)?;
     proxy
         .broker
         .reconfigure(&new.app, &new.cloud, &new.upstream)
@@ -102,6 +102,7 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
         limiter: limiter.clone(),
         coalescer: Default::default(),
         cache: crate::cache::Cache::new(&new.cache),
+        metrics: new.metrics,
     };
     proxy.snapshot.store(Arc::new(snapshot));
     if let (Some(acceptor), Some(tls)) = (&proxy.listen.tls, tls) {

@@ -105,7 +105,7 @@ pub fn route_table(
 }
 
 /// The APIs a config names: `[cloud]`'s first, then each `[[api]]`.
-pub fn api_targets(config: &Config) -> Option<Vec<ApiTarget>> {
+pub fn api_targets(config: &Config, metrics: &Metrics) -> Option<Vec<ApiTarget>> {
     let target = |name: &str, prefix: Option<&str>, uri: &http::Uri| {
         let base = ApiBase::from_uri(uri)?;
         let links = LinkBase::new(&format!("{}://{}", base.scheme, base.authority));
@@ -114,6 +114,7 @@ pub fn api_targets(config: &Config) -> Option<Vec<ApiTarget>> {
             prefix: prefix.map(Box::from),
             base,
             links,
+            latency: metrics.api(name),
         })
     };
     std::iter::once(target("default", None, &config.cloud.api))
@@ -145,7 +146,7 @@ pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
         routes: route_table(config, &broker, &limiter, &metrics),
         inbound: inbound::Policy::from_config(config),
         upstream: Upstream::new(config)?,
-        apis: api_targets(config).ok_or(StartError::ApiUrl)?,
+        apis: api_targets(config, &metrics).ok_or(StartError::ApiUrl)?,
         public_url: config.listen.public_url.as_deref().map(Box::from),
         link_scheme: if config.listen.tls.is_some() {
             "https"
@@ -156,6 +157,7 @@ pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
         limiter,
         coalescer: Default::default(),
         cache: crate::cache::Cache::new(&config.cache),
+        metrics: config.metrics,
     };
     let listen = ListenOptions {
         limits: config.listen.limits.clone(),

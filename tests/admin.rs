@@ -4,6 +4,7 @@
 
 mod support;
 
+use defender_proxy::sim::SimConfig;
 use support::Harness;
 
 #[tokio::test]
@@ -81,5 +82,66 @@ async fn health_ready_and_metrics() {
     );
     // The data port does not serve admin paths.
     assert_eq!(h.get("/metrics").await.status(), 404);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn per_api_histograms_when_per_tenant_ones_are_off() {
+    let h = Harness::start_with(SimConfig::demo(), |c| {
+        c.metrics.per_tenant_histograms = false;
+    })
+    .await;
+    for path in [
+        "/contoso/api/incidents",
+        "/fabrikam/api/incidents",
+        "/contoso/mde/api/machines",
+        "/acme/api/incidents",
+    ] {
+        let _ = h.get(path).await.bytes().await.unwrap();
+    }
+    let text = h
+        .http
+        .get(format!("http://{}/metrics", h.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let histograms = [
+        "defender_proxy_request_duration_seconds",
+        "defender_proxy_upstream_duration_seconds",
+        "defender_proxy_ratelimit_wait_seconds",
+    ];
+    for family in histograms {
+        assert!(
+            text.contains(&format!("# TYPE {family} histogram")),
+            "{family}"
+        );
+        let samples: Vec<&str> = text.lines().filter(|l| l.starts_with(family)).collect();
+        assert!(!samples.is_empty(), "{family}");
+        for sample in samples {
+            assert!(sample.contains("{api=\""), "{sample}");
+            assert!(!sample.contains("tenant="), "{sample}");
+        }
+    }
+    for line in [
+        // Two tenants on the default API, one request on mde, one that found no tenant.
+        "defender_proxy_request_duration_seconds_count{api=\"default\"} 2",
+        "defender_proxy_request_duration_seconds_count{api=\"mde\"} 1",
+        "defender_proxy_request_duration_seconds_count{api=\"graph\"} 0",
+        "defender_proxy_request_duration_seconds_count{api=\"\"} 1",
+        "defender_proxy_upstream_duration_seconds_count{api=\"default\"} 2",
+        "defender_proxy_ratelimit_wait_seconds_count{api=\"mde\"} 1",
+        // The counters stay per tenant.
+        "defender_proxy_requests_total{tenant=\"contoso\",api=\"default\",status=\"200\",status_class=\"2xx\"} 2",
+        "defender_proxy_upstream_errors_total{tenant=\"\",kind=\"token\"} 0",
+        "defender_proxy_upstream_errors_total{tenant=\"fabrikam\",kind=\"connect\"} 0",
+        "defender_proxy_ratelimit_admitted_total{tenant=\"contoso\"} 2",
+        "defender_proxy_token_refreshes_total{tenant=\"fabrikam\",result=\"success\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(!text.contains("defender_proxy_request_duration_seconds_count{tenant="));
     h.stop().await;
 }

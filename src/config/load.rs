@@ -36,7 +36,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::raw::{self, KeyIndex, RawConfig};
-use super::{defaults, AdminConfig, ClientCredential, Config, ReloadConfig};
+use super::{defaults, AdminConfig, ClientCredential, Config, MetricsConfig, ReloadConfig};
 use listen::InboundAuth;
 
 /// One thing wrong with the config file.
@@ -239,6 +239,13 @@ impl Validator<'_> {
         let reload = ReloadConfig {
             watch: raw.reload.and_then(|r| r.watch).unwrap_or(false),
         };
+        // A bool: serde already refused any other type, naming the key and its line.
+        let metrics = MetricsConfig {
+            per_tenant_histograms: raw
+                .metrics
+                .and_then(|m| m.per_tenant_histograms)
+                .unwrap_or(defaults::PER_TENANT_HISTOGRAMS),
+        };
         let (mut rate_limit, global_limits) = self.rate_limit(raw.rate_limit);
         let apis = self.apis(
             raw.apis,
@@ -297,6 +304,7 @@ impl Validator<'_> {
                     audit,
                     reload,
                     cache,
+                    metrics,
                     watched_files: self.watched.take(),
                     warnings: self.warnings,
                 })

@@ -41,6 +41,8 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// `[cache]`: the short response cache (off without `ttl`).
     pub cache: CacheConfig,
+    /// `[metrics]`: how `/metrics` splits its series.
+    pub metrics: MetricsConfig,
     /// Files the config names whose change `[reload] watch` reacts to.
     pub watched_files: Vec<PathBuf>,
     /// Non-fatal findings (e.g. a secret file readable by others), logged at start and printed
@@ -80,6 +82,24 @@ impl Default for CacheConfig {
             ttl: None,
             max_entry_bytes: 1024 * 1024,
             max_bytes_per_tenant: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[metrics]`. Taken over by a reload: a scrape shows the series of the config it started on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `per_tenant_histograms`: the latency histograms (request and upstream duration,
+    /// rate-limit wait) per tenant (`true`) or per API (`false`). Per tenant they are about
+    /// three quarters of the text, ~3.4 KB of each tenant's ~4.5 KB; the counters stay per
+    /// tenant either way.
+    pub per_tenant_histograms: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            per_tenant_histograms: defaults::PER_TENANT_HISTOGRAMS,
         }
     }
 }
@@ -496,6 +516,8 @@ pub mod defaults {
     pub const H2_MAX_HEADER_LIST_SIZE: u32 = 32 * 1024;
     pub const CORS_MAX_AGE: Duration = Duration::from_secs(600);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// Today's behaviour, so dashboards that split latency by tenant keep working.
+    pub const PER_TENANT_HISTOGRAMS: bool = true;
 }
 
 impl Default for LimitPolicy {

@@ -48,6 +48,14 @@ pub(crate) struct RawConfig {
     pub(crate) audit: Option<RawAudit>,
     pub(crate) reload: Option<RawReload>,
     pub(crate) cache: Option<RawCache>,
+    pub(crate) metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) per_tenant_histograms: Option<bool>,
 }
 
 /// `[cache]`.

@@ -1,11 +1,15 @@
 //! Rate-limit metrics: per-tenant counters updated with atomics only on the request path, and
-//! their Prometheus text rendering for `/metrics`.
+//! their families in `/metrics` (rendered row by row by [`crate::metrics::scrape`]).
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{RateLimited, RateLimiter, TenantLimiter};
+use bytes::BytesMut;
+
+use super::RateLimited;
+use crate::metrics::scrape::{Family, Scrape};
+use crate::metrics::{Histogram, Label, WAIT_BUCKETS};
 
 /// `reason` label values, in the order of [`TenantStats::rejected`].
 const REASONS: [&str; 5] = [
@@ -16,34 +20,32 @@ const REASONS: [&str; 5] = [
     "backend_unavailable",
 ];
 
-/// Upper bounds (seconds) of the wait histogram: from "not queued" to `max_wait`-sized waits.
-const WAIT_BUCKETS: [f64; 11] = [
-    0.005, 0.05, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-];
-
 /// One tenant's counters (a few hundred bytes).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TenantStats {
     admitted: AtomicU64,
     queued: AtomicU64,
     rejected: [AtomicU64; REASONS.len()],
     upstream_429: AtomicU64,
-    /// Per-bucket (not cumulative) counts; the last slot is `+Inf`.
-    wait_buckets: [AtomicU64; WAIT_BUCKETS.len() + 1],
-    wait_sum_micros: AtomicU64,
+    wait: Histogram,
+}
+
+impl Default for TenantStats {
+    fn default() -> Self {
+        TenantStats {
+            admitted: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            rejected: Default::default(),
+            upstream_429: AtomicU64::new(0),
+            wait: Histogram::new(&WAIT_BUCKETS),
+        }
+    }
 }
 
 impl TenantStats {
     pub(crate) fn admitted(&self, waited: Duration) {
         self.admitted.fetch_add(1, Ordering::Relaxed);
-        let secs = waited.as_secs_f64();
-        let bucket = WAIT_BUCKETS
-            .iter()
-            .position(|le| secs <= *le)
-            .unwrap_or(WAIT_BUCKETS.len());
-        self.wait_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        self.wait_sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.wait.observe(waited);
     }
 
     pub(crate) fn queued(&self) {
@@ -74,149 +76,138 @@ impl TenantStats {
     }
 }
 
-/// Writes the rate-limit metrics in Prometheus text format: one family after the other, a line
-/// per tenant (`tenants`: configured name and limiter), then the backend's counters.
-pub fn render(out: &mut String, tenants: &[(&str, &TenantLimiter)], limiter: &RateLimiter) {
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let counter = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&TenantStats) -> u64| {
-        header(out, name, help, "counter");
-        for (tenant, l) in tenants {
-            let _ = writeln!(
-                out,
-                "{name}{{tenant=\"{}\"}} {}",
-                Esc(tenant),
-                get(l.stats())
-            );
-        }
-    };
-    counter(
-        out,
+/// A counter family with one row per routed tenant.
+const fn per_tenant(
+    name: &'static str,
+    help: &'static str,
+    row: fn(&Scrape, &'static str, usize, &mut BytesMut),
+) -> Family {
+    Family {
+        name,
+        kind: "counter",
+        help,
+        latency: false,
+        rows: |s| s.routed().len(),
+        row,
+    }
+}
+
+/// Row `i` of a family holding one value per tenant.
+fn tenant_value(s: &Scrape, name: &str, i: usize, out: &mut BytesMut, value: impl Display) {
+    let tenant = &s.routed()[i];
+    let _ = writeln!(out, "{name}{{{}}} {value}", Label("tenant", &tenant.name));
+}
+
+fn stats(s: &Scrape, i: usize) -> &TenantStats {
+    s.routed()[i].limits.stats()
+}
+
+/// The rate-limit families, in the order `/metrics` shows them: per tenant, then the backend's.
+pub(crate) const FAMILIES: [Family; 9] = [
+    per_tenant(
         "defender_proxy_ratelimit_admitted_total",
         "Requests admitted by the tenant's rate limiter.",
-        &|s| load(&s.admitted),
-    );
-    counter(
-        out,
+        |s, name, i, out| {
+            tenant_value(
+                s,
+                name,
+                i,
+                out,
+                stats(s, i).admitted.load(Ordering::Relaxed),
+            )
+        },
+    ),
+    per_tenant(
         "defender_proxy_ratelimit_queued_total",
         "Requests that had to wait in the tenant's queue.",
-        &|s| load(&s.queued),
-    );
-    counter(
-        out,
+        |s, name, i, out| tenant_value(s, name, i, out, stats(s, i).queued.load(Ordering::Relaxed)),
+    ),
+    per_tenant(
         "defender_proxy_ratelimit_upstream_429_total",
         "429 answers from the API that paused the tenant.",
-        &|s| load(&s.upstream_429),
-    );
-
-    header(
-        out,
+        |s, name, i, out| {
+            tenant_value(
+                s,
+                name,
+                i,
+                out,
+                stats(s, i).upstream_429.load(Ordering::Relaxed),
+            )
+        },
+    ),
+    per_tenant(
         "defender_proxy_ratelimit_rejected_total",
         "Requests answered 429 by the proxy's rate limiter.",
-        "counter",
-    );
-    for (tenant, l) in tenants {
-        for (reason, n) in REASONS.iter().zip(&l.stats().rejected) {
-            let _ = writeln!(
-                out,
-                "defender_proxy_ratelimit_rejected_total{{tenant=\"{}\",reason=\"{reason}\"}} {}",
-                Esc(tenant),
-                load(n)
-            );
-        }
-    }
-
-    let name = "defender_proxy_ratelimit_wait_seconds";
-    header(
-        out,
-        name,
-        "Time admitted requests waited for their slot.",
-        "histogram",
-    );
-    for (tenant, l) in tenants {
-        let s = l.stats();
-        let mut cumulative = 0;
-        for (i, n) in s.wait_buckets.iter().enumerate() {
-            cumulative += load(n);
-            let le = WAIT_BUCKETS
-                .get(i)
-                .map_or("+Inf".to_owned(), |b| b.to_string());
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{tenant=\"{}\",le=\"{le}\"}} {cumulative}",
-                Esc(tenant)
-            );
-        }
-        let sum = load(&s.wait_sum_micros) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{tenant=\"{}\"}} {sum}", Esc(tenant));
-        let _ = writeln!(
-            out,
-            "{name}_count{{tenant=\"{}\"}} {cumulative}",
-            Esc(tenant)
-        );
-    }
-
-    let name = "defender_proxy_ratelimit_paused_seconds";
-    header(
-        out,
-        name,
-        "Time left of the longest pause after an API 429.",
-        "gauge",
-    );
-    for (tenant, l) in tenants {
-        let secs = l.paused_remaining().as_secs_f64();
-        let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {secs}", Esc(tenant));
-    }
-    let name = "defender_proxy_ratelimit_queue_length";
-    header(
-        out,
-        name,
-        "Requests waiting in the tenant's queues.",
-        "gauge",
-    );
-    for (tenant, l) in tenants {
-        let _ = writeln!(
-            out,
-            "{name}{{tenant=\"{}\"}} {}",
-            Esc(tenant),
-            l.queue_length()
-        );
-    }
-
-    let name = "defender_proxy_ratelimit_backend_errors_total";
-    header(
-        out,
-        name,
-        "Failed or timed-out calls to the shared (Redis) backend.",
-        "counter",
-    );
-    let _ = writeln!(out, "{name} {}", limiter.backend_errors());
-    let name = "defender_proxy_ratelimit_fallback_decisions_total";
-    header(
-        out,
-        name,
-        "Decisions taken by the local fallback while Redis was unreachable.",
-        "counter",
-    );
-    let _ = writeln!(out, "{name} {}", limiter.fallback_decisions());
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// A label value escaped per the text format (tenant names are `[a-z0-9-]`, but be safe).
-struct Esc<'a>(&'a str);
-
-impl std::fmt::Display for Esc<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for c in self.0.chars() {
-            match c {
-                '\\' => f.write_str("\\\\")?,
-                '"' => f.write_str("\\\"")?,
-                '\n' => f.write_str("\\n")?,
-                c => f.write_char(c)?,
+        |s, name, i, out| {
+            let label = Label("tenant", &s.routed()[i].name);
+            for (reason, n) in REASONS.iter().zip(&stats(s, i).rejected) {
+                let n = n.load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{{label},reason=\"{reason}\"}} {n}");
             }
-        }
-        Ok(())
-    }
-}
+        },
+    ),
+    Family {
+        name: "defender_proxy_ratelimit_wait_seconds",
+        kind: "histogram",
+        help: "Time admitted requests waited for their slot,",
+        latency: true,
+        // Per API: only APIs, no `api=""` row (a request without a tenant never waits).
+        rows: |s| {
+            if s.by_api() {
+                s.apis()
+            } else {
+                s.routed().len()
+            }
+        },
+        row: |s, name, i, out| {
+            if s.by_api() {
+                let (api, latency) = s.api(i);
+                latency.wait.render(out, name, Label("api", api));
+            } else {
+                let label = Label("tenant", &s.routed()[i].name);
+                stats(s, i).wait.render(out, name, label);
+            }
+        },
+    },
+    Family {
+        name: "defender_proxy_ratelimit_paused_seconds",
+        kind: "gauge",
+        help: "Time left of the longest pause after an API 429.",
+        latency: false,
+        rows: |s| s.routed().len(),
+        row: |s, name, i, out| {
+            let secs = s.routed()[i].limits.paused_remaining().as_secs_f64();
+            tenant_value(s, name, i, out, secs);
+        },
+    },
+    Family {
+        name: "defender_proxy_ratelimit_queue_length",
+        kind: "gauge",
+        help: "Requests waiting in the tenant's queues.",
+        latency: false,
+        rows: |s| s.routed().len(),
+        row: |s, name, i, out| {
+            tenant_value(s, name, i, out, s.routed()[i].limits.queue_length());
+        },
+    },
+    Family {
+        name: "defender_proxy_ratelimit_backend_errors_total",
+        kind: "counter",
+        help: "Failed or timed-out calls to the shared (Redis) backend.",
+        latency: false,
+        rows: |_| 1,
+        row: |s, name, _, out| {
+            let _ = writeln!(out, "{name} {}", s.limiter().backend_errors());
+        },
+    },
+    Family {
+        name: "defender_proxy_ratelimit_fallback_decisions_total",
+        kind: "counter",
+        help: "Decisions taken by the local fallback while Redis was unreachable.",
+        latency: false,
+        rows: |_| 1,
+        row: |s, name, _, out| {
+            let _ = writeln!(out, "{name} {}", s.limiter().fallback_decisions());
+        },
+    },
+];

@@ -247,6 +247,8 @@ max_age = "1s"
 file = "f"
 [reload]
 watch = true
+[metrics]
+per_tenant_histograms = false
 [cache]
 ttl = "1s"
 max_entry_bytes = 1
@@ -758,4 +760,28 @@ fn public_url_is_an_absolute_http_url() {
         let found = problems(&with(&format!("[listen]\npublic_url = \"{bad}\"")));
         problem_on(&found, "listen.public_url");
     }
+}
+
+#[test]
+fn metrics_per_tenant_histograms_is_a_bool_defaulting_to_true() {
+    assert!(ok(&with("")).metrics.per_tenant_histograms);
+    assert!(ok(&with("[metrics]")).metrics.per_tenant_histograms);
+    let off = ok(&with("[metrics]\nper_tenant_histograms = false"));
+    assert!(!off.metrics.per_tenant_histograms);
+
+    // Lines: `with` puts [app] on lines 2-4, so [metrics] is line 5.
+    for bad in ["\"no\"", "0", "\"false\""] {
+        let found = problems(&with(&format!("[metrics]\nper_tenant_histograms = {bad}")));
+        let p = problem_on(&found, "metrics.per_tenant_histograms");
+        assert_eq!(p.line, Some(6), "{p:?}");
+        assert!(p.message.contains("bool"), "{bad}: {}", p.message);
+    }
+    let found = problems(&with(
+        "[metrics]\nper_tenant_histogram = false\nper_api = true",
+    ));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let p = problem_on(&found, "metrics.per_tenant_histogram");
+    assert_eq!(p.line, Some(6));
+    assert!(p.message.contains("per_tenant_histograms"), "{}", p.message);
+    assert_eq!(problem_on(&found, "metrics.per_api").line, Some(7));
 }

@@ -54,6 +54,10 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
     ("admin", Shape::Table(&[("addr", Shape::Value)])),
     ("reload", Shape::Table(&[("watch", Shape::Value)])),
     (
+        "metrics",
+        Shape::Table(&[("per_tenant_histograms", Shape::Value)]),
+    ),
+    (
         "app",
         Shape::Table(&[
             ("client_id", Shape::Value),

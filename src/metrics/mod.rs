@@ -1,0 +1,297 @@
+//! Counters behind `/metrics`; [`scrape`] renders them as Prometheus text while they are sent.
+//!
+//! Each tenant has its own counters (atomics, plus one small per-tenant mutex for the status
+//! table), reached from the route snapshot, so requests of different tenants never contend and
+//! nothing is held across an await. Counters live in a registry keyed by tenant name, so a
+//! rebuilt route table (reload) keeps them. Token and rate-limit metrics are read from their own
+//! modules at scrape time: one source of truth each.
+//!
+//! The latency histograms are what makes a tenant's series heavy (three histograms of a dozen
+//! buckets each, some 3.4 KB of text per tenant). With `[metrics] per_tenant_histograms = false`
+//! they are shown per API instead ([`ApiLatency`], a registry keyed by API name); the counters
+//! stay per tenant.
+
+pub(crate) mod scrape;
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+pub(crate) use scrape::Scrape;
+
+/// Latency bucket bounds (request and upstream durations), seconds.
+pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Rate-limit wait bucket bounds, seconds: from "not queued" to `max_wait`-sized waits.
+pub(crate) const WAIT_BUCKETS: [f64; 11] = [
+    0.005, 0.05, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Room for the longest bucket list above; a fixed array keeps a histogram one allocation-free
+/// block whichever bounds it has.
+const MAX_BUCKETS: usize = 12;
+
+/// Kinds of upstream failure, as labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Timeout,
+    Request,
+    Token,
+    /// The response body stalled past `[upstream] body_idle_timeout`.
+    BodyTimeout,
+    /// The response body broke off (connection reset, undecodable encoding).
+    Body,
+}
+
+impl UpstreamErrorKind {
+    const ALL: [UpstreamErrorKind; 6] = [
+        Self::Connect,
+        Self::Timeout,
+        Self::Request,
+        Self::Token,
+        Self::BodyTimeout,
+        Self::Body,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Request => "request",
+            Self::Token => "token",
+            Self::BodyTimeout => "body_timeout",
+            Self::Body => "body",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A Prometheus histogram of durations on atomics. It carries its bounds, so one type serves
+/// the latency and the rate-limit wait histograms and a histogram cannot be rendered with
+/// another's bounds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Per-bucket (not cumulative) counts; only the first `bounds.len()` are used. Durations
+    /// above the last bound are counted in `count` only (the `+Inf` bucket).
+    buckets: [AtomicU64; MAX_BUCKETS],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(&LATENCY_BUCKETS)
+    }
+}
+
+impl Histogram {
+    pub(crate) const fn new(bounds: &'static [f64]) -> Self {
+        assert!(bounds.len() <= MAX_BUCKETS);
+        Histogram {
+            bounds,
+            buckets: [const { AtomicU64::new(0) }; MAX_BUCKETS],
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// `name_bucket{label,le=..}` lines, `_sum` and `_count`.
+    pub(crate) fn render(&self, out: &mut BytesMut, name: &str, label: Label<'_>) {
+        let mut cumulative = 0;
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{label},le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{label}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{label}}} {count}");
+    }
+}
+
+/// One `key="value"` label, its value escaped per the text format when written. Tenant and API
+/// names are `[a-z0-9-]`, so escaping never changes them; it is there so no name can break a
+/// scrape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Label<'a>(pub(crate) &'static str, pub(crate) &'a str);
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}=\"", self.0)?;
+        for c in self.1.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '"' => f.write_str("\\\"")?,
+                '\n' => f.write_str("\\n")?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
+}
+
+/// One tenant's request counters.
+#[derive(Debug, Default)]
+pub struct TenantMetrics {
+    /// (status, count); a handful of entries, so a linear scan beats hashing.
+    statuses: Mutex<Vec<(u16, u64)>>,
+    bytes: AtomicU64,
+    duration: Histogram,
+    /// Request sent to response headers received, per upstream exchange.
+    upstream: Histogram,
+    upstream_errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
+}
+
+impl TenantMetrics {
+    /// One finished request: status, response body bytes, time to the end of the body.
+    pub fn record_request(&self, status: u16, bytes: u64, elapsed: Duration) {
+        self.duration.observe(elapsed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
+        match statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => statuses.push((status, 1)),
+        }
+    }
+
+    pub fn observe_upstream(&self, elapsed: Duration) {
+        self.upstream.observe(elapsed);
+    }
+
+    pub fn record_upstream_error(&self, kind: UpstreamErrorKind) {
+        self.upstream_errors[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One API's latency histograms, shown instead of the tenants' when
+/// `[metrics] per_tenant_histograms = false`.
+///
+/// The tenants' histograms are still fed then (a few uncontended atomics per request): a reload
+/// that turns per-tenant histograms back on shows complete series rather than ones with a hole,
+/// and the per-tenant path stays the same in both modes.
+#[derive(Debug)]
+pub struct ApiLatency {
+    /// Request to the end of the response body.
+    pub(crate) request: Histogram,
+    /// Request sent to response headers received, per upstream exchange.
+    pub(crate) upstream: Histogram,
+    /// Time admitted requests waited for their rate-limit slot.
+    pub(crate) wait: Histogram,
+}
+
+impl Default for ApiLatency {
+    fn default() -> Self {
+        ApiLatency {
+            request: Histogram::new(&LATENCY_BUCKETS),
+            upstream: Histogram::new(&LATENCY_BUCKETS),
+            wait: Histogram::new(&WAIT_BUCKETS),
+        }
+    }
+}
+
+impl ApiLatency {
+    pub fn observe_request(&self, elapsed: Duration) {
+        self.request.observe(elapsed);
+    }
+    pub fn observe_upstream(&self, elapsed: Duration) {
+        self.upstream.observe(elapsed);
+    }
+    pub fn observe_wait(&self, waited: Duration) {
+        self.wait.observe(waited);
+    }
+}
+
+/// All request metrics: the per-tenant registry, and the counters of requests no tenant was
+/// found for (label `tenant=""`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    tenants: Mutex<HashMap<Arc<str>, Arc<TenantMetrics>>>,
+    untenanted: Arc<TenantMetrics>,
+    /// Per-API histograms by API name, kept across reloads like the tenants' counters.
+    apis: Mutex<HashMap<Arc<str>, Arc<ApiLatency>>>,
+    /// Histograms of requests that never got an API (no tenant found): label `api=""`.
+    unrouted: Arc<ApiLatency>,
+    /// Client connections open now (data and admin listeners).
+    pub connections: Arc<AtomicU64>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+impl Metrics {
+    /// The counters of `tenant`, created on first use; only called when building route tables.
+    pub fn tenant(&self, tenant: &str) -> Arc<TenantMetrics> {
+        let mut map = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = map.get(tenant) {
+            return m.clone();
+        }
+        let m = Arc::new(TenantMetrics::default());
+        map.insert(Arc::from(tenant), m.clone());
+        m
+    }
+
+    /// The histograms of the API named `api`, created on first use; only called when building
+    /// a snapshot's API list.
+    pub fn api(&self, api: &str) -> Arc<ApiLatency> {
+        let mut map = self.apis.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = map.get(api) {
+            return m.clone();
+        }
+        let m = Arc::new(ApiLatency::default());
+        map.insert(Arc::from(api), m.clone());
+        m
+    }
+
+    /// One config reload and whether it took effect.
+    pub fn record_reload(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counters for requests that never got a tenant (unknown tenant, bad path).
+    pub fn untenanted(&self) -> &Arc<TenantMetrics> {
+        &self.untenanted
+    }
+
+    /// Histograms for requests that never got an API, when histograms are per API.
+    pub fn unrouted(&self) -> &Arc<ApiLatency> {
+        &self.unrouted
+    }
+
+    /// The counted tenants for a scrape: `""` (untenanted) first, then by name.
+    fn counted(&self) -> Vec<(Arc<str>, Arc<TenantMetrics>)> {
+        let mut tenants: Vec<(Arc<str>, Arc<TenantMetrics>)> = self
+            .tenants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        tenants.sort_by(|a, b| a.0.cmp(&b.0));
+        tenants.insert(0, (Arc::from(""), self.untenanted.clone()));
+        tenants
+    }
+}

@@ -1,0 +1,162 @@
+//! The scrape renders in bounded chunks whatever the tenant count, and says what the whole text
+//! said before it was streamed.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use super::{Scrape, CHUNK};
+use crate::config::{LimitMode, LimitPolicy, TenantConfig, Windows};
+use crate::dev::dev_config;
+use crate::proxy::Proxy;
+use crate::server::build_proxy;
+use crate::sim::SimConfig;
+
+/// The dev config (tenants `contoso`, `fabrikam`; APIs `default`, `mde`, `graph`) plus `extra`
+/// generated tenants, each with one request counted.
+fn proxy(extra: usize, per_tenant_histograms: bool) -> Arc<Proxy> {
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let mut config = dev_config(&SimConfig::demo(), "http://127.0.0.1:9", loopback, loopback);
+    config.tenants.extend((0..extra).map(|n| TenantConfig {
+        name: format!("tenant-{n:05}"),
+        id: format!("11111111-bbbb-4bbb-8bbb-{n:012}"),
+        rate_limit: LimitPolicy::default(),
+    }));
+    config.metrics.per_tenant_histograms = per_tenant_histograms;
+    let proxy = build_proxy(&config).unwrap();
+    for tenant in proxy.tenants() {
+        tenant
+            .metrics
+            .record_request(200, 1234, Duration::from_millis(7));
+    }
+    proxy
+}
+
+fn chunks(proxy: &Proxy) -> Vec<Bytes> {
+    let mut scrape = Scrape::new(proxy.metrics.clone(), proxy.snapshot.load_full());
+    let chunks: Vec<Bytes> = std::iter::from_fn(|| scrape.next_chunk()).collect();
+    assert!(scrape.is_end());
+    chunks
+}
+
+fn text(proxy: &Proxy) -> String {
+    let bytes: Vec<u8> = chunks(proxy).concat();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test]
+async fn streams_in_bounded_chunks_at_thousands_of_tenants() {
+    let proxy = proxy(3000, true);
+    let chunks = chunks(&proxy);
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    // ~4.5 KB per tenant: megabytes in all, none of it in one piece.
+    assert!(total > 10 * 1024 * 1024, "{total} bytes");
+    // A chunk ends at the end of the row that passes CHUNK; a row is one tenant's histogram.
+    let bound = CHUNK + 2 * 1024;
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert!(chunk.len() <= bound, "chunk {i}: {} bytes", chunk.len());
+        assert!(chunk.ends_with(b"\n"), "chunk {i} ends inside a line");
+    }
+    assert!(chunks.len() >= total / bound, "{} chunks", chunks.len());
+    // Every family once, the last one last.
+    let text = String::from_utf8(chunks.concat()).unwrap();
+    assert_eq!(text.matches("# TYPE ").count(), 20);
+    assert!(text.ends_with("defender_proxy_ratelimit_fallback_decisions_total 0\n"));
+    let tenant_rows = text
+        .lines()
+        .filter(|l| l.starts_with("defender_proxy_response_bytes_total{tenant=\"tenant-"))
+        .count();
+    assert_eq!(tenant_rows, 3000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_family_is_rendered_as_before() {
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let mut config = dev_config(&SimConfig::demo(), "http://127.0.0.1:9", loopback, loopback);
+    config.tenants[0].rate_limit.mode = LimitMode::Reject;
+    config.tenants[0].rate_limit.windows = Windows {
+        per_minute: std::num::NonZeroU32::new(2),
+        per_hour: None,
+        burst: std::num::NonZeroU32::new(1),
+    };
+    let proxy = build_proxy(&config).unwrap();
+    let contoso = proxy
+        .tenants()
+        .into_iter()
+        .find(|t| &*t.name == "contoso")
+        .unwrap();
+    contoso.limits.admit(0).await.unwrap();
+    let _ = contoso.limits.admit(0).await;
+    contoso
+        .limits
+        .upstream_throttled(0, Some(&HeaderValue::from_static("5")));
+    contoso
+        .metrics
+        .record_request(200, 10, Duration::from_millis(3));
+    let text = text(&proxy);
+    for line in [
+        "# HELP defender_proxy_request_duration_seconds Time from request to the end of the response body, by tenant.",
+        "# TYPE defender_proxy_request_duration_seconds histogram",
+        "defender_proxy_requests_total{tenant=\"contoso\",api=\"default\",status=\"200\",status_class=\"2xx\"} 1",
+        "defender_proxy_request_duration_seconds_bucket{tenant=\"contoso\",le=\"0.0025\"} 0",
+        "defender_proxy_request_duration_seconds_bucket{tenant=\"contoso\",le=\"0.005\"} 1",
+        "defender_proxy_request_duration_seconds_bucket{tenant=\"contoso\",le=\"+Inf\"} 1",
+        "defender_proxy_request_duration_seconds_sum{tenant=\"contoso\"} 0.003",
+        "defender_proxy_request_duration_seconds_count{tenant=\"\"} 0",
+        "defender_proxy_upstream_errors_total{tenant=\"fabrikam\",kind=\"token\"} 0",
+        "defender_proxy_token_refreshes_total{tenant=\"contoso\",result=\"failure\"} 0",
+        "defender_proxy_tenants 2",
+        "defender_proxy_reloads_total{result=\"success\"} 0",
+        "defender_proxy_ratelimit_admitted_total{tenant=\"contoso\"} 1",
+        "defender_proxy_ratelimit_queued_total{tenant=\"contoso\"} 0",
+        "defender_proxy_ratelimit_rejected_total{tenant=\"contoso\",reason=\"over_limit\"} 1",
+        "defender_proxy_ratelimit_wait_seconds_bucket{tenant=\"contoso\",le=\"0.005\"} 1",
+        "defender_proxy_ratelimit_wait_seconds_bucket{tenant=\"contoso\",le=\"+Inf\"} 1",
+        "defender_proxy_ratelimit_wait_seconds_count{tenant=\"contoso\"} 1",
+        "defender_proxy_ratelimit_upstream_429_total{tenant=\"contoso\"} 1",
+        "defender_proxy_ratelimit_paused_seconds{tenant=\"contoso\"} 5",
+        "defender_proxy_ratelimit_queue_length{tenant=\"contoso\"} 0",
+        "defender_proxy_ratelimit_backend_errors_total 0",
+        "defender_proxy_ratelimit_fallback_decisions_total 0",
+        "# TYPE defender_proxy_ratelimit_wait_seconds histogram",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn per_api_histograms_have_a_row_per_api_and_none_per_tenant() {
+    let proxy = proxy(50, false);
+    let text = text(&proxy);
+    let histogram_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("defender_proxy_request_duration_seconds")
+                || l.starts_with("defender_proxy_upstream_duration_seconds")
+                || l.starts_with("defender_proxy_ratelimit_wait_seconds")
+        })
+        .collect();
+    assert!(histogram_lines.iter().all(|l| !l.contains("tenant=")));
+    for api in ["default", "mde", "graph"] {
+        let count = format!("defender_proxy_request_duration_seconds_count{{api=\"{api}\"}} 0");
+        assert!(text.lines().any(|l| l == count), "missing {count}");
+    }
+    assert!(text
+        .lines()
+        .any(|l| l == "defender_proxy_upstream_duration_seconds_count{api=\"\"} 0"));
+    assert!(text.contains("by API.\n# TYPE defender_proxy_ratelimit_wait_seconds histogram"));
+    // The counters stay per tenant.
+    assert!(text
+        .lines()
+        .any(|l| l == "defender_proxy_response_bytes_total{tenant=\"tenant-00049\"} 1234"));
+    // Without 3 histograms of ~14 lines per tenant the text is a fraction of the per-tenant one.
+    let per_tenant = self::text(&self::proxy(50, true)).len();
+    assert!(
+        text.len() * 2 < per_tenant,
+        "{} vs {per_tenant}",
+        text.len()
+    );
+}
