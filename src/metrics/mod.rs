@@ -7,7 +7,7 @@
 //! modules at scrape time: one source of truth each.
 //!
 //! The latency histograms are what makes a tenant's series heavy (three histograms of a dozen
-//! buckets each, some 3.4 KB of text per tenant). With `[metrics] per_tenant_histograms = false`
+//! buckets each, some 3.5 KB of the ~5 KB of text per tenant). With `[metrics] per_tenant_histograms = false`
 //! they are shown per API instead ([`ApiLatency`], a registry keyed by API name); the counters
 //! stay per tenant.
 
