@@ -14,7 +14,7 @@
 
 use http::StatusCode;
 
-use super::entra::{err, EntraError};
+use super::entra_error::{err, EntraError};
 use super::jwt;
 use super::state::Shared;
 

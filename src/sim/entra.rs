@@ -9,11 +9,12 @@
 
 use std::collections::HashMap;
 
-use http::header::{HeaderValue, CACHE_CONTROL, HOST, PRAGMA, RETRY_AFTER};
+use http::header::HOST;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use super::entra_error::{err, missing, no_store, EntraError};
 use super::records::{CredentialKind, TokenEndpoint, TokenRequestRecord};
 use super::state::Shared;
 use super::support::{self, Body};
@@ -32,79 +33,6 @@ pub(crate) fn match_token_path(path: &str) -> Option<(String, TokenEndpoint)> {
         _ => return None,
     };
     (!tenant.is_empty()).then(|| (tenant.to_owned(), version))
-}
-
-/// An Entra error answer.
-#[derive(Debug)]
-pub(crate) struct EntraError {
-    status: StatusCode,
-    error: &'static str,
-    code: u32,
-    description: String,
-    retry_after: Option<u32>,
-}
-
-pub(crate) fn err(
-    status: StatusCode,
-    error: &'static str,
-    code: u32,
-    description: impl Into<String>,
-) -> EntraError {
-    EntraError {
-        status,
-        error,
-        code,
-        description: description.into(),
-        retry_after: None,
-    }
-}
-
-fn missing(param: &str) -> EntraError {
-    err(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        900144,
-        format!("The request body must contain the following parameter: '{param}'."),
-    )
-}
-
-impl EntraError {
-    fn response(&self, shared: &Shared, base: &str) -> Response<Body> {
-        let now = shared.clock.unix_secs();
-        let (trace, correlation, ts) = (
-            support::uuid(),
-            support::uuid(),
-            support::entra_timestamp(now),
-        );
-        let body = json!({
-            "error": self.error,
-            "error_description": format!(
-                "AADSTS{}: {}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: {ts}",
-                self.code, self.description
-            ),
-            "error_codes": [self.code],
-            "timestamp": ts,
-            "trace_id": trace,
-            "correlation_id": correlation,
-            "error_uri": format!("{base}/error?code={}", self.code),
-        });
-        let mut resp = support::json(self.status, &body);
-        no_store(&mut resp);
-        if let Some(secs) = self.retry_after {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        resp
-    }
-}
-
-fn no_store(resp: &mut Response<Body>) {
-    let h = resp.headers_mut();
-    h.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("no-store, no-cache"),
-    );
-    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
 /// One token request being evaluated.

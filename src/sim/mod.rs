@@ -26,6 +26,7 @@ mod bigjson;
 mod control;
 mod data;
 mod entra;
+mod entra_error;
 mod family;
 mod graph;
 mod gzip;
