@@ -14,6 +14,7 @@
 //! - [`ratelimit`]: per-tenant, per-route-class limits (GCRA), queueing, upstream pauses, Redis.
 //! - [`inbound`]: client TLS/mTLS, API keys and allowlists, CORS, the audit log, dev certificates.
 //! - [`listener`]: accepting connections: TLS handshakes, connection limit, idle, drain;
+//!   [`conn`]: what a request knows of its connection (`ConnInfo`);
 //!   [`sniff`]: the request-smuggling (CL+TE) guard below hyper.
 //! - [`reload`]: SIGHUP and `[reload] watch`: a new config swapped in atomically, or not at all.
 //! - [`body`]: the response body and the access/audit line written when it ends;
@@ -33,6 +34,7 @@ pub mod cache;
 pub mod check;
 pub mod coalesce;
 pub mod config;
+pub mod conn;
 pub mod dev;
 pub mod error;
 pub mod headers;

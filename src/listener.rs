@@ -6,7 +6,6 @@
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
-use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,51 +22,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::ResponseBody;
+use crate::conn::ConnInfo;
 use crate::config::{ConnectionOverflow, ListenLimits};
-use crate::inbound::tls::{PeerIdentity, TlsAcceptor};
+use crate::inbound::tls::TlsAcceptor;
 use crate::sniff::LengthSniffer;
-
-/// What the proxy knows about the connection a request came on.
-#[derive(Debug)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    /// The address the client connected to: the base of paging links for a request that named
-    /// no host (HTTP/1.0 without `Host`) when `public_url` is unset.
-    pub local: SocketAddr,
-    /// The verified client certificate's names (mTLS), if one was presented.
-    pub identity: Option<PeerIdentity>,
-    /// A request started since the idle watch last looked.
-    active: AtomicBool,
-    /// Set by the [`LengthSniffer`] when an HTTP/1 header block carried two lengths.
-    pub(crate) ambiguous_length: AtomicBool,
-}
-
-impl ConnInfo {
-    fn new(peer: SocketAddr, local: SocketAddr, identity: Option<PeerIdentity>) -> Self {
-        ConnInfo {
-            peer,
-            local,
-            identity,
-            active: AtomicBool::new(false),
-            ambiguous_length: AtomicBool::new(false),
-        }
-    }
-
-    /// A request on this connection carried both `Content-Length` and `Transfer-Encoding`.
-    pub fn ambiguous_length(&self) -> bool {
-        self.ambiguous_length.load(Ordering::Relaxed)
-    }
-
-    /// A request starts: a store, no clock read.
-    fn touch(&self) {
-        self.active.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether a request started since the last call.
-    fn take_active(&self) -> bool {
-        self.active.swap(false, Ordering::Relaxed)
-    }
-}
 
 /// How one listener serves its connections.
 #[derive(Debug, Clone)]

@@ -23,7 +23,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::listener::ConnInfo;
+use crate::conn::ConnInfo;
 
 const CL: &[u8] = b"content-length:";
 const TE: &[u8] = b"transfer-encoding:";
