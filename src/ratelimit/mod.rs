@@ -115,19 +115,11 @@ impl RouteTable {
     }
 
     fn class_of(&self, path: &str) -> usize {
-        let path = path.as_bytes();
-        for (prefix, class) in &self.by_length {
-            let prefix = prefix.as_bytes();
-            let Some(head) = path.get(..prefix.len()) else {
-                continue;
-            };
-            // A whole segment: the prefix ends where the path, a segment or the path part ends.
-            let boundary = matches!(path.get(prefix.len()), None | Some(b'/' | b'?' | b'#'));
-            if boundary && head.eq_ignore_ascii_case(prefix) {
-                return *class;
-            }
-        }
-        0
+        // The same whole-segment, case-insensitive rule as API prefixes: one matcher for both.
+        self.by_length
+            .iter()
+            .find(|(prefix, _)| crate::config::strip_api_prefix(prefix, path).is_some())
+            .map_or(0, |(_, class)| *class)
     }
 }
 
