@@ -14,10 +14,10 @@ use http::{HeaderValue, Method, Uri};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
-use crate::coalesce::SharedBody;
 use crate::idle::IdleTimeout;
 use crate::inbound::{AuditEntry, AuditLog};
 use crate::metrics::{ApiLatency, Scrape, TenantMetrics, UpstreamErrorKind};
+use crate::share::{Downstream, SharedBody};
 
 pin_project_lite::pin_project! {
     #[project = InnerProj]
@@ -40,18 +40,6 @@ pin_project_lite::pin_project! {
         inner: Inner,
         log: Option<AccessLog>,
     }
-}
-
-/// What `handle_inner` answers with: the upstream body streamed through, a share of one (see
-/// [`crate::coalesce`]), or a body made whole here (a cache hit, a leader's error for a
-/// follower).
-// Moved once per request; boxing the stream would cost an allocation per request instead.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Downstream {
-    Upstream(ResponseStream),
-    Shared(SharedBody),
-    Full(Bytes),
 }
 
 impl ResponseBody {

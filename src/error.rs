@@ -121,9 +121,22 @@ impl ProxyError {
         error_body(self.code(), &self.to_string())
     }
 
-    /// The full response (status, JSON content type, body).
+    /// The whole response, the one way an error becomes one (the handler's own answer, and the
+    /// answer of every coalesced follower of a request that failed): status, JSON body,
+    /// `Retry-After` when there is one, `Connection: close` when the connection is spent.
     pub fn to_response<B: From<Bytes>>(&self) -> Response<B> {
-        json_error_response(self.status(), self.code(), &self.to_string())
+        let mut response = json_error_response(self.status(), self.code(), &self.to_string());
+        let h = response.headers_mut();
+        if let Some(retry_after) = self.retry_after() {
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs()),
+            );
+        }
+        if self.closes_connection() {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

@@ -24,15 +24,13 @@
 //! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged.
 //! - [`rewrite`]: paging links (`@odata.nextLink`, `Location`) pointed back at the proxy,
 //!   streaming, through gzip/deflate/br.
-//! - [`coalesce`]: identical concurrent `GET`s share one upstream request; [`cache`]: the
-//!   optional short response cache (`[cache]`).
+//! - [`share`]: shared answers: identical concurrent `GET`s share one upstream request
+//!   (coalescing), and the optional short response cache (`[cache]`), behind one lookup.
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
 
 pub mod admin;
 pub mod body;
-pub mod cache;
 pub mod check;
-pub mod coalesce;
 pub mod config;
 pub mod conn;
 pub mod dev;
@@ -48,6 +46,7 @@ pub mod reload;
 pub mod rewrite;
 pub mod routing;
 pub mod server;
+pub mod share;
 pub mod sim;
 pub mod sniff;
 pub mod tls;

@@ -22,8 +22,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::ResponseBody;
-use crate::conn::ConnInfo;
 use crate::config::{ConnectionOverflow, ListenLimits};
+use crate::conn::ConnInfo;
 use crate::inbound::tls::TlsAcceptor;
 use crate::sniff::LengthSniffer;
 

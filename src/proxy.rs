@@ -14,21 +14,20 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::body::{AccessLog, Downstream, ResponseBody};
-use crate::cache::{self, Cache, Outcome};
-use crate::coalesce::{self, Coalescer, Join, Wait};
+use crate::body::{AccessLog, ResponseBody};
 use crate::config::Config;
 use crate::config::MetricsConfig;
+use crate::conn::ConnInfo;
 use crate::error::{ProxyError, UpstreamFailure};
 use crate::headers;
 use crate::idle::ClientBody;
 use crate::inbound::{self, AuditLog};
-use crate::conn::ConnInfo;
 use crate::listener::ListenOptions;
 use crate::metrics::{ApiLatency, Metrics, UpstreamErrorKind};
 use crate::ratelimit::RateLimiter;
 use crate::rewrite::{self, LinkBase, ResponseStream};
 use crate::routing::{self, RequestError, RouteTable, Tenant};
+use crate::share::{self, Downstream, Lookup, Outcome, Sharing};
 use crate::token::TokenBroker;
 use crate::upstream::{RequestBody, Upstream, UpstreamBody};
 
@@ -111,10 +110,8 @@ pub struct Snapshot {
     pub audit: Option<AuditLog>,
     /// Builds the tenants' limiters; also read for its metrics.
     pub limiter: RateLimiter,
-    /// Identical concurrent `GET`s in flight (see [`crate::coalesce`]).
-    pub coalescer: Coalescer,
-    /// `[cache]`, when on (see [`crate::cache`]).
-    pub cache: Option<Arc<Cache>>,
+    /// The cache and the coalescing flights (see [`crate::share`]).
+    pub share: Sharing,
     /// `[metrics]`: read by requests (which histograms to feed) and by `/metrics`.
     pub metrics: MetricsConfig,
 }
@@ -192,24 +189,11 @@ impl Proxy {
             Err(err) => {
                 self.note_error(&err, &log);
                 log.status = err.status().as_u16();
-                let mut response = Response::new(ResponseBody::full(err.body(), Some(log)));
-                *response.status_mut() = err.status();
-                let h = response.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                if let Some(retry_after) = err.retry_after() {
-                    h.insert(
-                        header::RETRY_AFTER,
-                        HeaderValue::from(retry_after.as_secs()),
-                    );
-                }
-                h.insert(headers::REQUEST_ID.clone(), request_id);
-                if err.closes_connection() {
-                    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                response
+                let (mut parts, body) = err.to_response::<Bytes>().into_parts();
+                parts
+                    .headers
+                    .insert(headers::REQUEST_ID.clone(), request_id);
+                Response::from_parts(parts, ResponseBody::full(body, Some(log)))
             }
         };
         if let Some(origin) = origin {
@@ -330,7 +314,7 @@ impl Proxy {
 
         // 3b. Shared answers: a fresh cached one, or one already on its way for the same request
         //     (then neither the rate limit nor the token is touched again).
-        let key = coalesce::Key::of(
+        let key = share::Key::of(
             &parts.method,
             &parts.headers,
             body.is_end_stream(),
@@ -339,60 +323,20 @@ impl Proxy {
             upstream_uri.path_and_query().map_or("/", |p| p.as_str()),
             client.as_ref().map(|c| &c.name),
             Some(link_to.as_str()),
-        )
-        .map(Arc::new);
-        let mut outcome = None;
-        if let Some(cache) = &snapshot.cache {
-            let hit = key.as_ref().and_then(|key| cache.get(key));
-            outcome = Some(match (&key, &hit) {
-                (_, Some(_)) => Outcome::Hit,
-                (Some(_), None) => Outcome::Miss,
-                (None, _) => Outcome::Bypass,
-            });
-            log.cache = outcome.map(Outcome::as_str);
-            if let Some((headers, data)) = hit {
-                let mut response = Response::new(Downstream::Full(data));
-                *response.headers_mut() = headers;
-                response
-                    .headers_mut()
-                    .insert(cache::X_CACHE.clone(), Outcome::Hit.header());
+        );
+        let turn = match snapshot.share.lookup(key).await {
+            Lookup::Answered {
+                response,
+                coalesced,
+                cache,
+            } => {
+                log.coalesced = coalesced;
+                log.cache = cache.map(Outcome::as_str);
                 return Ok(response);
             }
-        }
-        let mark = |mut response: Response<Downstream>| {
-            if let Some(outcome) = outcome {
-                response
-                    .headers_mut()
-                    .insert(cache::X_CACHE.clone(), outcome.header());
-            }
-            response
+            Lookup::Go(turn) => turn,
         };
-        let mut leader = None;
-        while let Some(key) = &key {
-            match snapshot.coalescer.join(key) {
-                Join::Lead(lead) => {
-                    leader = Some(lead);
-                    break;
-                }
-                Join::Follow(member) => match member.wait().await {
-                    Ok(response) => {
-                        log.coalesced = true;
-                        return Ok(mark(response.map(Downstream::Shared)));
-                    }
-                    Err(Wait::Failed(failure)) => {
-                        log.coalesced = true;
-                        return Ok(failure.response().map(Downstream::Full));
-                    }
-                    // The leader went away before its answer: start over.
-                    Err(Wait::Gone) => {}
-                },
-            }
-        }
-        let fill = snapshot
-            .cache
-            .as_ref()
-            .zip(key)
-            .map(|(cache, key)| cache.fill(Arc::unwrap_or_clone(key)));
+        log.cache = turn.cache().map(Outcome::as_str);
 
         let result: Result<Response<ResponseStream>, ProxyError> = async move {
             // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
@@ -447,10 +391,7 @@ impl Proxy {
             Ok(relink(response, snapshot, api_index, link_to))
         }
         .await;
-        match leader {
-            Some(leader) => Ok(mark(leader.publish(result, fill)?.map(Downstream::Shared))),
-            None => result.map(|r| mark(r.map(Downstream::Upstream))),
-        }
+        turn.finish(result)
     }
 
     /// The tenants currently routed to, for admin and metrics.

@@ -100,8 +100,7 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
         public_url: new.listen.public_url.as_deref().map(Box::from),
         audit,
         limiter: limiter.clone(),
-        coalescer: Default::default(),
-        cache: crate::cache::Cache::new(&new.cache),
+        share: crate::share::Sharing::new(&new.cache),
         metrics: new.metrics,
     };
     proxy.snapshot.store(Arc::new(snapshot));

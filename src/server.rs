@@ -155,8 +155,7 @@ pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
         },
         audit,
         limiter,
-        coalescer: Default::default(),
-        cache: crate::cache::Cache::new(&config.cache),
+        share: crate::share::Sharing::new(&config.cache),
         metrics: config.metrics,
     };
     let listen = ListenOptions {

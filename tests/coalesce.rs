@@ -117,7 +117,7 @@ async fn stored(h: &Harness, tenant: &str) {
     let id = h.tenant_id(tenant);
     for _ in 0..500 {
         let snapshot = h.proxy.snapshot.load();
-        if snapshot.cache.as_ref().unwrap().tenant_bytes(&id) > 0 {
+        if snapshot.share.cache().unwrap().tenant_bytes(&id) > 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
-use crate::coalesce::{Head, Key};
+use super::key::{Head, Key};
 use crate::config::CacheConfig;
 
 /// The response header saying what the cache did.
