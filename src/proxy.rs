@@ -28,7 +28,7 @@ use crate::ratelimit::RateLimiter;
 use crate::rewrite::{self, LinkBase, ResponseStream};
 use crate::routing::{self, RequestError, RouteTable, Tenant};
 use crate::share::{self, Downstream, Lookup, Outcome, Sharing};
-use crate::token::TokenBroker;
+use crate::token::{Chain, TokenBroker};
 use crate::upstream::{RequestBody, Upstream, UpstreamBody};
 
 /// Bodies up to this size are kept so the request can be replayed once after an upstream 401.
@@ -232,7 +232,10 @@ impl Proxy {
         tracing::warn!(
             request_id = log.request_id.to_str().unwrap_or("-"),
             tenant = log.tenant.as_deref().unwrap_or("-"),
-            error = %err,
+            // The whole cause (DNS, TLS, IO), which the client's message leaves out. The sources
+            // name hosts and OS or TLS errors, never a token or a secret (the token slot logs
+            // the same chains).
+            error = %Chain(err),
             "request failed"
         );
     }

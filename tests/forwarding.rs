@@ -162,6 +162,44 @@ async fn upstream_down_is_502_json() {
 }
 
 #[tokio::test]
+async fn upstream_down_logs_its_cause_and_tells_the_client_only_that() {
+    let (logs, _guard) = support::Logs::capture();
+    // A port bound but not listening: connections to it are refused, and no other process can
+    // take it while the test runs (as it could a port bound and freed).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = socket.local_addr().unwrap();
+    let h = Harness::start_with(SimConfig::demo(), |c| {
+        c.cloud.api = format!("http://{closed}").parse().unwrap();
+    })
+    .await;
+    let r = h.get("/contoso/api/incidents").await;
+    assert_eq!(r.status(), 502);
+    let body: serde_json::Value = r.json().await.unwrap();
+    // The client's message is as before: no cause, no address.
+    assert_eq!(
+        body["error"]["message"],
+        "the Defender API could not be reached: connection failed"
+    );
+    // The operator's log line has the cause, down to the OS error.
+    let failed = logs.messages("request failed");
+    assert_eq!(failed.len(), 1, "{:#?}", logs.lines());
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the Defender API could not be reached: connection failed: "),
+        "{error}"
+    );
+    assert!(
+        error.to_ascii_lowercase().contains("connection refused") && error.contains("os error"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("Bearer") && !error.contains("eyJ"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn api_errors_pass_through_untouched() {
     let h = Harness::start().await;
     let r = h.get("/contoso/api/no-such-endpoint").await;

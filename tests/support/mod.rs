@@ -3,7 +3,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use defender_proxy::config::{Config, LimitPolicy, Windows};
@@ -301,4 +301,69 @@ where
         }
     })
     .await
+}
+
+/// The log lines written on this thread while the guard of [`Logs::capture`] lives, as JSON
+/// objects (fields flattened, as `--log-format json` writes them). The in-process [`Harness`] on
+/// a `#[tokio::test]`'s current-thread runtime runs every task on the test's thread, so its logs
+/// land here; a multi-threaded runtime's workers would not.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Capture INFO and above (the access lines included) until the guard drops.
+    #[must_use = "the capture ends when the guard drops"]
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        // A callsite another test's thread was registering just then may have cached "no one
+        // listens" before this subscriber existed: ask every callsite again.
+        tracing::callsite::rebuild_interest_cache();
+        (logs, guard)
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The lines whose message is `message`.
+    pub fn messages(&self, message: &str) -> Vec<serde_json::Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["message"] == message)
+            .collect()
+    }
+
+    /// The access lines (target `defender_proxy::access`).
+    pub fn access(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["target"] == "defender_proxy::access")
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
