@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use defender_proxy::sim::SimConfig;
 use futures_util::future::join_all;
-use support::{Harness, CONTOSO, FABRIKAM};
+use support::{eventually, within, Harness, Logs, CONTOSO, FABRIKAM};
 
 const STREAM: &str = "/api/_test/stream";
 
@@ -194,52 +194,116 @@ async fn without_cache_config_there_is_no_x_cache_header() {
     assert!(r.headers().get("x-cache").is_none());
 }
 
+/// Generous bounds on waits that end by a signal; never pauses.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// The access lines of requests for `path`, and how many of them were coalesced.
+fn access_for(logs: &Logs, path: &str) -> (Vec<serde_json::Value>, usize) {
+    let lines: Vec<_> = logs
+        .access()
+        .into_iter()
+        .filter(|l| l["path"] == path)
+        .collect();
+    let coalesced = lines.iter().filter(|l| l["coalesced"] == true).count();
+    (lines, coalesced)
+}
+
 #[tokio::test]
 async fn the_leaders_error_is_every_followers_error() {
+    let (logs, _guard) = Logs::capture();
     let h = Harness::start().await;
     let id = h.tenant_id(CONTOSO);
-    // The leader waits for a token that will be refused; the others join it meanwhile.
+    // The leader waits for a token that will be refused; the others join it meanwhile (they
+    // only have to reach the proxy within the hold: nothing in the test waits it out).
     h.sim.set_consent(&id, false);
-    h.sim.set_token_delay(&id, Duration::from_millis(300));
-    let url = h.url(&format!("/{CONTOSO}/api/incidents"));
-    let responses = join_all((0..10).map(|_| h.http.get(&url).send())).await;
+    h.sim.set_token_delay(&id, Duration::from_secs(1));
+    let path = format!("/{CONTOSO}/api/incidents");
+    let url = h.url(&path);
+    let responses = within(
+        BOUND,
+        "the answers",
+        join_all((0..10).map(|_| h.http.get(&url).send())),
+    )
+    .await;
     let mut seen = Vec::new();
     for r in responses {
         let r = r.unwrap();
         let status = r.status();
         assert!(r.headers().contains_key("x-request-id"));
-        let body: serde_json::Value = r.json().await.unwrap();
+        let body: serde_json::Value = within(BOUND, "an error body", r.json()).await.unwrap();
         seen.push((status, support::error_code(&body).to_owned()));
     }
     assert!(seen[0].0.is_server_error(), "{seen:?}");
     assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
     assert_eq!(h.sim.api_request_count(), 0);
     assert_eq!(h.sim.token_request_count(&id), 1);
+    // The same error by coalescing, not because the token slot's own single flight failed ten
+    // waiters at once: nine followers were answered with the leader's error.
+    let (lines, coalesced) = access_for(&logs, &path);
+    assert_eq!(lines.len(), 10, "{lines:#?}");
+    assert_eq!(coalesced, 9, "{lines:#?}");
 }
 
 #[tokio::test]
 async fn followers_of_a_leader_that_went_away_still_get_their_answer() {
+    let (logs, _guard) = Logs::capture();
     let h = Harness::start().await;
     let id = h.tenant_id(CONTOSO);
-    h.sim.set_token_delay(&id, Duration::from_millis(400));
-    let url = h.url(&format!("/{CONTOSO}/api/incidents"));
-    // The leader's client gives up while it waits for its token.
-    let leader = h.http.get(&url).timeout(Duration::from_millis(100)).send();
-    let follower = async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        h.http.get(&url).send().await.unwrap()
+    let path = format!("/{CONTOSO}/api/incidents");
+    let url = h.url(&path);
+    let get = |url: &str| {
+        let request = h.http.get(url).send();
+        tokio::spawn(request)
     };
-    let (leader, follower) = tokio::join!(leader, follower);
-    assert!(leader.is_err(), "the leader timed out");
-    assert_eq!(follower.status(), 200);
-    assert!(follower.text().await.unwrap().contains("value"));
-}
-
-/// A stalled body fails the test instead of hanging it.
-async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .expect("the body ends")
+    // A warm token, so the leader's only wait is its upstream request, held at the API
+    // before its response head.
+    let warm = within(
+        BOUND,
+        "a first request",
+        h.get(&format!("/{CONTOSO}/api/_test/headers")),
+    )
+    .await;
+    assert_eq!(warm.status(), 200);
+    h.sim.set_api_delay(&id, Duration::from_secs(60));
+    let leader = get(&url);
+    eventually(BOUND, "the leader parked", || async {
+        (logs.parked_requests() == 1).then_some(())
+    })
+    .await;
+    // Two followers join its flight (parked: the handler awaits nothing before joining).
+    let followers = [get(&url), get(&url)];
+    eventually(BOUND, "the followers parked", || async {
+        (logs.parked_requests() == 3).then_some(())
+    })
+    .await;
+    // The API answers at once from now on; the leader's client goes away before its head.
+    h.sim.set_api_delay(&id, Duration::ZERO);
+    leader.abort();
+    // The followers start over: one leads, the other follows it; both get the answer.
+    for follower in followers {
+        let response = within(BOUND, "a follower's answer", follower)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let text = within(BOUND, "a follower's body", response.text()).await;
+        assert!(text.unwrap().contains("value"));
+    }
+    assert_eq!(
+        h.sim.api_request_count(),
+        2,
+        "the leader's, then one for both"
+    );
+    let (lines, coalesced) = eventually(BOUND, "three access lines", || async {
+        let (lines, coalesced) = access_for(&logs, &path);
+        (lines.len() == 3).then_some((lines, coalesced))
+    })
+    .await;
+    assert!(
+        lines.iter().any(|l| l["status"] == 499),
+        "the leader's request ended with its client: {lines:#?}"
+    );
+    assert_eq!(coalesced, 1, "{lines:#?}");
 }
 
 /// Reads `response`'s body until `want` has arrived (the first part of a held stream).
@@ -263,8 +327,14 @@ async fn a_follower_joining_a_streaming_leader_gets_the_whole_body() {
     let follower = h.http.get(&url).send().await.unwrap();
     assert_eq!(follower.status(), 200);
     h.sim.release_streams();
-    leader_body.extend_from_slice(&within(leader.bytes()).await.unwrap());
-    let follower_body = within(follower.bytes()).await.unwrap();
+    leader_body.extend_from_slice(
+        &within(BOUND, "the leader's body", leader.bytes())
+            .await
+            .unwrap(),
+    );
+    let follower_body = within(BOUND, "the follower's body", follower.bytes())
+        .await
+        .unwrap();
     assert_eq!(h.sim.api_request_count(), 1, "one upstream request");
     let text = String::from_utf8_lossy(&leader_body);
     assert!(text.contains("\"part\":2"), "{text}");
@@ -281,7 +351,9 @@ async fn a_follower_outlives_a_streaming_leader_whose_client_left() {
     // The leader's client goes away mid-body; the follower still gets the rest.
     drop(leader);
     h.sim.release_streams();
-    let body = within(follower.bytes()).await.unwrap();
+    let body = within(BOUND, "the follower's body", follower.bytes())
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&body);
     assert!(body.starts_with(&part1), "{text}");
     assert!(text.contains("\"part\":2"), "{text}");

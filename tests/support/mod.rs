@@ -304,26 +304,37 @@ where
 }
 
 /// The log lines written on this thread while the guard of [`Logs::capture`] lives, as JSON
-/// objects (fields flattened, as `--log-format json` writes them). The in-process [`Harness`] on
-/// a `#[tokio::test]`'s current-thread runtime runs every task on the test's thread, so its logs
-/// land here; a multi-threaded runtime's workers would not.
+/// objects (fields flattened, as `--log-format json` writes them), and which requests are parked
+/// in the proxy. The in-process [`Harness`] on a `#[tokio::test]`'s current-thread runtime runs
+/// every task on the test's thread, so its logs land here; a multi-threaded runtime's workers
+/// would not.
 #[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
+pub struct Logs {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    /// Request spans (`defender_proxy::proxy`'s "request") left and not entered again or closed.
+    parked: Arc<Mutex<std::collections::HashSet<u64>>>,
+}
 
 impl Logs {
     /// Capture INFO and above (the access lines included) until the guard drops.
     #[must_use = "the capture ends when the guard drops"]
     pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::Layer as _;
         let logs = Logs::default();
         let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .finish();
+        let info = tracing_subscriber::filter::LevelFilter::INFO;
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || writer.clone())
+                    .with_ansi(false)
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_filter(info),
+            )
+            .with(Parked(logs.parked.clone()).with_filter(info));
         let guard = tracing::subscriber::set_default(subscriber);
         // A callsite another test's thread was registering just then may have cached "no one
         // listens" before this subscriber existed: ask every callsite again.
@@ -333,7 +344,7 @@ impl Logs {
 
     /// Every line so far.
     pub fn lines(&self) -> Vec<serde_json::Value> {
-        let bytes = self.0.lock().unwrap().clone();
+        let bytes = self.bytes.lock().unwrap().clone();
         String::from_utf8_lossy(&bytes)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -355,11 +366,54 @@ impl Logs {
             .filter(|l| l["target"] == "defender_proxy::access")
             .collect()
     }
+
+    /// Requests whose handler has run and now waits (its span was left and not entered again):
+    /// on the current-thread runtime, a request counted here has run up to its first await.
+    /// The handler awaits nothing before it joins a flight, so a request coalescing could join
+    /// has joined (or leads) once it is counted.
+    pub fn parked_requests(&self) -> usize {
+        self.parked.lock().unwrap().len()
+    }
+}
+
+/// Keeps [`Logs::parked_requests`].
+struct Parked(Arc<Mutex<std::collections::HashSet<u64>>>);
+
+impl Parked {
+    fn is_request<S>(
+        id: &tracing::span::Id,
+        ctx: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        ctx.metadata(id)
+            .is_some_and(|m| m.name() == "request" && m.target() == "defender_proxy::proxy")
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Parked
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_enter(&self, id: &tracing::span::Id, _: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.lock().unwrap().remove(&id.into_u64());
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if Self::is_request(id, &ctx) {
+            self.0.lock().unwrap().insert(id.into_u64());
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, _: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.lock().unwrap().remove(&id.into_u64());
+    }
 }
 
 impl std::io::Write for Logs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        self.bytes.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
     }
 
