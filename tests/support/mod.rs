@@ -11,7 +11,9 @@ use defender_proxy::dev::dev_config;
 use defender_proxy::proxy::Proxy;
 use defender_proxy::server::{self, Listeners};
 use defender_proxy::sim::{RunningSim, SimConfig, Simulator};
+use std::future::Future as _;
 use tokio::net::TcpListener;
+
 use tokio::sync::oneshot;
 
 pub const CONTOSO: &str = "contoso";
@@ -25,8 +27,7 @@ pub struct Harness {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: ServerTask,
 }
 
 impl Harness {
@@ -57,14 +58,8 @@ impl Harness {
         let addr = data.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
         let proxy = server::build_proxy(&config).expect("proxy builds");
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(
-            proxy.clone(),
-            Listeners { data, admin },
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
+        let listeners = Listeners { data, admin };
+        let server = ServerTask::spawn(|stop| server::serve(proxy.clone(), listeners, stop));
         Harness {
             sim,
             sim_config,
@@ -76,8 +71,7 @@ impl Harness {
                 .pool_max_idle_per_host(64)
                 .build()
                 .unwrap(),
-            stop: Some(stop),
-            task: Some(task),
+            server,
         }
     }
 
@@ -113,13 +107,76 @@ impl Harness {
         metric_at(self.admin, series).await
     }
 
-    /// Stop the proxy and wait for it to drain.
+    /// Stop the proxy and wait for it to drain; a panic of its serve task panics here.
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// A server's task (the proxy's `serve`) and its stop signal. Its panic is the test's: `stop`
+/// re-raises it, and so does dropping it once the task has ended in a panic (unless the test
+/// is already panicking).
+pub struct ServerTask {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ServerTask {
+    /// Spawn `serve(shutdown)`; `shutdown` resolves on [`ServerTask::stop`] or drop.
+    pub fn spawn<F, Fut>(serve: F) -> ServerTask
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(Box::pin(async move {
+            let _ = stop_rx.await;
+        })));
+        ServerTask {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Signal the stop and wait for the task to end.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            rethrow(task.await);
+        }
+    }
+
+    /// The task has ended (its result is left for `stop` or drop).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| t.is_finished())
+    }
+}
+
+impl Drop for ServerTask {
+    fn drop(&mut self) {
+        // Dropping the sender stops a task still running (it drains on its own; a panic later
+        // than this cannot be seen). A task already ended is asked for its result.
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
+        if !task.is_finished() || std::thread::panicking() {
+            return;
+        }
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        if let std::task::Poll::Ready(result) = std::pin::Pin::new(&mut task).poll(&mut cx) {
+            rethrow(result);
+        }
+    }
+}
+
+/// A panic of the task, raised again here; a cancelled task is no failure.
+fn rethrow(result: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = result {
+        if err.is_panic() {
+            std::panic::resume_unwind(err.into_panic());
         }
     }
 }
