@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use defender_proxy::sim::SimConfig;
 use futures_util::StreamExt;
-use support::{error_code, raw_request, Harness};
+use support::{error_code, eventually, raw_request, Harness};
 
 #[tokio::test]
 async fn client_credentials_tenant_header_and_hop_by_hop_never_reach_the_api() {
@@ -245,24 +245,13 @@ async fn abandoned_request_is_still_logged_and_counted() {
         .send()
         .await;
     assert!(gave_up.is_err());
-    // The proxy notices the closed connection and counts the request as 499 (client closed).
-    let metrics = format!("http://{}/metrics", h.admin);
-    let mut counted = false;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !counted && std::time::Instant::now() < deadline {
-        let text = h
-            .http
-            .get(&metrics)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        counted =
-            text.contains("defender_proxy_requests_total{tenant=\"contoso\",api=\"default\",status=\"499\",status_class=\"4xx\"} 1");
-        // Polling a condition (the disconnect is noticed asynchronously), not timing a step.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(counted, "the abandoned request was not counted");
+    // The proxy notices the closed connection (asynchronously) and counts the request as 499
+    // (client closed).
+    let series = "defender_proxy_requests_total{tenant=\"contoso\",api=\"default\",status=\"499\",status_class=\"4xx\"}";
+    eventually(
+        Duration::from_secs(10),
+        "the abandoned request counted",
+        || async { (h.metric(series).await == Some(1.0)).then_some(()) },
+    )
+    .await;
 }
