@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::idle::IdleTimeout;
 use crate::inbound::{AuditEntry, AuditLog};
-use crate::metrics::{ApiLatency, Scrape, TenantMetrics, UpstreamErrorKind};
+use crate::metrics::{ApiLatency, Scrape, StatusCounts, TenantMetrics, UpstreamErrorKind};
 use crate::share::{Downstream, SharedBody};
 
 pin_project_lite::pin_project! {
@@ -181,6 +181,9 @@ fn count(
 pub struct AccessLog {
     /// The tenant's counters (or the untenanted ones until routing found a tenant).
     pub metrics: Arc<TenantMetrics>,
+    /// Where the status is counted: the tenant's counters for the request's API, once routing
+    /// found them (until then, the untenanted counters' own).
+    pub requests: Option<Arc<StatusCounts>>,
     /// With `[metrics] per_tenant_histograms = false`: the histograms of the request's API (or
     /// the unrouted ones until routing found one), fed besides the tenant's.
     pub api: Option<Arc<ApiLatency>>,
@@ -228,8 +231,11 @@ impl AccessLog {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         let elapsed = self.start.elapsed();
-        self.metrics
-            .record_request(self.status, self.bytes, elapsed);
+        match &self.requests {
+            Some(requests) => requests.record(self.status),
+            None => self.metrics.record_status_without_api(self.status),
+        }
+        self.metrics.record_response(self.bytes, elapsed);
         if let Some(api) = &self.api {
             api.observe_request(elapsed);
         }

@@ -141,6 +141,7 @@ impl Proxy {
         // drops the log, which still writes its line (status 499) and counts the request.
         let mut log = AccessLog {
             metrics: self.metrics.untenanted().clone(),
+            requests: None,
             api: None,
             start: Instant::now(),
             request_id: request_id.clone(),
@@ -298,6 +299,7 @@ impl Proxy {
         let (link_to, class) = link_to;
         log.tenant = Some(tenant.name.clone());
         log.metrics = tenant.metrics.clone();
+        log.requests = Some(tenant.apis[api_index].requests.clone());
         // Per-API histograms, when the config wants them instead of per-tenant ones.
         let by_api =
             (!snapshot.metrics.per_tenant_histograms).then(|| &snapshot.apis[api_index].latency);
@@ -354,7 +356,7 @@ impl Proxy {
 
             // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token
             //    goes out; then the headers: cleaned, token and request id set.
-            let slot = &tenant.tokens[api_index];
+            let slot = &tenant.apis[api_index].token;
             let token = slot.get().await?;
             headers::prepare_upstream(
                 &mut parts.headers,

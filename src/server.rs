@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{ApiBase, ApiTarget, Proxy, Snapshot};
 use crate::ratelimit::{RateLimitInitError, RateLimiter};
 use crate::rewrite::LinkBase;
-use crate::routing::{RouteTable, Tenant};
+use crate::routing::{RouteTable, Tenant, TenantApi};
 use crate::tls::TlsError;
 use crate::token::{TokenBroker, TokenInitError};
 use crate::upstream::Upstream;
@@ -73,6 +73,9 @@ pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
     })
 }
 
+/// The name of `[cloud]`'s API (labels, logs); no `[[api]]` may take it.
+const DEFAULT_API: &str = "default";
+
 /// The tenants' route table. Token slots, limiters and counters come from registries keyed by
 /// tenant, so a rebuilt table (reload) keeps the state of tenants that did not change.
 pub fn route_table(
@@ -81,19 +84,34 @@ pub fn route_table(
     limiter: &RateLimiter,
     metrics: &Metrics,
 ) -> RouteTable {
+    // (name, scope) of each API, in the order of `api_targets`; the names are shared by all
+    // tenants' counters.
+    let apis: Vec<(Arc<str>, &str)> =
+        std::iter::once((Arc::from(DEFAULT_API), &*config.cloud.scope))
+            .chain(
+                config
+                    .apis
+                    .iter()
+                    .map(|a| (Arc::from(a.name.as_str()), a.scope.as_str())),
+            )
+            .collect();
     let tenants = config
         .tenants
         .iter()
         .map(|t| {
+            let metrics = metrics.tenant(&t.name);
             Arc::new(Tenant {
                 name: Arc::from(t.name.as_str()),
                 id: Arc::from(t.id.as_str()),
-                tokens: std::iter::once(config.cloud.scope.as_str())
-                    .chain(config.apis.iter().map(|a| a.scope.as_str()))
-                    .map(|scope| broker.slot(&t.id, scope))
+                apis: apis
+                    .iter()
+                    .map(|(name, scope)| TenantApi {
+                        token: broker.slot(&t.id, scope),
+                        requests: metrics.api(name),
+                    })
                     .collect(),
                 limits: limiter.tenant(&t.id, &t.rate_limit),
-                metrics: metrics.tenant(&t.name),
+                metrics,
             })
         })
         .collect();
@@ -117,7 +135,7 @@ pub fn api_targets(config: &Config, metrics: &Metrics) -> Option<Vec<ApiTarget>>
             latency: metrics.api(name),
         })
     };
-    std::iter::once(target("default", None, &config.cloud.api))
+    std::iter::once(target(DEFAULT_API, None, &config.cloud.api))
         .chain(
             config
                 .apis

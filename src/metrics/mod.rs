@@ -1,10 +1,12 @@
 //! Counters behind `/metrics`; [`scrape`] renders them as Prometheus text while they are sent.
 //!
-//! Each tenant has its own counters (atomics, plus one small per-tenant mutex for the status
-//! table), reached from the route snapshot, so requests of different tenants never contend and
-//! nothing is held across an await. Counters live in a registry keyed by tenant name, so a
-//! rebuilt route table (reload) keeps them. Token and rate-limit metrics are read from their own
-//! modules at scrape time: one source of truth each.
+//! Each tenant has its own counters (atomics), reached from the route snapshot, so requests of
+//! different tenants never contend, no request takes a lock, and nothing is held across an
+//! await. Statuses are counted per (tenant, API) in a [`StatusCounts`] the route snapshot hands
+//! the request by the API's index. Counters live in registries keyed by tenant name and, inside
+//! a tenant, by API name, so a rebuilt route table (reload) keeps them, also when the `[[api]]`
+//! list changed order. Token and rate-limit metrics are read from their own modules at scrape
+//! time: one source of truth each.
 //!
 //! The latency histograms are what makes a tenant's series heavy (three histograms of a dozen
 //! buckets each, some 3.5 KB of the ~5 KB of text per tenant). With `[metrics] per_tenant_histograms = false`
@@ -12,6 +14,7 @@
 //! stay per tenant.
 
 pub(crate) mod scrape;
+mod status;
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -22,6 +25,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 pub(crate) use scrape::Scrape;
+pub use status::StatusCounts;
 
 /// Latency bucket bounds (request and upstream durations), seconds.
 pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
@@ -153,8 +157,13 @@ impl fmt::Display for Label<'_> {
 /// One tenant's request counters.
 #[derive(Debug, Default)]
 pub struct TenantMetrics {
-    /// (status, count); a handful of entries, so a linear scan beats hashing.
-    statuses: Mutex<Vec<(u16, u64)>>,
+    /// Statuses per API, by API name in the order first seen (`default` first). Locked only
+    /// when a route table is built and at scrape time; requests hold their API's entry.
+    apis: Mutex<Vec<(Arc<str>, Arc<StatusCounts>)>>,
+    /// Where requests that got no API are counted: only requests that found no tenant get
+    /// none, so only the untenanted counters have this (`api="default"`, as it always was).
+    /// Kept here so a request need not clone a handle shared by every thread to count them.
+    no_api: Option<Arc<StatusCounts>>,
     bytes: AtomicU64,
     duration: Histogram,
     /// Request sent to response headers received, per upstream exchange.
@@ -163,15 +172,38 @@ pub struct TenantMetrics {
 }
 
 impl TenantMetrics {
-    /// One finished request: status, response body bytes, time to the end of the body.
-    pub fn record_request(&self, status: u16, bytes: u64, elapsed: Duration) {
+    /// The status counters of this tenant's requests to the API named `api`, created on first
+    /// use; only called when building route tables.
+    pub fn api(&self, api: &Arc<str>) -> Arc<StatusCounts> {
+        let mut apis = self.apis.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, counts)) = apis.iter().find(|(name, _)| name == api) {
+            return counts.clone();
+        }
+        let counts = Arc::new(StatusCounts::default());
+        apis.push((api.clone(), counts.clone()));
+        counts
+    }
+
+    /// The APIs with status counters, for a scrape.
+    pub(crate) fn apis(&self) -> Vec<(Arc<str>, Arc<StatusCounts>)> {
+        self.apis
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The status of a finished request that got no API (see `no_api`).
+    pub fn record_status_without_api(&self, status: u16) {
+        if let Some(counts) = &self.no_api {
+            counts.record(status);
+        }
+    }
+
+    /// One finished request: response body bytes, time to the end of the body. (Its status is
+    /// counted in its API's [`StatusCounts`].)
+    pub fn record_response(&self, bytes: u64, elapsed: Duration) {
         self.duration.observe(elapsed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
-        match statuses.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, n)) => *n += 1,
-            None => statuses.push((status, 1)),
-        }
     }
 
     pub fn observe_upstream(&self, elapsed: Duration) {
@@ -221,9 +253,12 @@ impl ApiLatency {
     }
 }
 
+/// The API label of requests that found no tenant (hence no API), as it always was.
+const UNTENANTED_API: &str = "default";
+
 /// All request metrics: the per-tenant registry, and the counters of requests no tenant was
 /// found for (label `tenant=""`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     tenants: Mutex<HashMap<Arc<str>, Arc<TenantMetrics>>>,
     untenanted: Arc<TenantMetrics>,
@@ -235,6 +270,26 @@ pub struct Metrics {
     pub connections: Arc<AtomicU64>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let counts = Arc::new(StatusCounts::default());
+        let untenanted = Arc::new(TenantMetrics {
+            apis: Mutex::new(vec![(Arc::from(UNTENANTED_API), counts.clone())]),
+            no_api: Some(counts),
+            ..TenantMetrics::default()
+        });
+        Metrics {
+            tenants: Mutex::default(),
+            untenanted,
+            apis: Mutex::default(),
+            unrouted: Arc::default(),
+            connections: Arc::default(),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Metrics {

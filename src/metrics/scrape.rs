@@ -8,8 +8,9 @@
 //!
 //! The text format wants all samples of a family together, so the cursor walks family by
 //! family and, inside a family, row by row (a tenant, an API, or a single value). A chunk ends
-//! only between rows; a row is at most one tenant's histogram (~1.3 KB), hence the bound of
-//! [`CHUNK`] plus one row. Counters are read as the rows are written: a scrape is not a
+//! only between rows; a row is one tenant's histogram (~1.3 KB) or its `requests_total` lines
+//! (~110 bytes per (API, status) it has seen: a few, at most 16 per API but for statuses past
+//! the lock-free slots), hence the bound of [`CHUNK`] plus one row. Counters are read as the rows are written: a scrape is not a
 //! snapshot in time, any more than it was before (each atomic was read on its own).
 
 use std::fmt::Write as _;
@@ -22,6 +23,7 @@ use super::{ApiLatency, Histogram, Label, Metrics, TenantMetrics, UpstreamErrorK
 use crate::proxy::Snapshot;
 use crate::ratelimit::{self, RateLimiter};
 use crate::routing::Tenant;
+use crate::token::TokenSlot;
 
 /// A chunk is handed to hyper once it holds this many bytes (it ends at the next row's end).
 pub(crate) const CHUNK: usize = 32 * 1024;
@@ -146,6 +148,25 @@ impl Scrape {
         self.snapshot.apis.len()
     }
 
+    /// The token slots of `tenant` with the name of the API each serves. APIs with the same
+    /// scope share a slot: it is shown once, under the first of them (`default` before any
+    /// `[[api]]`), so summing over `api` counts each token request once.
+    fn token_slots<'a>(
+        &'a self,
+        tenant: &'a Tenant,
+    ) -> impl Iterator<Item = (&'a str, &'a TokenSlot)> {
+        let apis = &tenant.apis;
+        apis.iter()
+            .zip(&self.snapshot.apis)
+            .enumerate()
+            .filter(move |(i, (api, _))| {
+                !apis[..*i]
+                    .iter()
+                    .any(|earlier| Arc::ptr_eq(&earlier.token, &api.token))
+            })
+            .map(|(_, (api, target))| (&*target.name, &*api.token))
+    }
+
     /// Rows of a latency family that has an untenanted (`""`) row: per tenant, or per API
     /// with `api=""` first (requests that never got a tenant, hence no API).
     fn latency_rows(&self) -> usize {
@@ -208,19 +229,16 @@ const FAMILIES: [Family; 11] = [
         rows: counted,
         row: |s, name, i, out| {
             let (tenant, m) = &s.counted[i];
-            let mut statuses = m
-                .statuses
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            statuses.sort_unstable();
             let tenant = Label("tenant", tenant);
-            for (status, n) in statuses {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{tenant},api=\"default\",status=\"{status}\",status_class=\"{}xx\"}} {n}",
-                    status / 100
-                );
+            for (api, counts) in m.apis() {
+                let api = Label("api", &api);
+                for (status, n) in counts.counts() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{{tenant},{api},status=\"{status}\",status_class=\"{}xx\"}} {n}",
+                        status / 100
+                    );
+                }
             }
         },
     },
@@ -270,31 +288,37 @@ const FAMILIES: [Family; 11] = [
     Family {
         name: "defender_proxy_token_refreshes_total",
         kind: "counter",
-        help: "Token requests to Entra ID, by tenant and result.",
+        help: "Token requests to Entra ID, by tenant, API and result.",
         latency: false,
         rows: routed,
         row: |s, name, i, out| {
             let tenant = &s.routed[i];
-            let stats = tenant.tokens[0].stats();
             let label = Label("tenant", &tenant.name);
-            let _ = writeln!(
-                out,
-                "{name}{{{label},result=\"success\"}} {}\n{name}{{{label},result=\"failure\"}} {}",
-                stats.refresh_ok, stats.refresh_failed
-            );
+            for (api, slot) in s.token_slots(tenant) {
+                let stats = slot.stats();
+                let api = Label("api", api);
+                let _ = writeln!(
+                    out,
+                    "{name}{{{label},{api},result=\"success\"}} {}\n{name}{{{label},{api},result=\"failure\"}} {}",
+                    stats.refresh_ok, stats.refresh_failed
+                );
+            }
         },
     },
     Family {
         name: "defender_proxy_token_expiry_seconds",
         kind: "gauge",
-        help: "Seconds until the cached token expires, by tenant.",
+        help: "Seconds until the cached token expires, by tenant and API.",
         latency: false,
         rows: routed,
         row: |s, name, i, out| {
             let tenant = &s.routed[i];
-            if let Some(left) = tenant.tokens[0].stats().expires_in {
-                let label = Label("tenant", &tenant.name);
-                let _ = writeln!(out, "{name}{{{label}}} {}", left.as_secs());
+            let label = Label("tenant", &tenant.name);
+            for (api, slot) in s.token_slots(tenant) {
+                if let Some(left) = slot.stats().expires_in {
+                    let api = Label("api", api);
+                    let _ = writeln!(out, "{name}{{{label},{api}}} {}", left.as_secs());
+                }
             }
         },
     },

@@ -28,9 +28,10 @@ fn proxy(extra: usize, per_tenant_histograms: bool) -> Arc<Proxy> {
     config.metrics.per_tenant_histograms = per_tenant_histograms;
     let proxy = build_proxy(&config).unwrap();
     for tenant in proxy.tenants() {
+        tenant.apis[0].requests.record(200);
         tenant
             .metrics
-            .record_request(200, 1234, Duration::from_millis(7));
+            .record_response(1234, Duration::from_millis(7));
     }
     proxy
 }
@@ -93,9 +94,10 @@ async fn every_family_is_rendered_as_before() {
     contoso
         .limits
         .upstream_throttled(0, Some(&HeaderValue::from_static("5")));
+    contoso.apis[0].requests.record(200);
     contoso
         .metrics
-        .record_request(200, 10, Duration::from_millis(3));
+        .record_response(10, Duration::from_millis(3));
     let text = text(&proxy);
     for line in [
         "# HELP defender_proxy_request_duration_seconds Time from request to the end of the response body, by tenant.",
@@ -107,7 +109,7 @@ async fn every_family_is_rendered_as_before() {
         "defender_proxy_request_duration_seconds_sum{tenant=\"contoso\"} 0.003",
         "defender_proxy_request_duration_seconds_count{tenant=\"\"} 0",
         "defender_proxy_upstream_errors_total{tenant=\"fabrikam\",kind=\"token\"} 0",
-        "defender_proxy_token_refreshes_total{tenant=\"contoso\",result=\"failure\"} 0",
+        "defender_proxy_token_refreshes_total{tenant=\"contoso\",api=\"default\",result=\"failure\"} 0",
         "defender_proxy_tenants 2",
         "defender_proxy_reloads_total{result=\"success\"} 0",
         "defender_proxy_ratelimit_admitted_total{tenant=\"contoso\"} 1",
@@ -159,4 +161,89 @@ async fn per_api_histograms_have_a_row_per_api_and_none_per_tenant() {
         "{} vs {per_tenant}",
         text.len()
     );
+}
+
+/// Each request is counted under its own API, and each token slot has its own series.
+#[tokio::test]
+async fn requests_and_tokens_are_shown_per_api() {
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let mut config = dev_config(&SimConfig::demo(), "http://127.0.0.1:9", loopback, loopback);
+    // `mde` asks for the default API's scope (as a regional host of it would): one slot.
+    config.apis[0].scope = config.cloud.scope.clone();
+    let proxy = build_proxy(&config).unwrap();
+    let contoso = proxy
+        .tenants()
+        .into_iter()
+        .find(|t| &*t.name == "contoso")
+        .unwrap();
+    assert!(Arc::ptr_eq(&contoso.apis[0].token, &contoso.apis[1].token));
+    for (api, statuses) in [(0, &[200, 200, 404][..]), (1, &[200]), (2, &[503, 200])] {
+        for status in statuses {
+            contoso.apis[api].requests.record(*status);
+        }
+    }
+    proxy.metrics.untenanted().record_status_without_api(404);
+    let text = text(&proxy);
+    let requests: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("defender_proxy_requests_total{"))
+        .collect();
+    let sc = |class: &str| format!("status_class=\"{class}\"");
+    assert_eq!(
+        requests,
+        [
+            format!("defender_proxy_requests_total{{tenant=\"\",api=\"default\",status=\"404\",{}}} 1", sc("4xx")),
+            format!("defender_proxy_requests_total{{tenant=\"contoso\",api=\"default\",status=\"200\",{}}} 2", sc("2xx")),
+            format!("defender_proxy_requests_total{{tenant=\"contoso\",api=\"default\",status=\"404\",{}}} 1", sc("4xx")),
+            format!("defender_proxy_requests_total{{tenant=\"contoso\",api=\"mde\",status=\"200\",{}}} 1", sc("2xx")),
+            format!("defender_proxy_requests_total{{tenant=\"contoso\",api=\"graph\",status=\"200\",{}}} 1", sc("2xx")),
+            format!("defender_proxy_requests_total{{tenant=\"contoso\",api=\"graph\",status=\"503\",{}}} 1", sc("5xx")),
+        ]
+    );
+    let tokens: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("defender_proxy_token_refreshes_total{tenant=\"contoso\""))
+        .collect();
+    assert_eq!(
+        tokens,
+        [
+            "defender_proxy_token_refreshes_total{tenant=\"contoso\",api=\"default\",result=\"success\"} 0",
+            "defender_proxy_token_refreshes_total{tenant=\"contoso\",api=\"default\",result=\"failure\"} 0",
+            "defender_proxy_token_refreshes_total{tenant=\"contoso\",api=\"graph\",result=\"success\"} 0",
+            "defender_proxy_token_refreshes_total{tenant=\"contoso\",api=\"graph\",result=\"failure\"} 0",
+        ],
+        "the shared slot once, under `default`"
+    );
+}
+
+/// The counters belong to the API's name, not its place in the list: a reload that reorders
+/// (or removes) `[[api]]` entries does not move one API's counts under another's label.
+#[tokio::test]
+async fn a_reload_that_reorders_apis_keeps_each_apis_counts() {
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let mut config = dev_config(&SimConfig::demo(), "http://127.0.0.1:9", loopback, loopback);
+    let proxy = build_proxy(&config).unwrap();
+    let snapshot = proxy.snapshot.load_full();
+    let contoso = snapshot.routes.lookup("contoso").unwrap();
+    contoso.apis[1].requests.record(200); // mde
+    config.apis.reverse();
+    config.apis.truncate(1); // graph only
+    let routes =
+        crate::server::route_table(&config, &proxy.broker, &snapshot.limiter, &proxy.metrics);
+    let reloaded = routes.lookup("contoso").unwrap();
+    assert_eq!(reloaded.apis.len(), 2);
+    assert!(Arc::ptr_eq(
+        &reloaded.apis[0].requests,
+        &contoso.apis[0].requests
+    ));
+    assert!(Arc::ptr_eq(
+        &reloaded.apis[1].requests,
+        &contoso.apis[2].requests
+    ));
+    assert_eq!(reloaded.apis[1].requests.counts(), []);
+    // Kept for the API that went away, as for a tenant that went away.
+    let kept = proxy.metrics.tenant("contoso").apis();
+    let names: Vec<&str> = kept.iter().map(|(name, _)| &**name).collect();
+    assert_eq!(names, ["default", "mde", "graph"]);
+    assert_eq!(kept[1].1.counts(), [(200, 1)]);
 }
