@@ -51,9 +51,7 @@ pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
     let old = proxy.config.load_full();
     let current = proxy.snapshot.load_full();
     warn_restart_only(&old, &new);
-    for warning in &new.warnings {
-        tracing::warn!("config: {warning}");
-    }
+    crate::server::log_config_warnings(&new);
 
     // Build everything first; nothing is swapped until all of it succeeded.
     let limiter = if same_limiter(&old, &new) {

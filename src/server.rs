@@ -145,8 +145,25 @@ pub fn api_targets(config: &Config, metrics: &Metrics) -> Option<Vec<ApiTarget>>
         .collect()
 }
 
-/// Build the shared proxy state from a validated config.
+/// The start-time warnings of a config: an unauthenticated listener off loopback, and the
+/// config's own findings. Logged by [`build_proxy`], which every start path (`serve --config`,
+/// `serve --dev`, the tests' harness) goes through, so no path can start without them.
+pub(crate) fn log_config_warnings(config: &Config) {
+    if config.insecure_listener() {
+        tracing::warn!(
+            addr = %config.listen.addr,
+            "listening off loopback without inbound authentication (allow_unauthenticated = true): \
+             anyone who can reach this address acts as the app in every configured tenant"
+        );
+    }
+    for warning in &config.warnings {
+        tracing::warn!("config: {warning}");
+    }
+}
+
+/// Build the shared proxy state from a validated config, logging its warnings first.
 pub fn build_proxy(config: &Config) -> Result<Arc<Proxy>, StartError> {
+    log_config_warnings(config);
     let broker = TokenBroker::new(&config.app, &config.cloud, &config.upstream)?;
     let limiter = RateLimiter::new(&config.rate_limit)?;
     let metrics = Arc::new(Metrics::default());
@@ -197,16 +214,6 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
-    if config.insecure_listener() {
-        tracing::warn!(
-            addr = %config.listen.addr,
-            "listening off loopback without inbound authentication (allow_unauthenticated = true): \
-             anyone who can reach this address acts as the app in every configured tenant"
-        );
-    }
-    for warning in &config.warnings {
-        tracing::warn!("config: {warning}");
-    }
     let proxy = build_proxy(&config)?;
     serve(proxy, listeners, shutdown).await;
     Ok(())
@@ -220,9 +227,6 @@ pub async fn run_from_file(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
-    for warning in &config.warnings {
-        tracing::warn!("config: {warning}");
-    }
     let watch = config.reload.watch;
     let proxy = build_proxy(&config)?;
     #[cfg(unix)]

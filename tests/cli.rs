@@ -375,3 +375,53 @@ async fn workers_choose_the_runtime_one_thread_or_a_pool() {
         assert_eq!(threads(pid), expected, "--workers {workers}");
     }
 }
+
+#[tokio::test]
+async fn serve_config_warns_at_start_about_an_unauthenticated_listener_off_loopback() {
+    let sim = Simulator::start(SimConfig::demo()).await.unwrap();
+    let tenants: Vec<(String, String)> = sim
+        .config()
+        .tenants
+        .iter()
+        .map(|t| (t.name.clone(), t.id.clone()))
+        .collect();
+    let text = config_text(sim.base_url(), &sim.config().client_id, &tenants).replace(
+        "[listen]\naddr = \"127.0.0.1:0\"\n",
+        "[listen]\naddr = \"0.0.0.0:0\"\nallow_unauthenticated = true\n",
+    );
+    let secret = sim.config().client_secret.clone();
+    // Started as `main` starts it: `serve --config FILE`.
+    let mut proxy =
+        support::ProxyProcess::spawn(&text, &[("TEST_APP_SECRET", secret.as_str())]).await;
+    let warning = support::eventually(
+        Duration::from_secs(10),
+        "the unauthenticated-listener warning",
+        || {
+            let found = proxy
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| {
+                    v["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("without inbound authentication"))
+                });
+            async move { found }
+        },
+    )
+    .await;
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(
+        warning["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("0.0.0.0:")),
+        "{warning}"
+    );
+    terminate(&proxy.child);
+    let status = support::within(Duration::from_secs(30), "exit", proxy.child.wait())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
