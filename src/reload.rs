@@ -6,10 +6,20 @@
 //! never touched. What a running listener cannot change (addresses, whether it speaks TLS, its
 //! connection limits) is kept and logged as needing a restart. TLS certificates are re-read on
 //! every reload, so rotated files take effect for new handshakes.
+//!
+//! Every reload, whoever asks (SIGHUP, `[reload] watch`), goes through one [`Reloader`]: one
+//! async lock is held across the whole of it (read, build, swap), so two reloads never
+//! interleave their stores, and a reload asked for while one runs starts when that one ends, on
+//! the file as it is then. The work runs on tokio's blocking pool: it reads files (the config,
+//! the secrets, keys and certificates it names) that may be slow (a network volume, a FIFO), and
+//! on a runtime worker it would stall every request meanwhile (with `--workers 1`, all of them).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::{self, Config, LimitBackend};
 use crate::inbound::{self, AuditLog};
@@ -26,10 +36,100 @@ pub enum ReloadError {
     /// The same failures that would stop a start (TLS files, keys, the audit file, Redis URL).
     #[error(transparent)]
     Build(#[from] StartError),
+    /// The reload's task panicked (a bug); what it had not swapped in yet stays as it was.
+    #[error("the reload stopped with a panic")]
+    Panicked,
 }
 
-/// Read `path`, validate it, and apply it; logs and counts the result either way.
-pub fn reload_file(proxy: &Proxy, path: &Path) -> Result<(), ReloadError> {
+/// The one entry point of reloads. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Reloader {
+    proxy: Arc<Proxy>,
+    path: PathBuf,
+    /// Held from before the file is read until after the last store: reloads run one at a time.
+    lock: Arc<Mutex<()>>,
+    /// Reloads waiting for the running one to end (logged; tests wait on it).
+    queued: AtomicUsize,
+}
+
+impl Reloader {
+    pub(crate) fn new(proxy: Arc<Proxy>, path: PathBuf) -> Arc<Self> {
+        Arc::new(Reloader {
+            proxy,
+            path,
+            lock: Arc::new(Mutex::new(())),
+            queued: AtomicUsize::new(0),
+        })
+    }
+
+    /// Read the config file, validate it, and apply it, after any reload already running;
+    /// logs and counts the result either way.
+    pub(crate) async fn reload(&self) -> Result<(), ReloadError> {
+        let guard = self.wait_turn().await;
+        let proxy = self.proxy.clone();
+        let path = self.path.clone();
+        // The guard moves into the blocking task: if this future is dropped (shutdown) the
+        // reload still ends before the next one starts.
+        let work = tokio::task::spawn_blocking(move || {
+            let _turn = guard;
+            reload_file(&proxy, &path)
+        });
+        match work.await {
+            Ok(result) => result,
+            Err(_) => {
+                self.proxy.metrics.record_reload(false);
+                tracing::error!(config = %self.path.display(), "config reload panicked; what it had not swapped in stays");
+                Err(ReloadError::Panicked)
+            }
+        }
+    }
+
+    /// The lock, at once or after the running reload.
+    async fn wait_turn(&self) -> OwnedMutexGuard<()> {
+        if let Ok(guard) = self.lock.clone().try_lock_owned() {
+            return guard;
+        }
+        tracing::info!("a config reload is running; this one starts when it ends");
+        let _queued = Queued::new(&self.queued);
+        self.lock.clone().lock_owned().await
+    }
+
+    /// Reloads waiting for their turn.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// The current fingerprint of the config and the files it names, taken on the blocking pool.
+    async fn fingerprint(&self) -> Fingerprint {
+        let files: Vec<PathBuf> = std::iter::once(self.path.clone())
+            .chain(self.proxy.config.load().watched_files.iter().cloned())
+            .collect();
+        tokio::task::spawn_blocking(move || fingerprint(&files))
+            .await
+            .unwrap_or_default()
+    }
+}
+
+/// Counts one reload as waiting while it lives (also when its future is dropped while waiting).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Queued(count)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Read `path`, validate it, and apply it; logs and counts the result either way. Blocking (file
+/// reads): only [`Reloader::reload`] calls it, on the blocking pool, under the reload lock.
+fn reload_file(proxy: &Proxy, path: &Path) -> Result<(), ReloadError> {
     let result = config::load_file(path)
         .map_err(ReloadError::from)
         .and_then(|new| apply(proxy, new));
@@ -47,7 +147,7 @@ pub fn reload_file(proxy: &Proxy, path: &Path) -> Result<(), ReloadError> {
 }
 
 /// Replace the running config with `new` (already validated).
-pub fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
+fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
     let old = proxy.config.load_full();
     let current = proxy.snapshot.load_full();
     warn_restart_only(&old, &new);
@@ -151,9 +251,9 @@ fn warn_restart_only(old: &Config, new: &Config) {
 
 /// Reload on every SIGHUP until the process ends. The handler is installed here, before the
 /// returned future is spawned: a SIGHUP sent once the proxy listens never meets the default
-/// action (which would end the process).
+/// action (which would end the process). SIGHUPs that arrive during a reload make one more.
 #[cfg(unix)]
-pub fn on_sighup(proxy: Arc<Proxy>, path: PathBuf) -> impl std::future::Future<Output = ()> {
+pub(crate) fn on_sighup(reloader: Arc<Reloader>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let hangups = signal(SignalKind::hangup());
     async move {
@@ -163,7 +263,7 @@ pub fn on_sighup(proxy: Arc<Proxy>, path: PathBuf) -> impl std::future::Future<O
         };
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the config");
-            let _ = reload_file(&proxy, &path);
+            let _ = reloader.reload().await;
         }
     }
 }
@@ -171,44 +271,43 @@ pub fn on_sighup(proxy: Arc<Proxy>, path: PathBuf) -> impl std::future::Future<O
 /// `[reload] watch`: reload when the config file, or a file it names, changes (polled: cheap,
 /// and it works for Kubernetes ConfigMap and Secret volumes, whose files are swapped by symlink).
 ///
-/// The first fingerprint is taken here, before the returned future is spawned: a change made
-/// once the proxy is listening (the earliest anyone can know it runs) is never mistaken for
-/// the starting state.
-pub fn watch(
-    proxy: Arc<Proxy>,
-    path: PathBuf,
+/// The first fingerprint is taken before this returns, so before the returned future is
+/// spawned: a change made once the proxy is listening (the earliest anyone can know it runs) is
+/// never mistaken for the starting state.
+pub(crate) async fn watch(
+    reloader: Arc<Reloader>,
     every: Duration,
 ) -> impl std::future::Future<Output = ()> {
-    let seen = fingerprint(&proxy, &path);
-    watch_from(proxy, path, every, seen)
+    let seen = reloader.fingerprint().await;
+    watch_from(reloader, every, seen)
 }
 
-async fn watch_from(
-    proxy: Arc<Proxy>,
-    path: PathBuf,
-    every: Duration,
-    mut seen: Vec<Option<(SystemTime, u64)>>,
-) {
+async fn watch_from(reloader: Arc<Reloader>, every: Duration, mut seen: Fingerprint) {
     loop {
         tokio::time::sleep(every).await;
-        let now = fingerprint(&proxy, &path);
+        let now = reloader.fingerprint().await;
         if now != seen {
             tracing::info!("watched files changed: reloading the config");
-            let _ = reload_file(&proxy, &path);
-            seen = fingerprint(&proxy, &path);
+            let _ = reloader.reload().await;
+            seen = reloader.fingerprint().await;
         }
     }
 }
 
 /// Modification times (following symlinks) and sizes of the config and the files it names.
-fn fingerprint(proxy: &Proxy, path: &Path) -> Vec<Option<(SystemTime, u64)>> {
-    let config = proxy.config.load();
-    std::iter::once(path.to_path_buf())
-        .chain(config.watched_files.iter().cloned())
+type Fingerprint = Vec<Option<(SystemTime, u64)>>;
+
+/// Blocking: `stat`s every file.
+fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    files
+        .iter()
         .map(|p| {
-            std::fs::metadata(&p)
+            std::fs::metadata(p)
                 .ok()
                 .and_then(|m| Some((m.modified().ok()?, m.len())))
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -227,12 +227,18 @@ pub async fn run_from_file(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
-    let watch = config.reload.watch;
     let proxy = build_proxy(&config)?;
+    // SIGHUP and the watcher share one reloader, so their reloads run one at a time.
+    let reloader = crate::reload::Reloader::new(proxy.clone(), path);
     #[cfg(unix)]
-    let sighup = tokio::spawn(crate::reload::on_sighup(proxy.clone(), path.clone()));
-    let watcher =
-        watch.then(|| tokio::spawn(crate::reload::watch(proxy.clone(), path, WATCH_EVERY)));
+    let sighup = tokio::spawn(crate::reload::on_sighup(reloader.clone()));
+    let watcher = if config.reload.watch {
+        Some(tokio::spawn(
+            crate::reload::watch(reloader, WATCH_EVERY).await,
+        ))
+    } else {
+        None
+    };
     serve(proxy, listeners, shutdown).await;
     #[cfg(unix)]
     sighup.abort();
