@@ -4,8 +4,9 @@
 //! change: token slots, tenant limiters, the upstream connection pool, the audit file), then
 //! swaps it in with one store. Requests in flight keep the snapshot they loaded; connections are
 //! never touched. What a running listener cannot change (addresses, whether it speaks TLS, its
-//! connection limits) is kept and logged as needing a restart. TLS certificates are re-read on
-//! every reload, so rotated files take effect for new handshakes.
+//! connection limits and timeouts: [`RestartOnly`]) is kept and logged as needing a restart.
+//! TLS certificates are re-read on every reload, so rotated files take effect for new
+//! handshakes.
 //!
 //! Every reload, whoever asks (SIGHUP, `[reload] watch`), goes through one [`Reloader`]: one
 //! async lock is held across the whole of it (read, build, swap), so two reloads never
@@ -50,11 +51,16 @@ pub(crate) struct Reloader {
     lock: Arc<Mutex<()>>,
     /// Reloads waiting for the running one to end (logged; tests wait on it).
     queued: AtomicUsize,
+    /// What the listeners run with until a restart, whatever reloads say.
+    started: Arc<RestartOnly>,
 }
 
 impl Reloader {
+    /// Made when the listeners start, from the config they start with.
     pub(crate) fn new(proxy: Arc<Proxy>, path: PathBuf) -> Arc<Self> {
+        let started = Arc::new(RestartOnly::of(&proxy.config.load()));
         Arc::new(Reloader {
+            started,
             proxy,
             path,
             lock: Arc::new(Mutex::new(())),
@@ -68,11 +74,12 @@ impl Reloader {
         let guard = self.wait_turn().await;
         let proxy = self.proxy.clone();
         let path = self.path.clone();
+        let started = self.started.clone();
         // The guard moves into the blocking task: if this future is dropped (shutdown) the
         // reload still ends before the next one starts.
         let work = tokio::task::spawn_blocking(move || {
             let _turn = guard;
-            reload_file(&proxy, &path)
+            reload_file(&proxy, &started, &path)
         });
         match work.await {
             Ok(result) => result,
@@ -129,10 +136,10 @@ impl Drop for Queued<'_> {
 
 /// Read `path`, validate it, and apply it; logs and counts the result either way. Blocking (file
 /// reads): only [`Reloader::reload`] calls it, on the blocking pool, under the reload lock.
-fn reload_file(proxy: &Proxy, path: &Path) -> Result<(), ReloadError> {
+fn reload_file(proxy: &Proxy, started: &RestartOnly, path: &Path) -> Result<(), ReloadError> {
     let result = config::load_file(path)
         .map_err(ReloadError::from)
-        .and_then(|new| apply(proxy, new));
+        .and_then(|new| apply(proxy, started, new));
     proxy.metrics.record_reload(result.is_ok());
     match &result {
         Ok(()) => {
@@ -147,10 +154,13 @@ fn reload_file(proxy: &Proxy, path: &Path) -> Result<(), ReloadError> {
 }
 
 /// Replace the running config with `new` (already validated).
-fn apply(proxy: &Proxy, new: Config) -> Result<(), ReloadError> {
+fn apply(proxy: &Proxy, started: &RestartOnly, new: Config) -> Result<(), ReloadError> {
     let old = proxy.config.load_full();
     let current = proxy.snapshot.load_full();
-    warn_restart_only(&old, &new);
+    let restart = started.changed(&new);
+    if !restart.is_empty() {
+        tracing::warn!(settings = ?restart, "these settings take effect only after a restart");
+    }
     crate::server::log_config_warnings(&new);
 
     // Build everything first; nothing is swapped until all of it succeeded.
@@ -229,23 +239,84 @@ fn same_limiter(old: &Config, new: &Config) -> bool {
     backend_same && old.rate_limit.routes == new.rate_limit.routes
 }
 
-/// Settings a running listener cannot take over.
-fn warn_restart_only(old: &Config, new: &Config) {
-    let mut changed = Vec::new();
-    if old.listen.addr != new.listen.addr {
-        changed.push("listen.addr");
+/// What the running listeners and tasks were started with and keep until a restart: the
+/// sockets, whether the data listener speaks TLS, everything `listener::accept_loop` reads once
+/// (the connection cap and what happens past it, the header and idle timeouts, the HTTP/2
+/// limits, hyper's HTTP/1 read buffer, the drain's grace period), and whether the watcher runs.
+///
+/// Compared with each new config (not with the previous one): a reload that left a change
+/// pending still names it, and one that goes back to the running value no longer does.
+/// Everything else takes effect at once, `max_body_bytes`, `body_idle_timeout` and the proxy's
+/// own `max_header_bytes` check among them: requests read them from the snapshot's
+/// `inbound::Policy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RestartOnly {
+    listen_addr: std::net::SocketAddr,
+    admin_addr: std::net::SocketAddr,
+    tls: bool,
+    limits: config::ListenLimits,
+    shutdown_grace: Duration,
+    watch: bool,
+}
+
+impl RestartOnly {
+    pub(crate) fn of(config: &Config) -> Self {
+        RestartOnly {
+            listen_addr: config.listen.addr,
+            admin_addr: config.admin.addr,
+            tls: config.listen.tls.is_some(),
+            limits: config.listen.limits.clone(),
+            shutdown_grace: config.listen.shutdown_grace,
+            watch: config.reload.watch,
+        }
     }
-    if old.admin.addr != new.admin.addr {
-        changed.push("admin.addr");
-    }
-    if old.listen.tls.is_some() != new.listen.tls.is_some() {
-        changed.push("listen.tls (on/off)");
-    }
-    if old.listen.limits != new.listen.limits {
-        changed.push("listen limits");
-    }
-    if !changed.is_empty() {
-        tracing::warn!(settings = ?changed, "these settings take effect only after a restart");
+
+    /// The settings `new` changes that keep their running value until a restart.
+    pub(crate) fn changed(&self, new: &Config) -> Vec<&'static str> {
+        let (old, new_limits) = (&self.limits, &new.listen.limits);
+        [
+            (self.listen_addr != new.listen.addr, "listen.addr"),
+            (self.admin_addr != new.admin.addr, "admin.addr"),
+            (self.tls != new.listen.tls.is_some(), "listen.tls (on/off)"),
+            (
+                old.max_connections != new_limits.max_connections,
+                "listen.max_connections",
+            ),
+            (
+                old.on_max_connections != new_limits.on_max_connections,
+                "listen.on_max_connections",
+            ),
+            (
+                old.header_timeout != new_limits.header_timeout,
+                "listen.header_timeout",
+            ),
+            (
+                old.idle_timeout != new_limits.idle_timeout,
+                "listen.idle_timeout",
+            ),
+            (
+                old.h2_max_concurrent_streams != new_limits.h2_max_concurrent_streams,
+                "listen.h2_max_concurrent_streams",
+            ),
+            (
+                old.h2_max_header_list_size != new_limits.h2_max_header_list_size,
+                "listen.h2_max_header_list_size",
+            ),
+            // Lowered, it takes effect at once (the proxy's own check); raised, hyper's HTTP/1
+            // read buffer (sized from it at start) may still refuse the larger header blocks.
+            (
+                new_limits.max_header_bytes > old.max_header_bytes,
+                "listen.max_header_bytes (raised)",
+            ),
+            (
+                self.shutdown_grace != new.listen.shutdown_grace,
+                "listen.shutdown_grace",
+            ),
+            (self.watch != new.reload.watch, "reload.watch"),
+        ]
+        .into_iter()
+        .filter_map(|(changed, name)| changed.then_some(name))
+        .collect()
     }
 }
 

@@ -346,3 +346,95 @@ async fn watch_reloads_when_a_secret_file_named_by_the_config_changes() {
     signal(&p.child, "-TERM");
     assert_eq!(p.child.wait().await.unwrap().code(), Some(0));
 }
+
+/// The log lines read so far that contain `needle`.
+fn log_lines(p: &ProxyProcess, needle: &str) -> Vec<String> {
+    p.log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// Bounded wait until `n` reloads have logged their result line (the restart warning, if any,
+/// comes before it).
+async fn wait_reload_lines(p: &ProxyProcess, n: usize) {
+    support::eventually(Duration::from_secs(15), "the reload's log line", || {
+        let done = log_lines(p, "config reloaded").len() >= n;
+        async move { done.then_some(()) }
+    })
+    .await;
+}
+
+async fn post_2000_bytes(p: &ProxyProcess) -> u16 {
+    reqwest::Client::new()
+        .post(p.url("/contoso/api/advancedhunting/run"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"Query\":\"{}\"}}", "x".repeat(1988)))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_reload_of_max_body_bytes_applies_at_once_and_max_connections_is_named_for_a_restart() {
+    let s = setup("restart-only").await;
+    let path = s.dir.join("proxy.toml");
+    let base = s.sim.base_url().to_owned();
+    let with_listen = |keys: &str| {
+        config(
+            &base,
+            &s.client_id,
+            &s.secret,
+            &[("contoso", &s.contoso)],
+            "",
+        )
+        .replace(
+            "shutdown_grace = \"20s\"\n",
+            &format!("shutdown_grace = \"20s\"\n{keys}"),
+        )
+    };
+    std::fs::write(&path, with_listen("max_body_bytes = 1000000\n")).unwrap();
+    let mut p = ProxyProcess::spawn_file(&path, &[]).await;
+    assert_ne!(post_2000_bytes(&p).await, 413);
+
+    // max_body_bytes (and body_idle_timeout) are read per request: no restart needed.
+    std::fs::write(
+        &path,
+        with_listen("max_body_bytes = 1000\nbody_idle_timeout = \"30s\"\n"),
+    )
+    .unwrap();
+    signal(&p.child, "-HUP");
+    wait_reload_lines(&p, 1).await;
+    let warnings = log_lines(&p, "take effect only after a restart");
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    assert_eq!(
+        post_2000_bytes(&p).await,
+        413,
+        "the new max_body_bytes applies"
+    );
+
+    // max_connections sizes the accept loop's semaphore at start: named.
+    std::fs::write(
+        &path,
+        with_listen("max_body_bytes = 1000\nbody_idle_timeout = \"30s\"\nmax_connections = 10\n"),
+    )
+    .unwrap();
+    signal(&p.child, "-HUP");
+    wait_reload_lines(&p, 2).await;
+    let warnings = log_lines(&p, "take effect only after a restart");
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let warning: serde_json::Value = serde_json::from_str(&warnings[0]).unwrap();
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(
+        warning["settings"], "[\"listen.max_connections\"]",
+        "{warning}"
+    );
+
+    signal(&p.child, "-TERM");
+    assert_eq!(p.child.wait().await.unwrap().code(), Some(0));
+}

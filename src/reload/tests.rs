@@ -239,3 +239,73 @@ fn a_reload_stuck_on_a_file_does_not_stall_a_current_thread_runtime() {
 fn dir_secret(config: &Path) -> String {
     config.with_file_name("secret").display().to_string()
 }
+
+#[test]
+fn a_restart_is_named_for_exactly_what_the_running_listeners_keep() {
+    use crate::config::ConnectionOverflow;
+    let dir = Dir::new("restart-only");
+    dir.write(ONE, &dir.secret());
+    let start = crate::config::load_file(&dir.config()).unwrap();
+    let started = super::RestartOnly::of(&start);
+    let changed = |change: &dyn Fn(&mut crate::config::Config)| {
+        let mut new = start.clone();
+        change(&mut new);
+        started.changed(&new)
+    };
+    // Read per request (inbound::Policy) or per snapshot: at once.
+    assert!(changed(&|c| c.listen.limits.max_body_bytes = Some(10)).is_empty());
+    assert!(changed(&|c| c.listen.limits.body_idle_timeout = Duration::from_secs(1)).is_empty());
+    assert!(changed(&|c| c.listen.limits.max_header_bytes = 1024).is_empty());
+    assert!(changed(&|c| c.tenants.clear()).is_empty());
+    // Read once by the listeners and tasks started with the proxy.
+    let cases: [(&dyn Fn(&mut crate::config::Config), &str); 12] = [
+        (
+            &|c| {
+                c.listen.tls = Some(crate::config::ServerTlsConfig {
+                    cert: "cert.pem".into(),
+                    key: "key.pem".into(),
+                    client_ca: None,
+                })
+            },
+            "listen.tls (on/off)",
+        ),
+        (&|c| c.listen.addr.set_port(1), "listen.addr"),
+        (&|c| c.admin.addr.set_port(1), "admin.addr"),
+        (
+            &|c| c.listen.limits.max_connections = 1,
+            "listen.max_connections",
+        ),
+        (
+            &|c| c.listen.limits.on_max_connections = ConnectionOverflow::Refuse,
+            "listen.on_max_connections",
+        ),
+        (
+            &|c| c.listen.limits.header_timeout = Duration::from_secs(1),
+            "listen.header_timeout",
+        ),
+        (
+            &|c| c.listen.limits.idle_timeout = Duration::from_secs(1),
+            "listen.idle_timeout",
+        ),
+        (
+            &|c| c.listen.limits.h2_max_concurrent_streams = 1,
+            "listen.h2_max_concurrent_streams",
+        ),
+        (
+            &|c| c.listen.limits.h2_max_header_list_size = 1,
+            "listen.h2_max_header_list_size",
+        ),
+        (
+            &|c| c.listen.limits.max_header_bytes *= 4,
+            "listen.max_header_bytes (raised)",
+        ),
+        (
+            &|c| c.listen.shutdown_grace = Duration::from_secs(1),
+            "listen.shutdown_grace",
+        ),
+        (&|c| c.reload.watch = true, "reload.watch"),
+    ];
+    for (change, name) in cases {
+        assert_eq!(changed(change), [name]);
+    }
+}
