@@ -226,14 +226,8 @@ fn apply(proxy: &Proxy, started: &RestartOnly, new: Config) -> Result<(), Reload
 fn same_limiter(old: &Config, new: &Config) -> bool {
     let backend_same = match (&old.rate_limit.backend, &new.rate_limit.backend) {
         (LimitBackend::Local, LimitBackend::Local) => true,
-        (LimitBackend::Redis(a), LimitBackend::Redis(b)) => {
-            use secrecy::ExposeSecret as _;
-            a.url == b.url
-                && a.on_error == b.on_error
-                && a.replicas == b.replicas
-                && a.password.as_ref().map(|p| p.expose_secret().to_owned())
-                    == b.password.as_ref().map(|p| p.expose_secret().to_owned())
-        }
+        // The password is compared as a secret (see `RedisBackendConfig`'s `PartialEq`).
+        (LimitBackend::Redis(a), LimitBackend::Redis(b)) => a == b,
         _ => false,
     };
     backend_same && old.rate_limit.routes == new.rate_limit.routes

@@ -461,6 +461,8 @@ pub enum LimitBackend {
     Redis(RedisBackendConfig),
 }
 
+/// `PartialEq` compares the password as a secret: in constant time, never copied out of its
+/// `SecretString` (a reload compares the running backend with the new one).
 #[derive(Debug, Clone)]
 pub struct RedisBackendConfig {
     /// `redis://host:port[/db]` (no password inline: that is `password`).
@@ -470,6 +472,30 @@ pub struct RedisBackendConfig {
     pub on_error: OnBackendError,
     /// How many replicas share the limits; the local fallback allows `1/replicas` of each limit.
     pub replicas: NonZeroU32,
+}
+
+impl PartialEq for RedisBackendConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let same_password = match (&self.password, &other.password) {
+            (None, None) => true,
+            (Some(a), Some(b)) => secrets_equal(a, b),
+            _ => false,
+        };
+        self.url == other.url
+            && self.on_error == other.on_error
+            && self.replicas == other.replicas
+            && same_password
+    }
+}
+
+impl Eq for RedisBackendConfig {}
+
+/// Whether two secrets hold the same text, in time that depends on their lengths only, without
+/// copying either out of its `SecretString`.
+pub(crate) fn secrets_equal(a: &SecretString, b: &SecretString) -> bool {
+    use secrecy::ExposeSecret as _;
+    let (a, b) = (a.expose_secret().as_bytes(), b.expose_secret().as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

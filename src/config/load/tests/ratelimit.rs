@@ -583,3 +583,52 @@ rate_limit = {{ per_minute = 10, mode = "reject" }}
     assert_eq!(contoso.mode, LimitMode::Reject);
     assert_eq!(contoso.max_wait, Duration::from_secs(30));
 }
+
+/// A config with a Redis backend whose password comes from `REDIS_PASSWORD` = `password`.
+fn with_redis_password(password: &str) -> crate::config::Config {
+    let text = with(
+        "[rate_limit]\nbackend = \"redis://127.0.0.1:6379/0\"\n\
+         backend_password = { env = \"REDIS_PASSWORD\" }\n",
+    );
+    let env = |name: &str| match name {
+        "REDIS_PASSWORD" => Some(password.to_owned()),
+        other => super::env(other),
+    };
+    match crate::config::parse_str(&text, &super::origin(), &env) {
+        Ok(config) => config,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn redis(config: &crate::config::Config) -> &crate::config::RedisBackendConfig {
+    match &config.rate_limit.backend {
+        LimitBackend::Redis(redis) => redis,
+        LimitBackend::Local => panic!("expected a Redis backend"),
+    }
+}
+
+#[test]
+fn the_redis_password_stays_secret_in_debug_and_is_compared_as_one() {
+    const PASSWORD: &str = "correct-horse-battery-staple";
+    let config = with_redis_password(PASSWORD);
+    assert_eq!(
+        redis(&config).password.as_ref().unwrap().expose_secret(),
+        PASSWORD
+    );
+    // Neither the config nor the proxy built from it prints it.
+    let printed = format!("{config:?}");
+    assert!(!printed.contains(PASSWORD), "{printed}");
+    assert!(!printed.contains("horse"), "{printed}");
+    let proxy = crate::server::build_proxy(&config).unwrap();
+    let printed = format!("{proxy:?}");
+    assert!(printed.contains("RedisBackend"), "{printed}");
+    assert!(!printed.contains(PASSWORD), "{printed}");
+
+    // Equal with the same password, not with another (also one that is a prefix of it).
+    assert_eq!(redis(&config), redis(&with_redis_password(PASSWORD)));
+    assert_ne!(redis(&config), redis(&with_redis_password("another")));
+    assert_ne!(redis(&config), redis(&with_redis_password("correct-horse")));
+    let mut without = redis(&config).clone();
+    without.password = None;
+    assert_ne!(redis(&config), &without);
+}
