@@ -240,6 +240,9 @@ fn dir_secret(config: &Path) -> String {
     config.with_file_name("secret").display().to_string()
 }
 
+/// A change made to a config.
+type Change = dyn Fn(&mut crate::config::Config);
+
 #[test]
 fn a_restart_is_named_for_exactly_what_the_running_listeners_keep() {
     use crate::config::ConnectionOverflow;
@@ -247,7 +250,7 @@ fn a_restart_is_named_for_exactly_what_the_running_listeners_keep() {
     dir.write(ONE, &dir.secret());
     let start = crate::config::load_file(&dir.config()).unwrap();
     let started = super::RestartOnly::of(&start);
-    let changed = |change: &dyn Fn(&mut crate::config::Config)| {
+    let changed = |change: &Change| {
         let mut new = start.clone();
         change(&mut new);
         started.changed(&new)
@@ -258,7 +261,7 @@ fn a_restart_is_named_for_exactly_what_the_running_listeners_keep() {
     assert!(changed(&|c| c.listen.limits.max_header_bytes = 1024).is_empty());
     assert!(changed(&|c| c.tenants.clear()).is_empty());
     // Read once by the listeners and tasks started with the proxy.
-    let cases: [(&dyn Fn(&mut crate::config::Config), &str); 12] = [
+    let cases: [(&Change, &str); 12] = [
         (
             &|c| {
                 c.listen.tls = Some(crate::config::ServerTlsConfig {
