@@ -5,7 +5,9 @@
 //! - [`config`]: TOML file -> typed, validated [`config::Config`]; every problem reported.
 //! - [`routing`]: request -> tenant and upstream path; path checks. Pure functions.
 //! - [`token`]: the token broker: per (tenant, scope) cache, refresh-ahead, single flight.
-//! - [`proxy`]: the hot path, `handle()` -> `handle_inner()`, and the one access-log line.
+//! - [`proxy`]: the hot path, `handle()` -> `handle_inner()`, and the one access-log line;
+//!   `target`: where a request goes (tenant, API, URI, links, route class); `exchange`: its
+//!   upstream steps (rate limit, body, token, send, 401 replay, links).
 //! - [`headers`]: hop-by-hop stripping, credential injection, request ids.
 //! - [`upstream`]: the pooled rustls client to the API, with timeouts; [`idle`]: the idle
 //!   timeouts of request and response bodies.
@@ -35,6 +37,7 @@ pub mod config;
 pub mod conn;
 pub mod dev;
 pub mod error;
+mod exchange;
 pub mod headers;
 pub mod idle;
 pub mod inbound;
@@ -49,6 +52,7 @@ pub mod server;
 pub mod share;
 pub mod sim;
 pub mod sniff;
+mod target;
 pub mod tls;
 pub mod token;
 pub mod upstream;

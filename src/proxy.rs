@@ -5,11 +5,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderMap, HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -19,20 +18,18 @@ use crate::config::Config;
 use crate::config::MetricsConfig;
 use crate::conn::ConnInfo;
 use crate::error::{ProxyError, UpstreamFailure};
+use crate::exchange;
 use crate::headers;
-use crate::idle::ClientBody;
 use crate::inbound::{self, AuditLog};
 use crate::listener::ListenOptions;
 use crate::metrics::{ApiLatency, Metrics, UpstreamErrorKind};
 use crate::ratelimit::RateLimiter;
-use crate::rewrite::{self, LinkBase, ResponseStream};
+use crate::rewrite::LinkBase;
 use crate::routing::{self, RequestError, RouteTable, Tenant};
 use crate::share::{self, Downstream, Lookup, Outcome, Sharing};
+use crate::target::Target;
 use crate::token::{Chain, TokenBroker};
-use crate::upstream::{RequestBody, Upstream, UpstreamBody};
-
-/// Bodies up to this size are kept so the request can be replayed once after an upstream 401.
-pub const REPLAY_LIMIT: usize = 64 * 1024;
+use crate::upstream::Upstream;
 
 /// Status logged for a request whose client went away before the response started (as nginx).
 const CLIENT_CLOSED: u16 = 499;
@@ -254,58 +251,12 @@ impl Proxy {
 
         // 1. Only origin-form requests of a reverse proxy, of sane size, with one clear length,
         //    and not from a web page that may not use the proxy.
-        routing::check_request(&parts.method, &parts.uri, parts.version)?;
-        if routing::header_bytes(&parts.headers) > policy.max_header_bytes {
-            return Err(ProxyError::HeadersTooLarge(policy.max_header_bytes));
-        }
-        routing::check_length(&parts.headers)?;
-        if parts.version < Version::HTTP_2 && conn.ambiguous_length() {
-            return Err(RequestError::AmbiguousLength.into());
-        }
-        policy.cors.check_origin(&parts.headers)?;
+        check_request(&parts, conn, policy)?;
 
-        // 2. Path checks, then tenant and upstream path, from the snapshot loaded once above.
-        let routes = &snapshot.routes;
-        // Where links in the answer must point: this proxy, same host the client used (or, for
-        // an HTTP/1.0 client that named none, the address it connected to).
-        let host = routing::request_host(&parts.headers, &parts.uri, parts.version)?
-            .map_or_else(|| conn.local.to_string(), str::to_owned);
-        let (tenant, api_index, upstream_uri, link_to) = {
-            let route = routes.resolve(&parts.uri, &parts.headers)?;
-            let (api_index, api_path) = select_api(&snapshot.apis, &route.upstream_path);
-            let api = &snapshot.apis[api_index];
-            let uri = Uri::builder()
-                .scheme(api.base.scheme.clone())
-                .authority(api.base.authority.clone())
-                .path_and_query(api_path.as_ref())
-                .build()
-                .map_err(|_| routing::PathError::NotAbsolute)?;
-            let base = match &snapshot.public_url {
-                Some(public) => public.to_string(),
-                None => format!("{}://{host}", snapshot.link_scheme),
-            };
-            let mut link_to = base;
-            if let Some(prefix) = route.prefix {
-                link_to.push('/');
-                link_to.push_str(prefix);
-            }
-            if let Some(api_prefix) = &api.prefix {
-                link_to.push_str(api_prefix);
-            }
-            // The route class is matched on the path with the API prefix still on.
-            let class = route.tenant.limits.class_of(route.upstream_path.as_ref());
-            (route.tenant, api_index, uri, (link_to, class))
-        };
-        let (link_to, class) = link_to;
-        log.tenant = Some(tenant.name.clone());
-        log.metrics = tenant.metrics.clone();
-        log.requests = Some(tenant.apis[api_index].requests.clone());
-        // Per-API histograms, when the config wants them instead of per-tenant ones.
-        let by_api =
-            (!snapshot.metrics.per_tenant_histograms).then(|| &snapshot.apis[api_index].latency);
-        if let Some(latency) = by_api {
-            log.api = Some(latency.clone());
-        }
+        // 2. Path checks, then tenant, API, upstream path, links and route class, from the
+        //    snapshot loaded once in `handle`.
+        let target = Target::resolve(&parts, conn, snapshot)?;
+        target.label(log);
 
         // 3. Who is calling, and may it use this tenant with this method? Its key goes no further.
         let client = policy
@@ -313,21 +264,21 @@ impl Proxy {
             .identify(&parts.headers, conn.identity.as_ref())?;
         if let Some(client) = &client {
             log.client = Some(client.name.clone());
-            client.may_use(&tenant.name, &parts.method)?;
+            client.may_use(&target.tenant.name, &parts.method)?;
         }
         inbound::auth::strip_credentials(&mut parts.headers);
 
-        // 3b. Shared answers: a fresh cached one, or one already on its way for the same request
-        //     (then neither the rate limit nor the token is touched again).
+        // 4. Shared answers: a fresh cached one, or one already on its way for the same request
+        //    (then neither the rate limit nor the token is touched).
         let key = share::Key::of(
             &parts.method,
             &parts.headers,
             body.is_end_stream(),
-            &tenant.id,
-            api_index,
-            upstream_uri.path_and_query().map_or("/", |p| p.as_str()),
+            &target.tenant.id,
+            target.api,
+            target.uri.path_and_query().map_or("/", |p| p.as_str()),
             client.as_ref().map(|c| &c.name),
-            Some(link_to.as_str()),
+            Some(target.link_to.as_str()),
         );
         let turn = match snapshot.share.lookup(key).await {
             Lookup::Answered {
@@ -343,59 +294,10 @@ impl Proxy {
         };
         log.cache = turn.cache().map(Outcome::as_str);
 
-        let result: Result<Response<ResponseStream>, ProxyError> = async move {
-            // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
-            let admission = tenant.limits.admit(class).await?;
-            if let Some(latency) = by_api {
-                latency.observe_wait(admission.waited);
-            }
+        // 5. Upstream: rate limit, body, token, send (a 401 replayed once), links rewritten.
+        let result = exchange::forward(parts, body, target, snapshot, request_id).await;
 
-            // 5. The body: streamed, or kept when small so a 401 can be replayed.
-            let body = ClientBody::new(body, policy.body_idle_timeout);
-            let body = request_body(body, &parts.headers, policy.max_body_bytes).await?;
-
-            // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token
-            //    goes out; then the headers: cleaned, token and request id set.
-            let slot = &tenant.apis[api_index].token;
-            let token = slot.get().await?;
-            headers::prepare_upstream(
-                &mut parts.headers,
-                routes.header(),
-                token.authorization(),
-                request_id,
-            );
-            let replay = body
-                .try_clone()
-                .map(|b| (parts.method.clone(), parts.headers.clone(), b));
-            let request = build(parts.method, upstream_uri.clone(), parts.headers, body);
-
-            // 7. Send; on 401 drop the token and, if the body allows, replay once with a fresh one.
-            let response = send(&snapshot.upstream, &tenant, by_api, class, request).await?;
-            if response.status() != StatusCode::UNAUTHORIZED {
-                return Ok(relink(response, snapshot, api_index, link_to));
-            }
-            let fresh_worthwhile = slot.invalidate(&token);
-            let Some((method, mut headers, body)) = replay.filter(|_| fresh_worthwhile) else {
-                return Ok(relink(response, snapshot, api_index, link_to));
-            };
-            drop(response);
-            let fresh = slot.get().await?;
-            headers.insert(header::AUTHORIZATION, fresh.authorization().clone());
-            tracing::info!(
-                tenant = &*tenant.name,
-                "upstream answered 401; retrying once with a fresh token"
-            );
-            let response = send(
-                &snapshot.upstream,
-                &tenant,
-                by_api,
-                class,
-                build(method, upstream_uri, headers, body),
-            )
-            .await?;
-            Ok(relink(response, snapshot, api_index, link_to))
-        }
-        .await;
+        // 6. The answer, shared with whoever joined meanwhile (and cached when it qualifies).
         turn.finish(result)
     }
 
@@ -405,109 +307,20 @@ impl Proxy {
     }
 }
 
-/// Point the API's own links (paging, `Location`) back at the proxy: the same tenant prefix and
-/// API prefix the client used, so a tool following `@odata.nextLink` stays on the proxy. The
-/// body is rewritten as it streams (see [`crate::rewrite`]); non-JSON bodies pass untouched.
-fn relink(
-    response: Response<UpstreamBody>,
-    snapshot: &Snapshot,
-    api_index: usize,
-    to: String,
-) -> Response<ResponseStream> {
-    let (mut parts, body) = response.into_parts();
-    let plan = rewrite::plan(&parts.headers);
-    if plan == rewrite::Plan::Passthrough && !parts.headers.contains_key(header::LOCATION) {
-        return Response::from_parts(parts, rewrite::passthrough(body));
+/// Step 1: what a reverse proxy may take at all, before anything is looked up.
+fn check_request(
+    parts: &http::request::Parts,
+    conn: &ConnInfo,
+    policy: &inbound::Policy,
+) -> Result<(), ProxyError> {
+    routing::check_request(&parts.method, &parts.uri, parts.version)?;
+    if routing::header_bytes(&parts.headers) > policy.max_header_bytes {
+        return Err(ProxyError::HeadersTooLarge(policy.max_header_bytes));
     }
-    let rewriter = snapshot.apis[api_index].links.to(to);
-    if let Some(location) = parts.headers.get(header::LOCATION) {
-        if let Some(relinked) = rewrite::rewrite_location(location, &rewriter) {
-            parts.headers.insert(header::LOCATION, relinked);
-        }
+    routing::check_length(&parts.headers)?;
+    if parts.version < Version::HTTP_2 && conn.ambiguous_length() {
+        return Err(RequestError::AmbiguousLength.into());
     }
-    let body = rewrite::wrap(body, plan, &mut parts.headers, &rewriter);
-    Response::from_parts(parts, body)
-}
-
-/// One upstream exchange, timed; an upstream 429 pauses the tenant's route class.
-async fn send(
-    upstream: &Upstream,
-    tenant: &Tenant,
-    by_api: Option<&Arc<ApiLatency>>,
-    class: usize,
-    request: Request<RequestBody>,
-) -> Result<Response<UpstreamBody>, ProxyError> {
-    let started = Instant::now();
-    let response = upstream.send(request).await;
-    let elapsed = started.elapsed();
-    tenant.metrics.observe_upstream(elapsed);
-    if let Some(latency) = by_api {
-        latency.observe_upstream(elapsed);
-    }
-    let response = response?;
-    if response.status() == StatusCode::TOO_MANY_REQUESTS {
-        tenant
-            .limits
-            .upstream_throttled(class, response.headers().get(header::RETRY_AFTER));
-    }
-    Ok(response)
-}
-
-fn build(method: Method, uri: Uri, headers: HeaderMap, body: RequestBody) -> Request<RequestBody> {
-    let mut request = Request::new(body);
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    // Upstream speaks what ALPN chooses; the client's own version is not passed on.
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers;
-    request
-}
-
-/// Empty; kept whole when it turns out to be at most [`REPLAY_LIMIT`] (whatever the framing);
-/// else streamed, the part already read going first. A body declared larger is streamed at once.
-/// With `limit`, a declared length over it is refused at once (413), and so is a body without one
-/// that passes the limit while being kept; a longer streamed body is cut off upstream.
-async fn request_body(
-    mut body: ClientBody,
-    headers: &HeaderMap,
-    limit: Option<u64>,
-) -> Result<RequestBody, ProxyError> {
-    if body.is_end_stream() {
-        return Ok(RequestBody::Empty);
-    }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let (Some(limit), Some(len)) = (limit, declared) {
-        if len > limit {
-            return Err(ProxyError::BodyTooLarge(limit));
-        }
-    }
-    if declared.is_some_and(|len| len > REPLAY_LIMIT as u64) {
-        return Ok(RequestBody::streamed(None, body));
-    }
-    let mut kept = BytesMut::new();
-    loop {
-        match body.frame().await {
-            None => return Ok(RequestBody::kept(kept.freeze(), None)),
-            Some(Err(fault)) => return Err(fault.into()),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    kept.extend_from_slice(&data);
-                    if let Some(limit) = limit.filter(|l| kept.len() as u64 > *l) {
-                        return Err(ProxyError::BodyTooLarge(limit));
-                    }
-                    if kept.len() > REPLAY_LIMIT {
-                        let prefix: Bytes = kept.freeze();
-                        return Ok(RequestBody::streamed(Some(prefix), body));
-                    }
-                }
-                Err(frame) => {
-                    let trailers = frame.into_trailers().ok();
-                    return Ok(RequestBody::kept(kept.freeze(), trailers));
-                }
-            },
-        }
-    }
+    policy.cors.check_origin(&parts.headers)?;
+    Ok(())
 }

@@ -1,0 +1,82 @@
+//! Where one request goes (step 2 of the hot path): tenant, API, upstream URI, the base its
+//! answer's links are rewritten to, and its rate-limit route class, resolved once from the
+//! snapshot and carried through the steps after it.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::Uri;
+
+use crate::body::AccessLog;
+use crate::conn::ConnInfo;
+use crate::error::ProxyError;
+use crate::metrics::ApiLatency;
+use crate::proxy::{select_api, Snapshot};
+use crate::routing::{self, Tenant};
+
+/// Where one request goes (step 2): its tenant, API, upstream URI, the base its answer's links
+/// are rewritten to, and its rate-limit route class.
+#[derive(Debug)]
+pub(crate) struct Target<'s> {
+    pub(crate) tenant: Arc<Tenant>,
+    /// Index into the snapshot's APIs and the tenant's own (`0`: `[cloud]`'s).
+    pub(crate) api: usize,
+    pub(crate) uri: Uri,
+    /// This proxy as the client reached it, with the tenant and API prefixes the client used.
+    pub(crate) link_to: String,
+    /// The route class, matched on the path with the API prefix still on.
+    pub(crate) class: usize,
+    /// The API's histograms, when `[metrics] per_tenant_histograms = false` wants them.
+    pub(crate) by_api: Option<&'s Arc<ApiLatency>>,
+}
+
+impl<'s> Target<'s> {
+    pub(crate) fn resolve(
+        parts: &Parts,
+        conn: &ConnInfo,
+        snapshot: &'s Snapshot,
+    ) -> Result<Self, ProxyError> {
+        // Links point at this proxy, at the host the client used (or, for an HTTP/1.0 client
+        // that named none, the address it connected to).
+        let host = routing::request_host(&parts.headers, &parts.uri, parts.version)?;
+        let route = snapshot.routes.resolve(&parts.uri, &parts.headers)?;
+        let (api, api_path) = select_api(&snapshot.apis, &route.upstream_path);
+        let target = &snapshot.apis[api];
+        let uri = Uri::builder()
+            .scheme(target.base.scheme.clone())
+            .authority(target.base.authority.clone())
+            .path_and_query(api_path.as_ref())
+            .build()
+            .map_err(|_| routing::PathError::NotAbsolute)?;
+        let mut link_to = match (&snapshot.public_url, host) {
+            (Some(public), _) => public.to_string(),
+            (None, Some(host)) => format!("{}://{host}", snapshot.link_scheme),
+            (None, None) => format!("{}://{}", snapshot.link_scheme, conn.local),
+        };
+        if let Some(prefix) = route.prefix {
+            link_to.push('/');
+            link_to.push_str(prefix);
+        }
+        if let Some(api_prefix) = &target.prefix {
+            link_to.push_str(api_prefix);
+        }
+        let class = route.tenant.limits.class_of(route.upstream_path.as_ref());
+        let by_api = (!snapshot.metrics.per_tenant_histograms).then_some(&target.latency);
+        Ok(Target {
+            tenant: route.tenant,
+            api,
+            uri,
+            link_to,
+            class,
+            by_api,
+        })
+    }
+
+    /// From here on the request counts as this tenant's and this API's.
+    pub(crate) fn label(&self, log: &mut AccessLog) {
+        log.tenant = Some(self.tenant.name.clone());
+        log.metrics = self.tenant.metrics.clone();
+        log.requests = Some(self.tenant.apis[self.api].requests.clone());
+        log.api = self.by_api.cloned();
+    }
+}
