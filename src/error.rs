@@ -8,7 +8,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::idle::{ClientFault, IdleTimeout};
 use crate::inbound::{AuthError, Forbidden, ForeignOrigin};
 use crate::ratelimit::RateLimited;
-use crate::routing::{PathError, RequestError};
+use crate::routing::{PathError, RequestError, RouteError};
 use crate::token::TokenError;
 
 /// What went wrong, typed; `status()` and `code()` are the only mapping to the wire.
@@ -62,6 +62,18 @@ pub enum UpstreamFailure {
     Connect(#[source] hyper_util::client::legacy::Error),
     #[error("request failed")]
     Request(#[source] hyper_util::client::legacy::Error),
+}
+
+/// Each routing refusal keeps the variant (so the status, code and message) it always had.
+impl From<RouteError> for ProxyError {
+    fn from(err: RouteError) -> Self {
+        match err {
+            RouteError::Path(err) => ProxyError::BadPath(err),
+            RouteError::Request(err) => ProxyError::BadRequest(err),
+            RouteError::UnknownTenant(name) => ProxyError::UnknownTenant(name),
+            RouteError::NoTenant(header) => ProxyError::NoTenant(header),
+        }
+    }
 }
 
 impl ProxyError {
@@ -239,6 +251,28 @@ mod tests {
             assert_eq!(err.status().as_u16(), status, "{err}");
             assert_eq!(err.code(), code);
             assert_eq!(parse(&err.body())["error"]["code"], code);
+        }
+    }
+
+    #[test]
+    fn routing_refusals_keep_their_status_code_and_message() {
+        let header = http::HeaderName::from_static("x-defender-tenant");
+        let cases: [(RouteError, u16, &str); 4] = [
+            (
+                RouteError::UnknownTenant("acme".into()),
+                404,
+                "UnknownTenant",
+            ),
+            (RouteError::NoTenant(header), 404, "UnknownTenant"),
+            (PathError::DotSegment.into(), 400, "BadPath"),
+            (RequestError::SeveralTenants.into(), 400, "BadRequest"),
+        ];
+        for (route, status, code) in cases {
+            let message = route.to_string();
+            let err = ProxyError::from(route);
+            assert_eq!(err.status().as_u16(), status, "{err}");
+            assert_eq!(err.code(), code);
+            assert_eq!(parse(&err.body())["error"]["message"], message.as_str());
         }
     }
 

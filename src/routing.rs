@@ -11,7 +11,6 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::{HeaderMap, Method, Uri, Version};
 
-use crate::error::ProxyError;
 use crate::metrics::{StatusCounts, TenantMetrics};
 use crate::ratelimit::TenantLimiter;
 use crate::token::TokenSlot;
@@ -54,6 +53,23 @@ pub enum RequestError {
     SeveralHosts,
     #[error("the request has both Content-Length and Transfer-Encoding, or several Content-Lengths: its length is ambiguous")]
     AmbiguousLength,
+}
+
+/// Why a request has no route: the path or request is refused, or it names no tenant this
+/// proxy knows. `ProxyError` converts it into its answer (400 or 404), so routing stays apart
+/// from the error responses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("no tenant named '{0}' is configured")]
+    UnknownTenant(String),
+    #[error(
+        "no tenant in the request: prefix the path with a tenant name or id, or set the {0} header"
+    )]
+    NoTenant(HeaderName),
 }
 
 /// One configured tenant as the hot path sees it.
@@ -139,7 +155,7 @@ impl RouteTable {
     }
 
     /// Routing rules 1-4 of the interface: header, path prefix, default tenant, else 404.
-    pub fn resolve<'a>(&self, uri: &'a Uri, headers: &HeaderMap) -> Result<Route<'a>, ProxyError> {
+    pub fn resolve<'a>(&self, uri: &'a Uri, headers: &HeaderMap) -> Result<Route<'a>, RouteError> {
         let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
         let path = uri.path();
         check_path(path)?;
@@ -160,7 +176,7 @@ impl RouteTable {
             }
             let tenant = self
                 .lookup(key)
-                .ok_or_else(|| ProxyError::UnknownTenant(key.to_owned()))?;
+                .ok_or_else(|| RouteError::UnknownTenant(key.to_owned()))?;
             return Ok(Route {
                 tenant: tenant.clone(),
                 upstream_path: Cow::Borrowed(path_and_query),
@@ -194,9 +210,9 @@ impl RouteTable {
             });
         }
         if first.is_empty() {
-            return Err(ProxyError::NoTenant(self.header.clone()));
+            return Err(RouteError::NoTenant(self.header.clone()));
         }
-        Err(ProxyError::UnknownTenant(first.to_owned()))
+        Err(RouteError::UnknownTenant(first.to_owned()))
     }
 }
 
