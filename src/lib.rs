@@ -53,6 +53,7 @@ pub mod share;
 pub mod sim;
 pub mod sniff;
 mod target;
+pub mod tenant;
 pub mod tls;
 pub mod token;
 pub mod upstream;

@@ -11,9 +11,7 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::{HeaderMap, Method, Uri, Version};
 
-use crate::metrics::{StatusCounts, TenantMetrics};
-use crate::ratelimit::TenantLimiter;
-use crate::token::TokenSlot;
+use crate::tenant::Tenant;
 
 /// A path the proxy refuses to forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -70,30 +68,6 @@ pub enum RouteError {
         "no tenant in the request: prefix the path with a tenant name or id, or set the {0} header"
     )]
     NoTenant(HeaderName),
-}
-
-/// One configured tenant as the hot path sees it.
-#[derive(Debug)]
-pub struct Tenant {
-    pub name: Arc<str>,
-    /// Lower-case tenant id (the token's `tid`).
-    pub id: Arc<str>,
-    /// Token cache and request counters, one per API (index 0: `[cloud]`'s, then each
-    /// `[[api]]` in order, as the snapshot's API targets).
-    pub apis: Box<[TenantApi]>,
-    /// This tenant's rate limits (per route class), queue and upstream pauses.
-    pub limits: Arc<TenantLimiter>,
-    /// This tenant's request counters.
-    pub metrics: Arc<TenantMetrics>,
-}
-
-/// One API as one tenant uses it.
-#[derive(Debug)]
-pub struct TenantApi {
-    /// The token for the API's scope (APIs with the same scope share one slot).
-    pub token: Arc<TokenSlot>,
-    /// This tenant's responses on this API, by status.
-    pub requests: Arc<StatusCounts>,
 }
 
 /// Tenant lookup by name or id, plus the header and default-tenant rules.

@@ -22,7 +22,8 @@ use crate::metrics::Metrics;
 use crate::proxy::{ApiBase, ApiTarget, Proxy, Snapshot};
 use crate::ratelimit::{RateLimitInitError, RateLimiter};
 use crate::rewrite::LinkBase;
-use crate::routing::{RouteTable, Tenant, TenantApi};
+use crate::routing::RouteTable;
+use crate::tenant::Tenant;
 use crate::tls::TlsError;
 use crate::token::{TokenBroker, TokenInitError};
 use crate::upstream::Upstream;
@@ -98,22 +99,7 @@ pub fn route_table(
     let tenants = config
         .tenants
         .iter()
-        .map(|t| {
-            let metrics = metrics.tenant(&t.name);
-            Arc::new(Tenant {
-                name: Arc::from(t.name.as_str()),
-                id: Arc::from(t.id.as_str()),
-                apis: apis
-                    .iter()
-                    .map(|(name, scope)| TenantApi {
-                        token: broker.slot(&t.id, scope),
-                        requests: metrics.api(name),
-                    })
-                    .collect(),
-                limits: limiter.tenant(&t.id, &t.rate_limit),
-                metrics,
-            })
-        })
+        .map(|t| Arc::new(Tenant::new(t, &apis, broker, limiter, metrics)))
         .collect();
     RouteTable::new(
         tenants,

@@ -12,7 +12,9 @@ use crate::conn::ConnInfo;
 use crate::error::ProxyError;
 use crate::metrics::ApiLatency;
 use crate::proxy::{select_api, Snapshot};
-use crate::routing::{self, Tenant};
+use crate::ratelimit::RouteClass;
+use crate::routing;
+use crate::tenant::Tenant;
 
 /// Where one request goes (step 2): its tenant, API, upstream URI, the base its answer's links
 /// are rewritten to, and its rate-limit route class.
@@ -25,7 +27,7 @@ pub(crate) struct Target<'s> {
     /// This proxy as the client reached it, with the tenant and API prefixes the client used.
     pub(crate) link_to: String,
     /// The route class, matched on the path with the API prefix still on.
-    pub(crate) class: usize,
+    pub(crate) class: RouteClass,
     /// The API's histograms, when `[metrics] per_tenant_histograms = false` wants them.
     pub(crate) by_api: Option<&'s Arc<ApiLatency>>,
 }

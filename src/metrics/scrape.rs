@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use super::{ApiLatency, Histogram, Label, Metrics, TenantMetrics, UpstreamErrorKind};
 use crate::proxy::Snapshot;
 use crate::ratelimit::{self, RateLimiter};
-use crate::routing::Tenant;
+use crate::tenant::Tenant;
 use crate::token::TokenSlot;
 
 /// A chunk is handed to hyper once it holds this many bytes (it ends at the next row's end).

@@ -43,6 +43,17 @@ pub use error::{RateLimitInitError, RateLimited};
 pub use gcra::{Window, WindowLimit};
 pub use tenant::{Admission, TenantLimiter};
 
+/// A tenant's route class, as [`TenantLimiter::class_of`] finds it for a path: 0 (the tenant's
+/// own limits), then one per `[[rate_limit.route]]` in config order. A type of its own, so it
+/// cannot be mistaken for another index (an API's) on its way through the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteClass(pub(crate) u16);
+
+impl RouteClass {
+    /// The tenant's own limits: what a path no route matches gets.
+    pub const DEFAULT: RouteClass = RouteClass(0);
+}
+
 use crate::config::{LimitBackend, LimitPolicy, RateLimitConfig, Windows};
 use redis_backend::{RedisBackend, RedisClass};
 use tenant::ClassState;
@@ -88,20 +99,22 @@ pub(crate) enum Backend {
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     /// (lower-case prefix without trailing `/`, class index, windows), longest prefix first.
-    by_length: Vec<(Box<str>, usize)>,
+    by_length: Vec<(Box<str>, RouteClass)>,
     /// Windows of class i (from 1) at `[i - 1]`, and the configured prefix (the Redis key part).
     classes: Vec<(Windows, Box<str>)>,
 }
 
 impl RouteTable {
     fn new(config: &RateLimitConfig) -> Self {
-        let mut by_length: Vec<(Box<str>, usize)> = config
+        let mut by_length: Vec<(Box<str>, RouteClass)> = config
             .routes
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 let prefix = r.path_prefix.trim_end_matches('/').to_ascii_lowercase();
-                (prefix.into(), i + 1)
+                // Past u16::MAX routes (no config has them) a route gets the tenant's own limits.
+                let class = u16::try_from(i + 1).map_or(RouteClass(u16::MAX), RouteClass);
+                (prefix.into(), class)
             })
             .collect();
         // Longest first; for equal prefixes the first configured wins (stable sort).
@@ -114,12 +127,12 @@ impl RouteTable {
         Self { by_length, classes }
     }
 
-    fn class_of(&self, path: &str) -> usize {
+    fn class_of(&self, path: &str) -> RouteClass {
         // The same whole-segment, case-insensitive rule as API prefixes: one matcher for both.
         self.by_length
             .iter()
             .find(|(prefix, _)| crate::config::strip_api_prefix(prefix, path).is_some())
-            .map_or(0, |(_, class)| *class)
+            .map_or(RouteClass::DEFAULT, |(_, class)| *class)
     }
 }
 

@@ -56,7 +56,7 @@ async fn two_replicas_together_admit_no_more_than_the_limit() {
     let (a, b) = (one.tenant("tid", &tight()), two.tenant("tid", &tight()));
     let attempts = (0..20).map(|i| {
         let t = if i % 2 == 0 { &a } else { &b };
-        t.admit(0)
+        t.admit(RouteClass(0))
     });
     let results = futures_util::future::join_all(attempts).await;
     let admitted = results.iter().filter(|r| r.is_ok()).count();
@@ -77,7 +77,11 @@ async fn two_replicas_together_admit_no_more_than_the_limit() {
         "{refused:?}"
     );
     // Another tenant on the same Redis is not affected.
-    assert!(one.tenant("other", &tight()).admit(0).await.is_ok());
+    assert!(one
+        .tenant("other", &tight())
+        .admit(RouteClass(0))
+        .await
+        .is_ok());
     assert_eq!(one.backend_errors() + two.backend_errors(), 0);
 }
 
@@ -91,16 +95,23 @@ async fn a_pause_from_one_replica_holds_on_the_other() {
     let one = replica(&redis.url(), OnBackendError::Reject);
     let two = replica(&redis.url(), OnBackendError::Reject);
     let (a, b) = (one.tenant("tid", &unlimited), two.tenant("tid", &unlimited));
-    b.admit(0).await.unwrap();
-    a.upstream_throttled(0, Some(&HeaderValue::from_static("5")));
+    b.admit(RouteClass(0)).await.unwrap();
+    a.upstream_throttled(RouteClass(0), Some(&HeaderValue::from_static("5")));
     // The pause reaches Redis in the background.
-    eventually("b sees a's pause", async || b.admit(0).await.is_err()).await;
-    let err = b.admit(0).await.unwrap_err();
+    eventually("b sees a's pause", async || {
+        b.admit(RouteClass(0)).await.is_err()
+    })
+    .await;
+    let err = b.admit(RouteClass(0)).await.unwrap_err();
     assert!(matches!(err, RateLimited::Paused { .. }), "{err:?}");
     assert!((4..=5).contains(&err.retry_after().as_secs()), "{err:?}");
     // Learnt locally: b answers without Redis now (and another replica's tenant is unaffected).
     assert!(b.paused_remaining() > Duration::from_secs(3));
-    assert!(two.tenant("other", &unlimited).admit(0).await.is_ok());
+    assert!(two
+        .tenant("other", &unlimited)
+        .admit(RouteClass(0))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -112,12 +123,13 @@ async fn redis_down_falls_back_to_a_share_and_recovers_by_itself() {
     };
     let l = replica(&redis.url(), OnBackendError::Local);
     let t = l.tenant("tid", &tight());
-    t.admit(0).await.unwrap();
+    t.admit(RouteClass(0)).await.unwrap();
     assert_eq!((l.backend_errors(), l.fallback_decisions()), (0, 0));
 
     redis.kill();
     // Fallback: 10/2 = 5 per minute, burst 5/2 = 2, in this replica alone.
-    let results: Vec<_> = futures_util::future::join_all((0..6).map(|_| t.admit(0))).await;
+    let results: Vec<_> =
+        futures_util::future::join_all((0..6).map(|_| t.admit(RouteClass(0)))).await;
     assert_eq!(
         results.iter().filter(|r| r.is_ok()).count(),
         2,
@@ -128,7 +140,7 @@ async fn redis_down_falls_back_to_a_share_and_recovers_by_itself() {
     // While down, Redis is not asked on every request (no error per request).
     let errors = l.backend_errors();
     for _ in 0..20 {
-        let _ = t.admit(0).await;
+        let _ = t.admit(RouteClass(0)).await;
     }
     assert!(
         l.backend_errors() <= errors + 1,
@@ -141,12 +153,13 @@ async fn redis_down_falls_back_to_a_share_and_recovers_by_itself() {
     // its full burst is there again).
     eventually("decisions go to Redis again", async || {
         let before = l.fallback_decisions();
-        let admitted = t.admit(0).await.is_ok();
+        let admitted = t.admit(RouteClass(0)).await.is_ok();
         admitted && l.fallback_decisions() == before
     })
     .await;
     let before = l.fallback_decisions();
-    let results: Vec<_> = futures_util::future::join_all((0..6).map(|_| t.admit(0))).await;
+    let results: Vec<_> =
+        futures_util::future::join_all((0..6).map(|_| t.admit(RouteClass(0)))).await;
     assert_eq!(
         results.iter().filter(|r| r.is_ok()).count(),
         4,
@@ -164,9 +177,9 @@ async fn redis_down_with_reject_answers_backend_unavailable() {
     };
     let l = replica(&redis.url(), OnBackendError::Reject);
     let t = l.tenant("tid", &tight());
-    t.admit(0).await.unwrap();
+    t.admit(RouteClass(0)).await.unwrap();
     redis.kill();
-    let err = t.admit(0).await.unwrap_err();
+    let err = t.admit(RouteClass(0)).await.unwrap_err();
     assert!(
         matches!(err, RateLimited::BackendUnavailable { .. }),
         "{err:?}"
@@ -197,9 +210,13 @@ async fn password_is_sent_and_never_shown() {
     };
     let (good, bad) = (with("s3cret-pw"), with("wrong"));
     let t = good.tenant("tid", &tight());
-    t.admit(0).await.unwrap();
+    t.admit(RouteClass(0)).await.unwrap();
     assert_eq!(good.backend_errors(), 0);
-    let err = bad.tenant("tid", &tight()).admit(0).await.unwrap_err();
+    let err = bad
+        .tenant("tid", &tight())
+        .admit(RouteClass(0))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, RateLimited::BackendUnavailable { .. }),
         "{err:?}"

@@ -19,7 +19,7 @@ use super::local::{LocalWindows, Refusal};
 use super::metrics::TenantStats;
 use super::pause::{pause_for, Pause};
 use super::redis_backend::{RedisClass, Unavailable};
-use super::{Backend, RateLimited, RouteTable, Shared};
+use super::{Backend, RateLimited, RouteClass, RouteTable, Shared};
 use crate::config::{LimitMode, LimitPolicy, OnBackendError};
 
 /// Retry-After when the backend is unreachable and `on_backend_error = "reject"`.
@@ -107,14 +107,14 @@ impl TenantLimiter {
     /// The route class of an upstream path (with or without its query): the longest
     /// `[[rate_limit.route]]` prefix that matches on whole segments, ASCII case-insensitively;
     /// 0 (the tenant's own limits) when none does.
-    pub fn class_of(&self, upstream_path: &str) -> usize {
+    pub fn class_of(&self, upstream_path: &str) -> RouteClass {
         self.routes.class_of(upstream_path)
     }
 
     /// Waits for (queue mode) or checks (reject mode) a slot in the class's limits. Cancel-safe:
     /// dropping the future leaves the queue without taking a slot (with Redis, a future dropped
     /// during the backend call itself, at most 250 ms, may have taken one).
-    pub async fn admit(&self, class: usize) -> Result<Admission, RateLimited> {
+    pub async fn admit(&self, class: RouteClass) -> Result<Admission, RateLimited> {
         let c = self.class(class);
         let result = match self.policy.mode {
             LimitMode::Reject => self.admit_or_reject(c).await,
@@ -130,7 +130,7 @@ impl TenantLimiter {
     /// The API answered 429 for a request of `class`: pause the class until its `Retry-After`
     /// (seconds or HTTP date; 10 s when absent or unreadable; 1 s to 5 min). Other classes and
     /// tenants go on. With Redis, the pause is shared with the other replicas too.
-    pub fn upstream_throttled(&self, class: usize, retry_after: Option<&http::HeaderValue>) {
+    pub fn upstream_throttled(&self, class: RouteClass, retry_after: Option<&http::HeaderValue>) {
         let pause = pause_for(retry_after);
         let c = self.class(class);
         c.pause.extend(self.shared.base, Instant::now() + pause);
@@ -170,9 +170,9 @@ impl TenantLimiter {
         &self.stats
     }
 
-    fn class(&self, class: usize) -> &ClassState {
-        // An index from another configuration (after a reload) gets the tenant's own limits.
-        class
+    fn class(&self, class: RouteClass) -> &ClassState {
+        // A class from another configuration (after a reload) gets the tenant's own limits.
+        usize::from(class.0)
             .checked_sub(1)
             .and_then(|i| self.route_classes.get(i))
             .unwrap_or(&self.default)

@@ -52,7 +52,7 @@ fn ms(d: Duration) -> u128 {
 /// Spawns a request and returns once it is admitted or queued (so spawn order = queue order).
 async fn spawn_admit(
     t: &Arc<TenantLimiter>,
-    class: usize,
+    class: RouteClass,
     start: Instant,
 ) -> JoinHandle<Result<Duration, RateLimited>> {
     let before = t.queue_length();
@@ -71,9 +71,9 @@ async fn spawn_admit(
 async fn reject_mode_passes_exactly_the_burst_then_says_when() {
     let t = limiter(&[]).tenant("t", &policy(windows(10, 0, 3), LimitMode::Reject, 30, 200));
     for _ in 0..3 {
-        assert_eq!(t.admit(0).await.unwrap().waited, Duration::ZERO);
+        assert_eq!(t.admit(RouteClass(0)).await.unwrap().waited, Duration::ZERO);
     }
-    let err = t.admit(0).await.unwrap_err();
+    let err = t.admit(RouteClass(0)).await.unwrap_err();
     // T = 60 s / (10 - 3) = 8.571 s.
     let RateLimited::OverLimit { retry_after, limit } = err.clone() else {
         panic!("{err:?}")
@@ -82,8 +82,8 @@ async fn reject_mode_passes_exactly_the_burst_then_says_when() {
     assert_eq!(limit.max, 10);
     assert_eq!(err.retry_after(), Duration::from_secs(9));
     tokio::time::advance(retry_after).await;
-    t.admit(0).await.unwrap();
-    assert!(t.admit(0).await.is_err());
+    t.admit(RouteClass(0)).await.unwrap();
+    assert!(t.admit(RouteClass(0)).await.is_err());
     assert_eq!(t.stats().snapshot(), (4, 0, 2));
 }
 
@@ -95,7 +95,7 @@ async fn queue_mode_spaces_requests_at_the_rate_in_order_and_loses_none() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
     for i in 0..7 {
-        let h = spawn_admit(&t, 0, start).await;
+        let h = spawn_admit(&t, RouteClass(0), start).await;
         let order = Arc::clone(&order);
         handles.push(tokio::spawn(async move {
             let at = h.await.unwrap().unwrap();
@@ -121,11 +121,11 @@ async fn queue_mode_spaces_requests_at_the_rate_in_order_and_loses_none() {
 async fn queue_is_bounded_by_max_queue() {
     let t = limiter(&[]).tenant("t", &policy(windows(2, 0, 0), LimitMode::Queue, 600, 2));
     let start = Instant::now();
-    t.admit(0).await.unwrap();
-    let _a = spawn_admit(&t, 0, start).await;
-    let _b = spawn_admit(&t, 0, start).await;
+    t.admit(RouteClass(0)).await.unwrap();
+    let _a = spawn_admit(&t, RouteClass(0), start).await;
+    let _b = spawn_admit(&t, RouteClass(0), start).await;
     assert_eq!(t.queue_length(), 2);
-    let err = t.admit(0).await.unwrap_err();
+    let err = t.admit(RouteClass(0)).await.unwrap_err();
     assert!(
         matches!(err, RateLimited::QueueFull { max_queue: 2, .. }),
         "{err:?}"
@@ -140,10 +140,10 @@ async fn a_request_that_cannot_make_max_wait_gives_up_as_soon_as_it_knows() {
     // T = 7.5 s, max_wait 10 s: the third request waits 7.5 s, the fourth would wait 15 s.
     let t = limiter(&[]).tenant("t", &policy(windows(10, 0, 2), LimitMode::Queue, 10, 200));
     let start = Instant::now();
-    t.admit(0).await.unwrap();
-    t.admit(0).await.unwrap();
-    let third = spawn_admit(&t, 0, start).await;
-    let fourth = spawn_admit(&t, 0, start).await;
+    t.admit(RouteClass(0)).await.unwrap();
+    t.admit(RouteClass(0)).await.unwrap();
+    let third = spawn_admit(&t, RouteClass(0), start).await;
+    let fourth = spawn_admit(&t, RouteClass(0), start).await;
     assert_eq!(ms(third.await.unwrap().unwrap()), 7500);
     let err = fourth.await.unwrap().unwrap_err();
     // It learned at 7.5 s (when it became the head) that its slot is at 15 s.
@@ -152,16 +152,16 @@ async fn a_request_that_cannot_make_max_wait_gives_up_as_soon_as_it_knows() {
     assert_eq!(err.retry_after(), Duration::from_secs(8));
     // The give-up took no slot: the next request gets the 15 s slot.
     tokio::time::advance(Duration::from_millis(7499)).await;
-    assert!(t.admit(0).await.unwrap().waited <= Duration::from_millis(1));
+    assert!(t.admit(RouteClass(0)).await.unwrap().waited <= Duration::from_millis(1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn max_wait_bounds_the_whole_wait() {
     // A pause longer than max_wait: the queued request gives up at once, with the pause left.
     let t = limiter(&[]).tenant("t", &policy(windows(10, 0, 2), LimitMode::Queue, 5, 200));
-    t.upstream_throttled(0, Some(&HeaderValue::from_static("60")));
+    t.upstream_throttled(RouteClass(0), Some(&HeaderValue::from_static("60")));
     let start = Instant::now();
-    let err = t.admit(0).await.unwrap_err();
+    let err = t.admit(RouteClass(0)).await.unwrap_err();
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(err.retry_after(), Duration::from_secs(60));
     assert_eq!(err.reason(), "paused");
@@ -171,11 +171,11 @@ async fn max_wait_bounds_the_whole_wait() {
 async fn a_client_that_leaves_frees_its_place_and_loses_no_slot() {
     let t = limiter(&[]).tenant("t", &policy(windows(10, 0, 2), LimitMode::Queue, 60, 200));
     let start = Instant::now();
-    t.admit(0).await.unwrap();
-    t.admit(0).await.unwrap();
-    let head = spawn_admit(&t, 0, start).await; // slot at 7.5 s
-    let second = spawn_admit(&t, 0, start).await; // would be 15 s
-    let third = spawn_admit(&t, 0, start).await; // would be 22.5 s
+    t.admit(RouteClass(0)).await.unwrap();
+    t.admit(RouteClass(0)).await.unwrap();
+    let head = spawn_admit(&t, RouteClass(0), start).await; // slot at 7.5 s
+    let second = spawn_admit(&t, RouteClass(0), start).await; // would be 15 s
+    let third = spawn_admit(&t, RouteClass(0), start).await; // would be 22.5 s
     assert_eq!(t.queue_length(), 3);
     tokio::time::advance(Duration::from_secs(1)).await;
     head.abort();
@@ -209,24 +209,24 @@ async fn route_class_matches_whole_segments_case_insensitively() {
         ("/", 0),
         ("", 0),
     ] {
-        assert_eq!(t.class_of(path), class, "{path}");
+        assert_eq!(t.class_of(path), RouteClass(class), "{path}");
     }
     // The class's own limit (2/min, burst 1) applies, and only to it.
-    t.admit(1).await.unwrap();
+    t.admit(RouteClass(1)).await.unwrap();
     assert!(matches!(
-        t.admit(1).await,
+        t.admit(RouteClass(1)).await,
         Err(RateLimited::OverLimit {
             limit: WindowLimit { max: 2, .. },
             ..
         })
     ));
     for _ in 0..5 {
-        t.admit(2).await.unwrap();
+        t.admit(RouteClass(2)).await.unwrap();
     }
-    t.admit(0).await.unwrap();
+    t.admit(RouteClass(0)).await.unwrap();
     // An unknown class index (stale after a reload) gets the tenant's own limits.
     assert!(matches!(
-        t.admit(99).await,
+        t.admit(RouteClass(99)).await,
         Err(RateLimited::OverLimit {
             limit: WindowLimit { max: 10, .. },
             ..
@@ -240,11 +240,11 @@ async fn one_tenants_limit_or_pause_never_delays_another() {
     let p = policy(windows(2, 0, 0), LimitMode::Queue, 60, 200);
     let (a, b) = (l.tenant("a", &p), l.tenant("b", &p));
     let start = Instant::now();
-    a.admit(0).await.unwrap();
-    let queued = spawn_admit(&a, 0, start).await;
-    a.upstream_throttled(0, Some(&HeaderValue::from_static("30")));
+    a.admit(RouteClass(0)).await.unwrap();
+    let queued = spawn_admit(&a, RouteClass(0), start).await;
+    a.upstream_throttled(RouteClass(0), Some(&HeaderValue::from_static("30")));
     assert_eq!(a.queue_length(), 1);
-    assert_eq!(b.admit(0).await.unwrap().waited, Duration::ZERO);
+    assert_eq!(b.admit(RouteClass(0)).await.unwrap().waited, Duration::ZERO);
     assert_eq!(start.elapsed(), Duration::ZERO);
     // a's queued request: the GCRA slot (60 s) is later than the pause (30 s).
     assert_eq!(ms(queued.await.unwrap().unwrap()), 60_000);
@@ -255,14 +255,14 @@ async fn upstream_429_pauses_the_class_for_retry_after() {
     let t = limiter(&[("/api/advancedhunting", windows(45, 0, 0))])
         .tenant("t", &policy(windows(0, 0, 0), LimitMode::Queue, 30, 200));
     let start = Instant::now();
-    t.upstream_throttled(0, Some(&HeaderValue::from_static("2")));
+    t.upstream_throttled(RouteClass(0), Some(&HeaderValue::from_static("2")));
     assert_eq!(t.paused_remaining(), Duration::from_secs(2));
     // The other class is not paused.
-    t.admit(1).await.unwrap();
+    t.admit(RouteClass(1)).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO);
     // Nothing admitted in class 0 for 2 s: queued requests wait it out, in order.
-    let first = spawn_admit(&t, 0, start).await;
-    let second = spawn_admit(&t, 0, start).await;
+    let first = spawn_admit(&t, RouteClass(0), start).await;
+    let second = spawn_admit(&t, RouteClass(0), start).await;
     assert_eq!(ms(first.await.unwrap().unwrap()), 2000);
     assert_eq!(ms(second.await.unwrap().unwrap()), 2000);
     assert_eq!(t.paused_remaining(), Duration::ZERO);
@@ -270,25 +270,25 @@ async fn upstream_429_pauses_the_class_for_retry_after() {
     // An HTTP date; absent: the default. Reject mode answers with the pause left.
     let r = limiter(&[]).tenant("r", &policy(windows(0, 0, 0), LimitMode::Reject, 30, 200));
     let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(20));
-    r.upstream_throttled(0, Some(&HeaderValue::from_str(&at).unwrap()));
-    let err = r.admit(0).await.unwrap_err();
+    r.upstream_throttled(RouteClass(0), Some(&HeaderValue::from_str(&at).unwrap()));
+    let err = r.admit(RouteClass(0)).await.unwrap_err();
     assert!(matches!(err, RateLimited::Paused { .. }), "{err:?}");
     assert!((19..=20).contains(&err.retry_after().as_secs()), "{err:?}");
     let d = limiter(&[]).tenant("d", &policy(windows(0, 0, 0), LimitMode::Reject, 30, 200));
-    d.upstream_throttled(0, None);
+    d.upstream_throttled(RouteClass(0), None);
     assert_eq!(
-        d.admit(0).await.unwrap_err().retry_after(),
+        d.admit(RouteClass(0)).await.unwrap_err().retry_after(),
         Duration::from_secs(10)
     );
     tokio::time::advance(Duration::from_secs(10)).await;
-    d.admit(0).await.unwrap();
+    d.admit(RouteClass(0)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_windows_means_unlimited() {
     let t = limiter(&[]).tenant("t", &policy(windows(0, 0, 0), LimitMode::Reject, 30, 200));
     for _ in 0..10_000 {
-        t.admit(0).await.unwrap();
+        t.admit(RouteClass(0)).await.unwrap();
     }
 }
 
@@ -308,7 +308,7 @@ async fn greedy_clients_never_exceed_either_window() {
             let (t, admitted) = (Arc::clone(&t), Arc::clone(&admitted));
             tokio::spawn(async move {
                 while start.elapsed() < end {
-                    t.admit(0).await.unwrap();
+                    t.admit(RouteClass(0)).await.unwrap();
                     admitted.lock().unwrap().push(start.elapsed());
                 }
             })

@@ -89,11 +89,19 @@ async fn every_family_is_rendered_as_before() {
         .into_iter()
         .find(|t| &*t.name == "contoso")
         .unwrap();
-    contoso.limits.admit(0).await.unwrap();
-    let _ = contoso.limits.admit(0).await;
     contoso
         .limits
-        .upstream_throttled(0, Some(&HeaderValue::from_static("5")));
+        .admit(crate::ratelimit::RouteClass::DEFAULT)
+        .await
+        .unwrap();
+    let _ = contoso
+        .limits
+        .admit(crate::ratelimit::RouteClass::DEFAULT)
+        .await;
+    contoso.limits.upstream_throttled(
+        crate::ratelimit::RouteClass::DEFAULT,
+        Some(&HeaderValue::from_static("5")),
+    );
     contoso.apis[0].requests.record(200);
     contoso
         .metrics

@@ -1,0 +1,61 @@
+//! The runtime tenant: one configured customer tenant as the hot path sees it, owning what it
+//! uses per API (token slot, request counters), its limits and its counters. Made by the
+//! snapshot from the config; the state inside (token slots, limiters, counters) comes from
+//! registries keyed by tenant, so a tenant rebuilt on reload keeps it.
+
+use std::sync::Arc;
+
+use crate::config::TenantConfig;
+use crate::metrics::{Metrics, StatusCounts, TenantMetrics};
+use crate::ratelimit::{RateLimiter, TenantLimiter};
+use crate::token::{TokenBroker, TokenSlot};
+
+/// One configured tenant as the hot path sees it.
+#[derive(Debug)]
+pub struct Tenant {
+    pub name: Arc<str>,
+    /// Lower-case tenant id (the token's `tid`).
+    pub id: Arc<str>,
+    /// Token cache and request counters, one per API (index 0: `[cloud]`'s, then each
+    /// `[[api]]` in order, as the snapshot's API targets).
+    pub apis: Box<[TenantApi]>,
+    /// This tenant's rate limits (per route class), queue and upstream pauses.
+    pub limits: Arc<TenantLimiter>,
+    /// This tenant's request counters.
+    pub metrics: Arc<TenantMetrics>,
+}
+
+/// One API as one tenant uses it.
+#[derive(Debug)]
+pub struct TenantApi {
+    /// The token for the API's scope (APIs with the same scope share one slot).
+    pub token: Arc<TokenSlot>,
+    /// This tenant's responses on this API, by status.
+    pub requests: Arc<StatusCounts>,
+}
+
+impl Tenant {
+    /// `config`'s tenant with one [`TenantApi`] per `(name, scope)` of `apis`, in their order.
+    pub(crate) fn new(
+        config: &TenantConfig,
+        apis: &[(Arc<str>, &str)],
+        broker: &TokenBroker,
+        limiter: &RateLimiter,
+        metrics: &Metrics,
+    ) -> Tenant {
+        let metrics = metrics.tenant(&config.name);
+        Tenant {
+            name: Arc::from(config.name.as_str()),
+            id: Arc::from(config.id.as_str()),
+            apis: apis
+                .iter()
+                .map(|(name, scope)| TenantApi {
+                    token: broker.slot(&config.id, scope),
+                    requests: metrics.api(name),
+                })
+                .collect(),
+            limits: limiter.tenant(&config.id, &config.rate_limit),
+            metrics,
+        }
+    }
+}
