@@ -8,12 +8,12 @@ use anyhow::Context as _;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
+use crate::app::{self, Listeners};
 use crate::config::{
     defaults, AdminConfig, ApiConfig, AppConfig, CloudConfig, CloudPreset, Config, CorsConfig,
     Credential, KnownApi, LimitBackend, LimitPolicy, ListenConfig, ListenLimits, RateLimitConfig,
     ReloadConfig, RouteLimit, RoutingConfig, TenantConfig, TokenEndpointVersion, UpstreamConfig,
 };
-use crate::server::{self, Listeners};
 use crate::sim::{SimConfig, Simulator};
 
 /// The config `serve --dev` runs: the simulator as both Entra ID and every API. Besides the
@@ -152,7 +152,7 @@ pub async fn run(
         other = config.tenants.last().map_or("fabrikam", |t| t.name.as_str()),
     );
 
-    server::run(config, listeners, shutdown).await?;
+    app::run(&config, None, listeners, shutdown).await?;
     let _ = stop_tx.send(());
     let _ = sim_task.await;
     Ok(())

@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::idle::ClientBody;
-use crate::proxy::Snapshot;
 use crate::rewrite::{self, ResponseStream};
+use crate::snapshot::Snapshot;
 use crate::target::Target;
 use crate::upstream::{RequestBody, Upstream, UpstreamBody};
 

@@ -3,7 +3,12 @@
 //!
 //! # Layout
 //! - [`config`]: TOML file -> typed, validated [`config::Config`]; every problem reported.
-//! - [`routing`]: request -> tenant and upstream path; path checks. Pure functions.
+//! - [`app`]: the one start path: builds the shared state from a config and runs the
+//!   listeners until shutdown, reloads included; `main`, `serve --dev` and the tests use it.
+//! - [`snapshot`]: what one config makes (routes, tenants, APIs, inbound policy, upstream,
+//!   sharing, audit, limiter), built by `Snapshot::build` at start and on every reload.
+//! - [`routing`]: request -> tenant and upstream path; path checks. Pure functions, with their
+//!   own `RouteError`; [`tenant`]: the runtime `Tenant`, owning its per-API token slots.
 //! - [`token`]: the token broker: per (tenant, scope) cache, refresh-ahead, single flight.
 //! - [`proxy`]: the hot path, `handle()` -> `handle_inner()`, and the one access-log line;
 //!   `target`: where a request goes (tenant, API, URI, links, route class); `exchange`: its
@@ -18,11 +23,10 @@
 //! - [`listener`]: accepting connections: TLS handshakes, connection limit, idle, drain;
 //!   [`conn`]: what a request knows of its connection (`ConnInfo`);
 //!   [`sniff`]: the request-smuggling (CL+TE) guard below hyper.
-//! - [`reload`]: SIGHUP and `[reload] watch`: a new config swapped in atomically, or not at all.
+//! - [`reload`]: SIGHUP and `[reload] watch`: a new snapshot swapped in atomically, or not at all.
 //! - [`body`]: the response body and the access/audit line written when it ends;
 //!   [`dev`]: `serve --dev`.
-//! - [`server`]: building the proxy from a config and running its listeners; [`tls`]: outbound
-//!   TLS config.
+//! - [`tls`]: outbound TLS config.
 //! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged.
 //! - [`rewrite`]: paging links (`@odata.nextLink`, `Location`) pointed back at the proxy,
 //!   streaming, through gzip/deflate/br.
@@ -31,6 +35,7 @@
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
 
 pub mod admin;
+pub mod app;
 pub mod body;
 pub mod check;
 pub mod config;
@@ -48,9 +53,9 @@ pub mod ratelimit;
 pub mod reload;
 pub mod rewrite;
 pub mod routing;
-pub mod server;
 pub mod share;
 pub mod sim;
+pub mod snapshot;
 pub mod sniff;
 mod target;
 pub mod tenant;

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use defender_proxy::{config, dev, server, sim};
+use defender_proxy::{app, config, dev, sim};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -123,98 +123,18 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     install_panic_hook();
     match cli.command {
-        Command::HashKey => {
-            let (key, hash) = defender_proxy::inbound::auth::hash_key();
-            println!("key:        {key}");
-            println!("key_sha256: {hash}");
-            eprintln!("Give the key to the client (Authorization: Bearer <key> or X-Api-Key); put only key_sha256 in the config.");
-            ExitCode::SUCCESS
-        }
+        Command::HashKey => hash_key(),
         Command::Certs {
             command: CertsCommand::Dev { out },
-        } => match defender_proxy::inbound::certs::write_dev_certs(&out) {
-            Ok(certs) => {
-                println!("wrote to {}:", out.display());
-                for (what, path) in [
-                    (
-                        "dev CA (client_ca, and the CA clients trust)",
-                        &certs.ca_cert,
-                    ),
-                    (
-                        "server certificate for localhost ([listen.tls] cert)",
-                        &certs.server_cert,
-                    ),
-                    ("server key ([listen.tls] key)", &certs.server_key),
-                    (
-                        "client certificate (cert_subject = \"dev-client\")",
-                        &certs.client_cert,
-                    ),
-                    ("client key", &certs.client_key),
-                ] {
-                    println!("  {:<55} {}", what, path.display());
-                }
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("defender-proxy: {err}");
-                ExitCode::from(1)
-            }
-        },
-        Command::Validate { config } => match config::load_file(&config) {
-            Ok(cfg) => {
-                for warning in &cfg.warnings {
-                    eprintln!("warning: {warning}");
-                }
-                println!("{}: ok ({} tenants)", config.display(), cfg.tenants.len());
-                ExitCode::SUCCESS
-            }
-            Err(errors) => config_failure(&config, &errors),
-        },
+        } => dev_certs(&out),
+        Command::Validate { config } => validate(&config),
         Command::Check { config, json } => check(&config, json),
-        Command::ConsentUrl { config, tenant } => {
-            let cfg = match config::load_file(&config) {
-                Ok(cfg) => cfg,
-                Err(errors) => return config_failure(&config, &errors),
-            };
-            let mut found = false;
-            for t in cfg
-                .tenants
-                .iter()
-                .filter(|t| tenant.as_deref().is_none_or(|n| n == t.name))
-            {
-                found = true;
-                println!(
-                    "{}\t{}",
-                    t.name,
-                    cfg.cloud.consent_url(&t.id, &cfg.app.client_id)
-                );
-            }
-            if found {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!(
-                    "no tenant named '{}' in {}",
-                    tenant.unwrap_or_default(),
-                    config.display()
-                );
-                ExitCode::from(2)
-            }
-        }
+        Command::ConsentUrl { config, tenant } => consent_url(&config, tenant.as_deref()),
         Command::Serve {
             config: Some(path),
             workers,
             ..
-        } => {
-            let cfg = match config::load_file(&path) {
-                Ok(cfg) => cfg,
-                Err(errors) => return config_failure(&path, &errors),
-            };
-            runtime_result(run_async(workers, async move {
-                let listeners = server::bind(&cfg).await?;
-                server::run_from_file(path, cfg, listeners, shutdown_signal()).await?;
-                Ok(())
-            }))
-        }
+        } => serve(path, workers),
         Command::Serve {
             config: None,
             listen,
@@ -229,18 +149,122 @@ fn main() -> ExitCode {
             addr,
             extra_tenants,
             no_limits,
-        } => runtime_result(run_async(0, async move {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot bind {addr}"))?;
-            let mut sim_config = sim::SimConfig::demo_with_tenants(extra_tenants);
-            sim_config.enforce_limits = !no_limits;
-            let simulator = sim::Simulator::new(sim_config);
-            eprintln!("simulator on http://{addr} (token endpoint /{{tenant}}/oauth2/v2.0/token, API /api/...)");
-            simulator.serve(listener, shutdown_signal()).await?;
-            Ok(())
-        })),
+        } => simulate(addr, extra_tenants, no_limits),
     }
+}
+
+/// `hash-key`: a new client key and its hash.
+fn hash_key() -> ExitCode {
+    let (key, hash) = defender_proxy::inbound::auth::hash_key();
+    println!("key:        {key}");
+    println!("key_sha256: {hash}");
+    eprintln!("Give the key to the client (Authorization: Bearer <key> or X-Api-Key); put only key_sha256 in the config.");
+    ExitCode::SUCCESS
+}
+
+/// `certs dev`: the dev CA, server and client certificates, written to `out`.
+fn dev_certs(out: &std::path::Path) -> ExitCode {
+    match defender_proxy::inbound::certs::write_dev_certs(out) {
+        Ok(certs) => {
+            println!("wrote to {}:", out.display());
+            for (what, path) in [
+                (
+                    "dev CA (client_ca, and the CA clients trust)",
+                    &certs.ca_cert,
+                ),
+                (
+                    "server certificate for localhost ([listen.tls] cert)",
+                    &certs.server_cert,
+                ),
+                ("server key ([listen.tls] key)", &certs.server_key),
+                (
+                    "client certificate (cert_subject = \"dev-client\")",
+                    &certs.client_cert,
+                ),
+                ("client key", &certs.client_key),
+            ] {
+                println!("  {:<55} {}", what, path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("defender-proxy: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `validate`: the config's warnings and tenant count, or every problem (exit 2).
+fn validate(path: &std::path::Path) -> ExitCode {
+    match config::load_file(path) {
+        Ok(cfg) => {
+            for warning in &cfg.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("{}: ok ({} tenants)", path.display(), cfg.tenants.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => config_failure(path, &errors),
+    }
+}
+
+/// `consent-url`: each tenant's (or the one named) admin-consent link; exit 2 if none matched.
+fn consent_url(path: &std::path::Path, tenant: Option<&str>) -> ExitCode {
+    let cfg = match config::load_file(path) {
+        Ok(cfg) => cfg,
+        Err(errors) => return config_failure(path, &errors),
+    };
+    let mut found = false;
+    for t in cfg
+        .tenants
+        .iter()
+        .filter(|t| tenant.is_none_or(|n| n == t.name))
+    {
+        found = true;
+        println!(
+            "{}\t{}",
+            t.name,
+            cfg.cloud.consent_url(&t.id, &cfg.app.client_id)
+        );
+    }
+    if found {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "no tenant named '{}' in {}",
+            tenant.unwrap_or_default(),
+            path.display()
+        );
+        ExitCode::from(2)
+    }
+}
+
+/// `serve --config`: the proxy on the configured addresses, reloading from `path`.
+fn serve(path: PathBuf, workers: usize) -> ExitCode {
+    let cfg = match config::load_file(&path) {
+        Ok(cfg) => cfg,
+        Err(errors) => return config_failure(&path, &errors),
+    };
+    runtime_result(run_async(workers, async move {
+        let listeners = app::bind(&cfg).await?;
+        app::run(&cfg, Some(path), listeners, shutdown_signal()).await?;
+        Ok(())
+    }))
+}
+
+/// `simulate`: only the simulator, until SIGINT or SIGTERM.
+fn simulate(addr: SocketAddr, extra_tenants: usize, no_limits: bool) -> ExitCode {
+    runtime_result(run_async(0, async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind {addr}"))?;
+        let mut sim_config = sim::SimConfig::demo_with_tenants(extra_tenants);
+        sim_config.enforce_limits = !no_limits;
+        let simulator = sim::Simulator::new(sim_config);
+        eprintln!("simulator on http://{addr} (token endpoint /{{tenant}}/oauth2/v2.0/token, API /api/...)");
+        simulator.serve(listener, shutdown_signal()).await?;
+        Ok(())
+    }))
 }
 
 /// `check`: exit 0 when every tenant passed (warnings included), 1 when any failed, 2 for a bad

@@ -1,13 +1,11 @@
 //! The hot path. `handle()` is the only place that turns an error into a response and the only
 //! place an access line is made; `handle_inner()` is the request's way through, as numbered steps.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
-use http::{header, HeaderMap, HeaderValue, Request, Response, Uri, Version};
+use http::{header, HeaderMap, HeaderValue, Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -15,112 +13,27 @@ use tracing::Instrument as _;
 
 use crate::body::{AccessLog, ResponseBody};
 use crate::config::Config;
-use crate::config::MetricsConfig;
 use crate::conn::ConnInfo;
 use crate::error::{ProxyError, UpstreamFailure};
 use crate::exchange;
 use crate::headers;
-use crate::inbound::{self, AuditLog};
-use crate::listener::ListenOptions;
-use crate::metrics::{ApiLatency, Metrics, UpstreamErrorKind};
-use crate::ratelimit::RateLimiter;
-use crate::rewrite::LinkBase;
-use crate::routing::{self, RequestError, RouteTable};
-use crate::tenant::Tenant;
-use crate::share::{self, Downstream, Lookup, Outcome, Sharing};
+use crate::inbound;
+use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::routing::{self, RequestError};
+use crate::share::{self, Downstream, Lookup, Outcome};
+use crate::snapshot::Snapshot;
 use crate::target::Target;
+use crate::tenant::Tenant;
 use crate::token::{Chain, TokenBroker};
-use crate::upstream::Upstream;
 
 /// Status logged for a request whose client went away before the response started (as nginx).
 const CLIENT_CLOSED: u16 = 499;
-
-/// Where the default API lives; cloned into every upstream URI (both are cheap `Bytes` clones).
-#[derive(Debug, Clone)]
-pub struct ApiBase {
-    pub scheme: Scheme,
-    pub authority: Authority,
-}
-
-/// One API the proxy forwards to.
-#[derive(Debug)]
-pub struct ApiTarget {
-    /// `default` for `[cloud]`'s, else the `[[api]]` name (a metrics label).
-    pub name: Arc<str>,
-    /// The path prefix that selects it (`/mde`); `None` for the default API.
-    pub prefix: Option<Box<str>>,
-    pub base: ApiBase,
-    /// The base as it appears in the API's own links (`https://api.security.microsoft.com`).
-    pub links: LinkBase,
-    /// This API's latency histograms (shown with `[metrics] per_tenant_histograms = false`).
-    pub latency: Arc<ApiLatency>,
-}
-
-impl ApiTarget {
-    /// The rest of `path` if it is under this API's prefix (whole segments, ASCII
-    /// case-insensitive).
-    pub fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
-        crate::config::strip_api_prefix(self.prefix.as_deref()?, path)
-    }
-}
-
-/// The API a path selects and the path to send it: an `[[api]]` whose prefix starts the path,
-/// else the default API with the path unchanged.
-pub fn select_api<'a>(apis: &[ApiTarget], path: &'a str) -> (usize, Cow<'a, str>) {
-    for (i, api) in apis.iter().enumerate().skip(1) {
-        if let Some(rest) = api.strip(path) {
-            let rest = if rest.is_empty() {
-                Cow::Borrowed("/")
-            } else if rest.starts_with('?') {
-                Cow::Owned(format!("/{rest}"))
-            } else {
-                Cow::Borrowed(rest)
-            };
-            return (i, rest);
-        }
-    }
-    (0, Cow::Borrowed(path))
-}
-
-impl ApiBase {
-    pub fn from_uri(uri: &Uri) -> Option<Self> {
-        Some(ApiBase {
-            scheme: uri.scheme()?.clone(),
-            authority: uri.authority()?.clone(),
-        })
-    }
-}
-
-/// What one config makes of the request path, swapped whole on reload: a request loads it once
-/// and sees one consistent set of tenants, clients, limits and upstream.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub routes: RouteTable,
-    /// Clients, CORS and request limits.
-    pub inbound: inbound::Policy,
-    pub upstream: Upstream,
-    /// Index 0: `[cloud]`'s API; then each `[[api]]` in config order.
-    pub apis: Vec<ApiTarget>,
-    /// Scheme of links back to the proxy (`https` with `[listen.tls]`).
-    pub link_scheme: &'static str,
-    /// `[listen] public_url`: the base of links back to the proxy when it sits behind another.
-    pub public_url: Option<Box<str>>,
-    pub audit: Option<AuditLog>,
-    /// Builds the tenants' limiters; also read for its metrics.
-    pub limiter: RateLimiter,
-    /// The cache and the coalescing flights (see [`crate::share`]).
-    pub share: Sharing,
-    /// `[metrics]`: read by requests (which histograms to feed) and by `/metrics`.
-    pub metrics: MetricsConfig,
-}
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
 pub struct Proxy {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
-    /// How the data listener serves connections (limits, TLS acceptor).
-    pub listen: ListenOptions,
     /// Token slots by (tenant, scope); kept across reloads.
     pub broker: TokenBroker,
     /// The config the snapshot was built from (reload compares against it).

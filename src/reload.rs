@@ -22,12 +22,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::config::{self, Config, LimitBackend};
-use crate::inbound::{self, AuditLog};
-use crate::proxy::{Proxy, Snapshot};
-use crate::ratelimit::RateLimiter;
-use crate::server::{route_table, StartError};
-use crate::upstream::Upstream;
+use crate::config::{self, Config};
+use crate::inbound::{self, TlsAcceptor};
+use crate::proxy::Proxy;
+use crate::snapshot::{self, BuildError, Previous, Shared, Snapshot};
 
 /// Why a reload did not take effect (the running config stays).
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +34,7 @@ pub enum ReloadError {
     Invalid(#[from] config::ConfigErrors),
     /// The same failures that would stop a start (TLS files, keys, the audit file, Redis URL).
     #[error(transparent)]
-    Build(#[from] StartError),
+    Build(#[from] BuildError),
     /// The reload's task panicked (a bug); what it had not swapped in yet stays as it was.
     #[error("the reload stopped with a panic")]
     Panicked,
@@ -46,6 +44,8 @@ pub enum ReloadError {
 #[derive(Debug)]
 pub(crate) struct Reloader {
     proxy: Arc<Proxy>,
+    /// The data listener's TLS acceptor, whose certificates each reload re-reads.
+    tls: Option<Arc<TlsAcceptor>>,
     path: PathBuf,
     /// Held from before the file is read until after the last store: reloads run one at a time.
     lock: Arc<Mutex<()>>,
@@ -57,11 +57,16 @@ pub(crate) struct Reloader {
 
 impl Reloader {
     /// Made when the listeners start, from the config they start with.
-    pub(crate) fn new(proxy: Arc<Proxy>, path: PathBuf) -> Arc<Self> {
+    pub(crate) fn new(
+        proxy: Arc<Proxy>,
+        tls: Option<Arc<TlsAcceptor>>,
+        path: PathBuf,
+    ) -> Arc<Self> {
         let started = Arc::new(RestartOnly::of(&proxy.config.load()));
         Arc::new(Reloader {
             started,
             proxy,
+            tls,
             path,
             lock: Arc::new(Mutex::new(())),
             queued: AtomicUsize::new(0),
@@ -73,13 +78,14 @@ impl Reloader {
     pub(crate) async fn reload(&self) -> Result<(), ReloadError> {
         let guard = self.wait_turn().await;
         let proxy = self.proxy.clone();
+        let tls = self.tls.clone();
         let path = self.path.clone();
         let started = self.started.clone();
         // The guard moves into the blocking task: if this future is dropped (shutdown) the
         // reload still ends before the next one starts.
         let work = tokio::task::spawn_blocking(move || {
             let _turn = guard;
-            reload_file(&proxy, &started, &path)
+            reload_file(&proxy, tls.as_deref(), &started, &path)
         });
         match work.await {
             Ok(result) => result,
@@ -136,10 +142,15 @@ impl Drop for Queued<'_> {
 
 /// Read `path`, validate it, and apply it; logs and counts the result either way. Blocking (file
 /// reads): only [`Reloader::reload`] calls it, on the blocking pool, under the reload lock.
-fn reload_file(proxy: &Proxy, started: &RestartOnly, path: &Path) -> Result<(), ReloadError> {
+fn reload_file(
+    proxy: &Proxy,
+    tls: Option<&TlsAcceptor>,
+    started: &RestartOnly,
+    path: &Path,
+) -> Result<(), ReloadError> {
     let result = config::load_file(path)
         .map_err(ReloadError::from)
-        .and_then(|new| apply(proxy, started, new));
+        .and_then(|new| apply(proxy, tls, started, new));
     proxy.metrics.record_reload(result.is_ok());
     match &result {
         Ok(()) => {
@@ -153,66 +164,39 @@ fn reload_file(proxy: &Proxy, started: &RestartOnly, path: &Path) -> Result<(), 
     result
 }
 
-/// Replace the running config with `new` (already validated).
-fn apply(proxy: &Proxy, started: &RestartOnly, new: Config) -> Result<(), ReloadError> {
+/// Replace the running config with `new` (already validated): build everything first, and
+/// swap nothing until all of it succeeded.
+fn apply(
+    proxy: &Proxy,
+    acceptor: Option<&TlsAcceptor>,
+    started: &RestartOnly,
+    new: Config,
+) -> Result<(), ReloadError> {
     let old = proxy.config.load_full();
     let current = proxy.snapshot.load_full();
     let restart = started.changed(&new);
     if !restart.is_empty() {
         tracing::warn!(settings = ?restart, "these settings take effect only after a restart");
     }
-    crate::server::log_config_warnings(&new);
+    snapshot::log_config_warnings(&new);
 
-    // Build everything first; nothing is swapped until all of it succeeded.
-    let limiter = if same_limiter(&old, &new) {
-        current.limiter.clone()
-    } else {
-        tracing::info!("rate-limit routes or backend changed: limiter state starts afresh");
-        RateLimiter::new(&new.rate_limit).map_err(StartError::from)?
-    };
-    // The pool is keyed by host, so a changed API URL needs no new client; trust roots and
-    // timeouts do.
-    // The pool (and its open connections) survives unless the connector itself changes.
-    let upstream = if old.cloud.ca == new.cloud.ca
-        && old.upstream.connect_timeout == new.upstream.connect_timeout
-    {
-        current.upstream.with_timeouts(&new.upstream)
-    } else {
-        Upstream::new(&new).map_err(StartError::from)?
-    };
-    let audit = if old.audit == new.audit {
-        current.audit.clone()
-    } else {
-        new.audit
-            .as_ref()
-            .map(AuditLog::open)
-            .transpose()
-            .map_err(StartError::Audit)?
-    };
-    let tls = match (&proxy.listen.tls, &new.listen.tls) {
-        (Some(_), Some(tls)) => Some(inbound::tls::server_config(tls).map_err(StartError::from)?),
+    // New certificates only for a listener that speaks TLS (turning it on or off is restart-only).
+    let tls = match (acceptor, &new.listen.tls) {
+        (Some(_), Some(tls)) => Some(inbound::tls::server_config(tls).map_err(BuildError::from)?),
         _ => None,
     };
-    let apis = crate::server::api_targets(&new, &proxy.metrics).ok_or(StartError::ApiUrl)?;
-    proxy
-        .broker
-        .reconfigure(&new.app, &new.cloud, &new.upstream)
-        .map_err(StartError::from)?;
-
-    let snapshot = Snapshot {
-        routes: route_table(&new, &proxy.broker, &limiter, &proxy.metrics),
-        inbound: inbound::Policy::from_config(&new),
-        upstream,
-        apis,
-        link_scheme: current.link_scheme,
-        public_url: new.listen.public_url.as_deref().map(Box::from),
-        audit,
-        limiter: limiter.clone(),
-        share: crate::share::Sharing::new(&new.cache),
-        metrics: new.metrics,
+    let shared = Shared {
+        broker: &proxy.broker,
+        metrics: &proxy.metrics,
     };
+    let previous = Previous {
+        snapshot: &current,
+        config: &old,
+    };
+    let snapshot = Snapshot::build(&new, shared, Some(previous))?;
+    let limiter = snapshot.limiter.clone();
     proxy.snapshot.store(Arc::new(snapshot));
-    if let (Some(acceptor), Some(tls)) = (&proxy.listen.tls, tls) {
+    if let (Some(acceptor), Some(tls)) = (acceptor, tls) {
         acceptor.swap(tls);
     }
     // Forget the state of tenants that are gone.
@@ -221,16 +205,6 @@ fn apply(proxy: &Proxy, started: &RestartOnly, new: Config) -> Result<(), Reload
     proxy.broker.prune_unused();
     proxy.config.store(Arc::new(new));
     Ok(())
-}
-
-fn same_limiter(old: &Config, new: &Config) -> bool {
-    let backend_same = match (&old.rate_limit.backend, &new.rate_limit.backend) {
-        (LimitBackend::Local, LimitBackend::Local) => true,
-        // The password is compared as a secret (see `RedisBackendConfig`'s `PartialEq`).
-        (LimitBackend::Redis(a), LimitBackend::Redis(b)) => a == b,
-        _ => false,
-    };
-    backend_same && old.rate_limit.routes == new.rate_limit.routes
 }
 
 /// What the running listeners and tasks were started with and keep until a restart: the

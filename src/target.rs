@@ -11,9 +11,9 @@ use crate::body::AccessLog;
 use crate::conn::ConnInfo;
 use crate::error::ProxyError;
 use crate::metrics::ApiLatency;
-use crate::proxy::{select_api, Snapshot};
 use crate::ratelimit::RouteClass;
 use crate::routing;
+use crate::snapshot::{select_api, Snapshot};
 use crate::tenant::Tenant;
 
 /// Where one request goes (step 2): its tenant, API, upstream URI, the base its answer's links

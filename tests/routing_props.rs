@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 
+use defender_proxy::app::App;
 use defender_proxy::dev::dev_config;
-use defender_proxy::server::build_proxy;
 use defender_proxy::sim::SimConfig;
 use http::{HeaderMap, Uri};
 use proptest::prelude::*;
@@ -39,7 +39,7 @@ fn resolve(path: &str) -> Option<(String, String)> {
         static PROXY: std::sync::Arc<defender_proxy::proxy::Proxy> = {
             let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
             let config = dev_config(&SimConfig::demo(), "http://127.0.0.1:1", addr, addr);
-            build_proxy(&config).unwrap()
+            App::build(&config, None).unwrap().proxy().clone()
         };
     }
     let uri: Uri = path.parse().ok()?;

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::{ApiLatency, Histogram, Label, Metrics, TenantMetrics, UpstreamErrorKind};
-use crate::proxy::Snapshot;
 use crate::ratelimit::{self, RateLimiter};
+use crate::snapshot::Snapshot;
 use crate::tenant::Tenant;
 use crate::token::TokenSlot;
 

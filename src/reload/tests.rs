@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Reloader;
+use crate::app::{App, Listeners};
 use crate::proxy::Proxy;
-use crate::server::{self, Listeners};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -62,7 +62,10 @@ impl Dir {
 
     /// The proxy built from the config file as it is now.
     fn proxy(&self) -> Arc<Proxy> {
-        server::build_proxy(&crate::config::load_file(&self.config()).unwrap()).unwrap()
+        App::build(&crate::config::load_file(&self.config()).unwrap(), None)
+            .unwrap()
+            .proxy()
+            .clone()
     }
 }
 
@@ -133,7 +136,7 @@ async fn a_reload_asked_for_during_another_waits_and_takes_effect_after_it() {
     let dir = Dir::new("turns");
     dir.write(ONE, &dir.secret());
     let proxy = dir.proxy();
-    let reloader = Reloader::new(proxy.clone(), dir.config());
+    let reloader = Reloader::new(proxy.clone(), None, dir.config());
 
     // Reload A reads version TWO and then waits on its secret (a FIFO nobody writes yet).
     let fifo = dir.fifo("slow-secret");
@@ -187,25 +190,24 @@ fn a_reload_stuck_on_a_file_does_not_stall_a_current_thread_runtime() {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let proxy =
-                    server::build_proxy(&crate::config::load_file(&config).unwrap()).unwrap();
+                let app = App::build(
+                    &crate::config::load_file(&config).unwrap(),
+                    Some(config.clone()),
+                )
+                .unwrap();
                 let data = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let admin_addr = admin.local_addr().unwrap();
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                let serving = tokio::spawn(server::serve(
-                    proxy.clone(),
-                    Listeners { data, admin },
-                    async move {
+                let serving =
+                    tokio::spawn(app.clone().run(Listeners { data, admin }, async move {
                         let _ = stopped.await;
-                    },
-                ));
+                    }));
                 let text = std::fs::read_to_string(&config)
                     .unwrap()
                     .replace(&dir_secret(&config), &fifo.display().to_string());
                 std::fs::write(&config, text).unwrap();
-                let reloader = Reloader::new(proxy, config.clone());
-                let reload = tokio::spawn(async move { reloader.reload().await });
+                let reload = tokio::spawn(async move { app.reload().await.unwrap() });
                 tokio::task::yield_now().await;
                 // A request on this runtime's only thread, while the reload waits on the FIFO.
                 let mut conn = tokio::net::TcpStream::connect(admin_addr).await.unwrap();

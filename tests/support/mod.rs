@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use defender_proxy::app::{App, Listeners};
 use defender_proxy::config::{Config, LimitPolicy, Windows};
 use defender_proxy::dev::dev_config;
 use defender_proxy::proxy::Proxy;
-use defender_proxy::server::{self, Listeners};
+use defender_proxy::reload::ReloadError;
 use defender_proxy::sim::{RunningSim, SimConfig, Simulator};
 use std::future::Future as _;
 use tokio::net::TcpListener;
@@ -24,6 +25,8 @@ pub struct Harness {
     pub sim_config: SimConfig,
     pub config: Config,
     pub proxy: Arc<Proxy>,
+    /// The proxy as `main` starts it ([`App::build`] then [`App::run`]), kept to reload it.
+    pub app: App,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub http: reqwest::Client,
@@ -53,18 +56,45 @@ impl Harness {
         };
         set_policy(&mut config, |p| p.windows = unlimited);
         tweak(&mut config);
+        Self::serve(sim, sim_config, config, None).await
+    }
+
+    /// Proxy + simulator, the proxy's config read from the file `write` makes (given the
+    /// simulator's base URL), as `serve --config` reads it: [`Harness::reload`] re-reads it.
+    pub async fn start_file(
+        sim_config: SimConfig,
+        write: impl FnOnce(&str) -> std::path::PathBuf,
+    ) -> Harness {
+        let sim = Simulator::start(sim_config.clone())
+            .await
+            .expect("simulator starts");
+        let path = write(sim.base_url());
+        let config = defender_proxy::config::load_file(&path).expect("the config is valid");
+        Self::serve(sim, sim_config, config, Some(path)).await
+    }
+
+    /// Start the proxy on port 0 the way `main` does, through [`App`].
+    async fn serve(
+        sim: RunningSim,
+        sim_config: SimConfig,
+        config: Config,
+        file: Option<std::path::PathBuf>,
+    ) -> Harness {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let data = TcpListener::bind(loopback).await.unwrap();
         let admin = TcpListener::bind(loopback).await.unwrap();
         let addr = data.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
-        let proxy = server::build_proxy(&config).expect("proxy builds");
+        let app = App::build(&config, file).expect("proxy builds");
+        let proxy = app.proxy().clone();
         let listeners = Listeners { data, admin };
-        let server = ServerTask::spawn(|stop| server::serve(proxy.clone(), listeners, stop));
+        let server = ServerTask::spawn(|stop| app.clone().run(listeners, stop));
         Harness {
             sim,
             sim_config,
             config,
             proxy,
+            app,
             addr,
             admin: admin_addr,
             http: reqwest::Client::builder()
@@ -77,6 +107,11 @@ impl Harness {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Reload the config file now, through the reloader SIGHUP uses; `None` without a file.
+    pub async fn reload(&self) -> Option<Result<(), ReloadError>> {
+        self.app.reload().await
     }
 
     pub fn tenant_id(&self, name: &str) -> String {

@@ -9,10 +9,10 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use super::{Scrape, CHUNK};
+use crate::app::App;
 use crate::config::{LimitMode, LimitPolicy, TenantConfig, Windows};
 use crate::dev::dev_config;
 use crate::proxy::Proxy;
-use crate::server::build_proxy;
 use crate::sim::SimConfig;
 
 /// The dev config (tenants `contoso`, `fabrikam`; APIs `default`, `mde`, `graph`) plus `extra`
@@ -26,7 +26,7 @@ fn proxy(extra: usize, per_tenant_histograms: bool) -> Arc<Proxy> {
         rate_limit: LimitPolicy::default(),
     }));
     config.metrics.per_tenant_histograms = per_tenant_histograms;
-    let proxy = build_proxy(&config).unwrap();
+    let proxy = App::build(&config, None).unwrap().proxy().clone();
     for tenant in proxy.tenants() {
         tenant.apis[0].requests.record(200);
         tenant
@@ -83,7 +83,7 @@ async fn every_family_is_rendered_as_before() {
         per_hour: None,
         burst: std::num::NonZeroU32::new(1),
     };
-    let proxy = build_proxy(&config).unwrap();
+    let proxy = App::build(&config, None).unwrap().proxy().clone();
     let contoso = proxy
         .tenants()
         .into_iter()
@@ -178,7 +178,7 @@ async fn requests_and_tokens_are_shown_per_api() {
     let mut config = dev_config(&SimConfig::demo(), "http://127.0.0.1:9", loopback, loopback);
     // `mde` asks for the default API's scope (as a regional host of it would): one slot.
     config.apis[0].scope = config.cloud.scope.clone();
-    let proxy = build_proxy(&config).unwrap();
+    let proxy = App::build(&config, None).unwrap().proxy().clone();
     let contoso = proxy
         .tenants()
         .into_iter()
@@ -230,14 +230,14 @@ async fn requests_and_tokens_are_shown_per_api() {
 async fn a_reload_that_reorders_apis_keeps_each_apis_counts() {
     let loopback = "127.0.0.1:0".parse().unwrap();
     let mut config = dev_config(&SimConfig::demo(), "http://127.0.0.1:9", loopback, loopback);
-    let proxy = build_proxy(&config).unwrap();
+    let proxy = App::build(&config, None).unwrap().proxy().clone();
     let snapshot = proxy.snapshot.load_full();
     let contoso = snapshot.routes.lookup("contoso").unwrap();
     contoso.apis[1].requests.record(200); // mde
     config.apis.reverse();
     config.apis.truncate(1); // graph only
     let routes =
-        crate::server::route_table(&config, &proxy.broker, &snapshot.limiter, &proxy.metrics);
+        crate::snapshot::route_table(&config, &proxy.broker, &snapshot.limiter, &proxy.metrics);
     let reloaded = routes.lookup("contoso").unwrap();
     assert_eq!(reloaded.apis.len(), 2);
     assert!(Arc::ptr_eq(

@@ -619,7 +619,10 @@ fn the_redis_password_stays_secret_in_debug_and_is_compared_as_one() {
     let printed = format!("{config:?}");
     assert!(!printed.contains(PASSWORD), "{printed}");
     assert!(!printed.contains("horse"), "{printed}");
-    let proxy = crate::server::build_proxy(&config).unwrap();
+    let proxy = crate::app::App::build(&config, None)
+        .unwrap()
+        .proxy()
+        .clone();
     let printed = format!("{proxy:?}");
     assert!(printed.contains("RedisBackend"), "{printed}");
     assert!(!printed.contains(PASSWORD), "{printed}");
