@@ -16,7 +16,8 @@
 //! - [`headers`]: hop-by-hop stripping, credential injection, request ids.
 //! - [`upstream`]: the pooled rustls client to the API, with timeouts; [`idle`]: the idle
 //!   timeouts of request and response bodies.
-//! - [`error`]: `ProxyError` and its one mapping to a status and JSON body.
+//! - [`error`]: `ProxyError` and its one mapping to a status and JSON body; `error_chain`: an
+//!   error and its causes on one log line.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`; [`metrics`]: the counters behind them.
 //! - [`ratelimit`]: per-tenant, per-route-class limits (GCRA), queueing, upstream pauses, Redis.
 //! - [`inbound`]: client TLS/mTLS, API keys and allowlists, CORS, the audit log, dev certificates.
@@ -42,6 +43,7 @@ pub mod config;
 pub mod conn;
 pub mod dev;
 pub mod error;
+mod error_chain;
 mod exchange;
 pub mod headers;
 pub mod idle;

@@ -15,6 +15,7 @@ use crate::body::{AccessLog, ResponseBody};
 use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::error::{ProxyError, UpstreamFailure};
+use crate::error_chain::Chain;
 use crate::exchange;
 use crate::headers;
 use crate::inbound;
@@ -24,7 +25,7 @@ use crate::share::{self, Downstream, Lookup, Outcome};
 use crate::snapshot::Snapshot;
 use crate::target::Target;
 use crate::tenant::Tenant;
-use crate::token::{Chain, TokenBroker};
+use crate::token::TokenBroker;
 
 /// Status logged for a request whose client went away before the response started (as nginx).
 const CLIENT_CLOSED: u16 = 499;

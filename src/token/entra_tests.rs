@@ -223,6 +223,6 @@ async fn unreachable_endpoint_is_transient() {
     assert_eq!(err.class(), ErrorClass::Transient);
     assert!(!err.to_string().contains("the-secret"));
     // The cause goes to the log line (as a chain), not to clients.
-    let chain = crate::token::error::Chain(&err).to_string();
+    let chain = crate::error_chain::Chain(&err).to_string();
     assert!(chain.len() > err.to_string().len(), "{chain}");
 }

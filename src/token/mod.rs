@@ -32,7 +32,6 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 pub use claims::ClaimsError;
-pub(crate) use error::Chain;
 pub use error::{
     aadsts_meaning, CredentialError, ErrorClass, InvalidResponse, TokenError, TokenInitError,
 };

@@ -33,8 +33,8 @@ use futures_util::FutureExt as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::error::Chain;
 use super::{accept, fetch_attempt, Accepted, AccessToken, ErrorClass, SharedSource, TokenError};
+use crate::error_chain::Chain;
 
 /// Attempts within one flight for transient failures.
 const MAX_ATTEMPTS: u32 = 4;
