@@ -13,7 +13,8 @@
 //!
 //! # Layout
 //! - `gcra`: window parameters; `local`: the governor decision; `redis_backend`: the shared one.
-//! - `tenant`: [`TenantLimiter`], classes, pause, queue; `pause`: `Retry-After` and pauses.
+//! - `tenant`: [`TenantLimiter`], classes, pause, queue; `pause`: `Retry-After` and pauses;
+//!   `verdict`: what one decision said (either backend's).
 //! - `error`: [`RateLimited`]; [`metrics`]: counters and their rendering; `testkit`: redis-server
 //!   for tests.
 
@@ -26,6 +27,7 @@ mod redis_backend;
 mod tenant;
 #[doc(hidden)]
 pub mod testkit;
+mod verdict;
 
 #[cfg(test)]
 mod redis_tests;

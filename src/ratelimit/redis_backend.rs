@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::gcra::ClassParams;
 use super::local::Refusal;
-use super::tenant::Verdict;
+use super::verdict::Verdict;
 use super::RateLimitInitError;
 use crate::config::{OnBackendError, RedisBackendConfig};
 

@@ -15,10 +15,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::gcra::ClassParams;
-use super::local::{LocalWindows, Refusal};
+use super::local::LocalWindows;
 use super::metrics::TenantStats;
 use super::pause::{pause_for, Pause};
 use super::redis_backend::{RedisClass, Unavailable};
+use super::verdict::Verdict;
 use super::{Backend, RateLimited, RouteClass, RouteTable, Shared};
 use crate::config::{LimitMode, LimitPolicy, OnBackendError};
 
@@ -30,14 +31,6 @@ const BACKEND_RETRY: Duration = Duration::from_secs(1);
 pub struct Admission {
     /// Time spent waiting for the slot (zero when admitted at once).
     pub waited: Duration,
-}
-
-/// What one decision said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Admit,
-    OverLimit(Refusal),
-    Paused(Duration),
 }
 
 /// One route class of one tenant.
