@@ -20,8 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::claims::de_opt_u64;
+use super::classify::{classify, ErrorClass};
 use super::credential::{ClientAuth, PreparedCredential, ASSERTION_TYPE};
-use super::error::{classify, ErrorClass, InvalidResponse, TokenError};
+use super::error::{InvalidResponse, TokenError};
 use super::{FetchFuture, FetchedToken, TokenSource};
 use crate::config::{CloudConfig, TokenEndpointVersion};
 

@@ -11,9 +11,11 @@
 //! - `credential.rs`: client secret, certificate -> signed client assertion, or workload identity
 //!   token file -> its content as the assertion.
 //! - `claims.rs`: the token's `tid`, `roles`, `exp`, read without verification.
-//! - `error.rs`: [`TokenError`], safe to show clients, and its [`ErrorClass`].
+//! - `error.rs`: [`TokenError`], safe to show clients.
+//! - `classify.rs`: its [`ErrorClass`] (how the broker reacts) and the AADSTS codes known.
 
 mod claims;
+mod classify;
 mod credential;
 mod entra;
 mod error;
@@ -32,9 +34,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 pub use claims::ClaimsError;
-pub use error::{
-    aadsts_meaning, CredentialError, ErrorClass, InvalidResponse, TokenError, TokenInitError,
-};
+pub use classify::{aadsts_meaning, ErrorClass};
+pub use error::{CredentialError, InvalidResponse, TokenError, TokenInitError};
 pub use slot::{TokenSlot, TokenStats};
 
 use crate::config::{AppConfig, CloudConfig, CloudPreset, TokenEndpointVersion, UpstreamConfig};
