@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use super::*;
 use crate::config::{CloudPreset, TokenEndpointVersion};
 use crate::token::claims::tests::fake_jwt;
-use crate::token::{FetchFuture, FetchedToken, Identity, TokenBroker, TokenSource};
+use crate::token::{ErrorClass, FetchFuture, FetchedToken, Identity, TokenBroker, TokenSource};
 
 const TENANT: &str = "22222222-2222-2222-2222-222222222222";
 const SCOPE: &str = "https://api.security.microsoft.com/.default";
