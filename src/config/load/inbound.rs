@@ -13,6 +13,15 @@ use crate::config::{
     defaults, AuditTarget, ClientConfig, ClientCredential, CorsConfig, TenantAllow,
 };
 
+/// What earlier `[[client]]` entries used, by the index of the first that did: names, key
+/// hashes and (case-folded) certificate subjects must each be unique.
+#[derive(Default)]
+struct Seen {
+    names: HashMap<String, usize>,
+    keys: HashMap<[u8; 32], usize>,
+    subjects: HashMap<String, usize>,
+}
+
 impl Validator<'_> {
     /// The `[[client]]` entries. `tenants` are the tenants as written (a tenant with its own
     /// problem does not cause a second one here); `client_ca`: `[listen.tls] client_ca` is set.
@@ -22,36 +31,12 @@ impl Validator<'_> {
         tenants: &[RawTenant],
         client_ca: bool,
     ) -> Vec<ClientConfig> {
-        let mut names: HashMap<String, usize> = HashMap::new();
-        let mut keys: HashMap<[u8; 32], usize> = HashMap::new();
-        let mut subjects: HashMap<String, usize> = HashMap::new();
+        let mut seen = Seen::default();
         let mut clients = Vec::new();
         for (i, client) in raw.into_iter().enumerate() {
             let prefix = format!("client[{i}]");
             let key = |name: &str| format!("{prefix}.{name}");
-            let name = match client.name {
-                None => {
-                    self.problem(&key("name"), "is required: the client's name, for logs");
-                    None
-                }
-                Some(name) => match client_name_problem(&name) {
-                    Some(message) => {
-                        self.problem(&key("name"), message);
-                        None
-                    }
-                    None => {
-                        if let Some(first) = names.get(&name) {
-                            self.problem(
-                                &key("name"),
-                                format!("`{name}` is already the name of client[{first}]"),
-                            );
-                        } else {
-                            names.insert(name.clone(), i);
-                        }
-                        Some(name)
-                    }
-                },
-            };
+            let name = self.client_name(&key("name"), client.name, i, &mut seen);
             let credential = match (client.key_sha256, client.cert_subject) {
                 (Some(_), Some(_)) => {
                     self.problem(
@@ -69,65 +54,9 @@ impl Validator<'_> {
                     );
                     None
                 }
-                (Some(hex), None) => match parse_sha256(&hex) {
-                    None => {
-                        // Not echoed: an operator may have pasted the key itself here.
-                        self.problem(
-                            &key("key_sha256"),
-                            "must be 64 hex digits, the SHA-256 of the client's key (the value \
-                             is not shown in case it is the key itself); `defender-proxy \
-                             hash-key` makes a key and its hash",
-                        );
-                        None
-                    }
-                    Some(hash) => {
-                        if let Some(first) = keys.get(&hash) {
-                            self.problem(
-                                &key("key_sha256"),
-                                format!(
-                                    "is the same key hash as client[{first}]'s: each client \
-                                     needs its own key"
-                                ),
-                            );
-                        } else {
-                            keys.insert(hash, i);
-                        }
-                        Some(ClientCredential::KeySha256(hash))
-                    }
-                },
+                (Some(hex), None) => self.client_key(&key("key_sha256"), &hex, i, &mut seen),
                 (None, Some(subject)) => {
-                    let k = key("cert_subject");
-                    if subject.trim().is_empty() {
-                        self.problem(&k, "must not be empty");
-                        None
-                    } else if subject.trim() != subject || subject.chars().any(char::is_control) {
-                        self.problem(
-                            &k,
-                            "must not have leading or trailing spaces or control characters",
-                        );
-                        None
-                    } else if !client_ca {
-                        self.problem(
-                            &k,
-                            "needs [listen.tls] client_ca: a certificate subject is only known \
-                             when clients present certificates (mTLS)",
-                        );
-                        None
-                    } else {
-                        // DNS names are case-insensitive: two spellings would be one identity.
-                        let folded = subject.to_ascii_lowercase();
-                        if let Some(first) = subjects.get(&folded) {
-                            self.problem(
-                                &k,
-                                format!(
-                                    "`{subject}` is already the cert_subject of client[{first}]"
-                                ),
-                            );
-                        } else {
-                            subjects.insert(folded, i);
-                        }
-                        Some(ClientCredential::CertSubject(subject))
-                    }
+                    self.client_subject(&key("cert_subject"), subject, client_ca, i, &mut seen)
                 }
             };
             let allowed = self.client_tenants(&key("tenants"), client.tenants, tenants);
@@ -144,6 +73,106 @@ impl Validator<'_> {
             }
         }
         clients
+    }
+
+    /// `name`: required, well-formed, not another client's; `i` is the client's index.
+    fn client_name(
+        &mut self,
+        key: &str,
+        raw: Option<String>,
+        i: usize,
+        seen: &mut Seen,
+    ) -> Option<String> {
+        let Some(name) = raw else {
+            self.problem(key, "is required: the client's name, for logs");
+            return None;
+        };
+        if let Some(message) = client_name_problem(&name) {
+            self.problem(key, message);
+            return None;
+        }
+        if let Some(first) = seen.names.get(&name) {
+            self.problem(
+                key,
+                format!("`{name}` is already the name of client[{first}]"),
+            );
+        } else {
+            seen.names.insert(name.clone(), i);
+        }
+        Some(name)
+    }
+
+    /// `key_sha256`: 64 hex digits, not another client's key.
+    fn client_key(
+        &mut self,
+        key: &str,
+        hex: &str,
+        i: usize,
+        seen: &mut Seen,
+    ) -> Option<ClientCredential> {
+        let Some(hash) = parse_sha256(hex) else {
+            // Not echoed: an operator may have pasted the key itself here.
+            self.problem(
+                key,
+                "must be 64 hex digits, the SHA-256 of the client's key (the value \
+                 is not shown in case it is the key itself); `defender-proxy \
+                 hash-key` makes a key and its hash",
+            );
+            return None;
+        };
+        if let Some(first) = seen.keys.get(&hash) {
+            self.problem(
+                key,
+                format!(
+                    "is the same key hash as client[{first}]'s: each client \
+                     needs its own key"
+                ),
+            );
+        } else {
+            seen.keys.insert(hash, i);
+        }
+        Some(ClientCredential::KeySha256(hash))
+    }
+
+    /// `cert_subject`: a clean, non-empty name, only with mTLS, not another client's.
+    fn client_subject(
+        &mut self,
+        k: &str,
+        subject: String,
+        client_ca: bool,
+        i: usize,
+        seen: &mut Seen,
+    ) -> Option<ClientCredential> {
+        if subject.trim().is_empty() {
+            self.problem(k, "must not be empty");
+            return None;
+        }
+        if subject.trim() != subject || subject.chars().any(char::is_control) {
+            self.problem(
+                k,
+                "must not have leading or trailing spaces or control characters",
+            );
+            return None;
+        }
+        if !client_ca {
+            self.problem(
+                k,
+                "needs [listen.tls] client_ca: a certificate subject is only known \
+                 when clients present certificates (mTLS)",
+            );
+            return None;
+        }
+        // DNS names are case-insensitive: two spellings would be one identity.
+        let folded = subject.to_ascii_lowercase();
+        if let Some(first) = seen.subjects.get(&folded) {
+            self.problem(
+                k,
+                format!("`{subject}` is already the cert_subject of client[{first}]"),
+            );
+        } else {
+            seen.subjects.insert(folded, i);
+        }
+        Some(ClientCredential::CertSubject(subject))
     }
 
     /// `tenants = [...]`: names or ids of configured tenants (stored as names), or `["*"]`.
