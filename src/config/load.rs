@@ -36,7 +36,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::raw::{self, KeyIndex, RawConfig};
-use super::{defaults, AdminConfig, ClientCredential, Config, MetricsConfig, ReloadConfig};
+use super::{
+    defaults, AdminConfig, ClientConfig, ClientCredential, Config, CorsConfig, ListenConfig,
+    MetricsConfig, ReloadConfig,
+};
 use listen::InboundAuth;
 
 /// One thing wrong with the config file.
@@ -207,10 +210,14 @@ impl Validator<'_> {
         }
     }
 
-    fn validate(mut self, mut raw: RawConfig) -> Result<Config, ConfigErrors> {
-        let listen_addr =
-            self.socket_addr("listen.addr", raw.listen.addr.take(), defaults::LISTEN_ADDR);
-        let admin_addr = self.socket_addr("admin.addr", raw.admin.addr, defaults::ADMIN_ADDR);
+    /// `listen.addr` and `admin.addr`, which must differ.
+    fn addresses(
+        &mut self,
+        listen: Option<String>,
+        admin: Option<String>,
+    ) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let listen_addr = self.socket_addr("listen.addr", listen, defaults::LISTEN_ADDR);
+        let admin_addr = self.socket_addr("admin.addr", admin, defaults::ADMIN_ADDR);
         // Port 0 twice is two different ephemeral ports (tests), not a clash.
         if let Some(listen) = listen_addr {
             if admin_addr == Some(listen) && listen.port() != 0 {
@@ -220,6 +227,41 @@ impl Validator<'_> {
                 );
             }
         }
+        (listen_addr, admin_addr)
+    }
+
+    /// Warnings for a valid config that exposes something: client keys over plain HTTP off
+    /// loopback, CORS origins without inbound authentication.
+    fn warn_of_exposure(
+        &mut self,
+        listen: &ListenConfig,
+        clients: &[ClientConfig],
+        cors: &CorsConfig,
+    ) {
+        let keys_in_clear = listen.tls.is_none()
+            && !is_loopback_ip(listen.addr.ip())
+            && clients
+                .iter()
+                .any(|c| matches!(c.credential, ClientCredential::KeySha256(_)));
+        if keys_in_clear {
+            self.warnings.push(format!(
+                "listen.addr: clients send their keys over plain HTTP on {}; anyone on \
+                 the network path can read them: set [listen.tls]",
+                listen.addr
+            ));
+        }
+        if !cors.allowed_origins.is_empty() && clients.is_empty() {
+            self.warnings.push(
+                "cors.allowed_origins: no [[client]] authenticates requests, so scripts \
+                 on these origins can call every tenant's API from any browser that can \
+                 reach the proxy"
+                    .to_owned(),
+            );
+        }
+    }
+
+    fn validate(mut self, mut raw: RawConfig) -> Result<Config, ConfigErrors> {
+        let (listen_addr, admin_addr) = self.addresses(raw.listen.addr.take(), raw.admin.addr);
         let client_ca = raw
             .listen
             .tls
@@ -269,26 +311,7 @@ impl Validator<'_> {
                 Some(cors),
                 Some(audit),
             ) if self.problems.is_empty() => {
-                let keys_in_clear = listen.tls.is_none()
-                    && !is_loopback_ip(listen.addr.ip())
-                    && clients
-                        .iter()
-                        .any(|c| matches!(c.credential, ClientCredential::KeySha256(_)));
-                if keys_in_clear {
-                    self.warnings.push(format!(
-                        "listen.addr: clients send their keys over plain HTTP on {}; anyone on \
-                         the network path can read them: set [listen.tls]",
-                        listen.addr
-                    ));
-                }
-                if !cors.allowed_origins.is_empty() && clients.is_empty() {
-                    self.warnings.push(
-                        "cors.allowed_origins: no [[client]] authenticates requests, so scripts \
-                         on these origins can call every tenant's API from any browser that can \
-                         reach the proxy"
-                            .to_owned(),
-                    );
-                }
+                self.warn_of_exposure(&listen, &clients, &cors);
                 Ok(Config {
                     listen,
                     admin: AdminConfig { addr: admin },
