@@ -24,6 +24,7 @@ mod apis;
 mod app;
 mod cache;
 mod cloud;
+mod cors;
 mod inbound;
 mod listen;
 mod ratelimit;
