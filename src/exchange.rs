@@ -25,7 +25,7 @@ pub(crate) const REPLAY_LIMIT: usize = 64 * 1024;
 pub(crate) async fn forward(
     mut parts: Parts,
     body: Incoming,
-    target: Target<'_>,
+    target: Target,
     snapshot: &Snapshot,
     request_id: &HeaderValue,
 ) -> Result<Response<ResponseStream>, ProxyError> {
@@ -34,7 +34,7 @@ pub(crate) async fn forward(
 
     // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
     let admission = tenant.limits.admit(target.class).await?;
-    if let Some(latency) = target.by_api {
+    if let Some(latency) = &target.by_api {
         latency.observe_wait(admission.waited);
     }
 
@@ -44,7 +44,7 @@ pub(crate) async fn forward(
 
     // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token goes
     //    out; then the headers: cleaned, token and request id set.
-    let slot = &tenant.apis[target.api].token;
+    let slot = &target.api().token;
     let token = slot.get().await?;
     headers::prepare_upstream(
         &mut parts.headers,
@@ -60,11 +60,11 @@ pub(crate) async fn forward(
     // 7. Send; on 401 drop the token and, if the body allows, replay once with a fresh one.
     let response = send(&snapshot.upstream, &target, request).await?;
     if response.status() != StatusCode::UNAUTHORIZED {
-        return Ok(relink(response, snapshot, target));
+        return Ok(relink(response, target));
     }
     let fresh_worthwhile = slot.invalidate(&token);
     let Some((method, mut headers, body)) = replay.filter(|_| fresh_worthwhile) else {
-        return Ok(relink(response, snapshot, target));
+        return Ok(relink(response, target));
     };
     drop(response);
     let fresh = slot.get().await?;
@@ -75,23 +75,25 @@ pub(crate) async fn forward(
     );
     let request = build(method, target.uri.clone(), headers, body);
     let response = send(&snapshot.upstream, &target, request).await?;
-    Ok(relink(response, snapshot, target))
+    Ok(relink(response, target))
 }
 
 /// Point the API's own links (paging, `Location`) back at the proxy: the same tenant prefix and
 /// API prefix the client used, so a tool following `@odata.nextLink` stays on the proxy. The
 /// body is rewritten as it streams (see [`crate::rewrite`]); non-JSON bodies pass untouched.
-fn relink(
-    response: Response<UpstreamBody>,
-    snapshot: &Snapshot,
-    target: Target<'_>,
-) -> Response<ResponseStream> {
+fn relink(response: Response<UpstreamBody>, target: Target) -> Response<ResponseStream> {
     let (mut parts, body) = response.into_parts();
     let plan = rewrite::plan(&parts.headers);
     if plan == rewrite::Plan::Passthrough && !parts.headers.contains_key(header::LOCATION) {
         return Response::from_parts(parts, rewrite::passthrough(body));
     }
-    let rewriter = snapshot.apis[target.api].links.to(target.link_to);
+    let Target {
+        tenant,
+        api,
+        link_to,
+        ..
+    } = target;
+    let rewriter = tenant.apis[api].target.links.to(link_to);
     if let Some(location) = parts.headers.get(header::LOCATION) {
         if let Some(relinked) = rewrite::rewrite_location(location, &rewriter) {
             parts.headers.insert(header::LOCATION, relinked);
@@ -104,7 +106,7 @@ fn relink(
 /// One upstream exchange, timed; an upstream 429 pauses the tenant's route class.
 async fn send(
     upstream: &Upstream,
-    target: &Target<'_>,
+    target: &Target,
     request: Request<RequestBody>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let tenant = &target.tenant;
@@ -112,7 +114,7 @@ async fn send(
     let response = upstream.send(request).await;
     let elapsed = started.elapsed();
     tenant.metrics.observe_upstream(elapsed);
-    if let Some(latency) = target.by_api {
+    if let Some(latency) = &target.by_api {
         latency.observe_upstream(elapsed);
     }
     let response = response?;

@@ -20,7 +20,7 @@ use crate::ratelimit::{RateLimitInitError, RateLimiter};
 use crate::rewrite::LinkBase;
 use crate::routing::RouteTable;
 use crate::share::Sharing;
-use crate::tenant::Tenant;
+use crate::tenant::{Tenant, TenantApi};
 use crate::tls::TlsError;
 use crate::token::{TokenBroker, TokenInitError};
 use crate::upstream::Upstream;
@@ -47,6 +47,8 @@ pub struct ApiTarget {
     pub links: LinkBase,
     /// This API's latency histograms (shown with `[metrics] per_tenant_histograms = false`).
     pub latency: Arc<ApiLatency>,
+    /// The OAuth scope of its tokens.
+    pub scope: Box<str>,
 }
 
 impl ApiTarget {
@@ -57,11 +59,11 @@ impl ApiTarget {
     }
 }
 
-/// The API a path selects and the path to send it: an `[[api]]` whose prefix starts the path,
-/// else the default API with the path unchanged.
-pub fn select_api<'a>(apis: &[ApiTarget], path: &'a str) -> (usize, Cow<'a, str>) {
+/// Which of `apis` (a tenant's own, `[cloud]`'s first) a path selects, and the path to send it:
+/// an `[[api]]` whose prefix starts the path, else the default API with the path unchanged.
+pub fn select_api<'a>(apis: &[TenantApi], path: &'a str) -> (usize, Cow<'a, str>) {
     for (i, api) in apis.iter().enumerate().skip(1) {
-        if let Some(rest) = api.strip(path) {
+        if let Some(rest) = api.target.strip(path) {
             let rest = if rest.is_empty() {
                 Cow::Borrowed("/")
             } else if rest.starts_with('?') {
@@ -92,8 +94,9 @@ pub struct Snapshot {
     /// Clients, CORS and request limits.
     pub inbound: inbound::Policy,
     pub upstream: Upstream,
-    /// Index 0: `[cloud]`'s API; then each `[[api]]` in config order.
-    pub apis: Vec<ApiTarget>,
+    /// Index 0: `[cloud]`'s API; then each `[[api]]` in config order. Every tenant holds each
+    /// of them in its own [`TenantApi`] (with its token), in this order.
+    pub apis: Vec<Arc<ApiTarget>>,
     /// Scheme of links back to the proxy (`https` with `[listen.tls]`).
     pub link_scheme: &'static str,
     /// `[listen] public_url`: the base of links back to the proxy when it sits behind another.
@@ -186,7 +189,7 @@ impl Snapshot {
                 .reconfigure(&config.app, &config.cloud, &config.upstream)?;
         }
         Ok(Snapshot {
-            routes: route_table(config, shared.broker, &limiter, shared.metrics),
+            routes: route_table(config, &apis, shared.broker, &limiter, shared.metrics),
             inbound: inbound::Policy::from_config(config),
             upstream,
             apis,
@@ -222,25 +225,15 @@ fn same_limiter(old: &Config, new: &Config) -> bool {
 /// tenant, so a rebuilt table (reload) keeps the state of tenants that did not change.
 pub(crate) fn route_table(
     config: &Config,
+    apis: &[Arc<ApiTarget>],
     broker: &TokenBroker,
     limiter: &RateLimiter,
     metrics: &Metrics,
 ) -> RouteTable {
-    // (name, scope) of each API, in the order of `api_targets`; the names are shared by all
-    // tenants' counters.
-    let apis: Vec<(Arc<str>, &str)> =
-        std::iter::once((Arc::from(DEFAULT_API), &*config.cloud.scope))
-            .chain(
-                config
-                    .apis
-                    .iter()
-                    .map(|a| (Arc::from(a.name.as_str()), a.scope.as_str())),
-            )
-            .collect();
     let tenants = config
         .tenants
         .iter()
-        .map(|t| Arc::new(Tenant::new(t, &apis, broker, limiter, metrics)))
+        .map(|t| Arc::new(Tenant::new(t, apis, broker, limiter, metrics)))
         .collect();
     RouteTable::new(
         tenants,
@@ -250,26 +243,32 @@ pub(crate) fn route_table(
 }
 
 /// The APIs a config names: `[cloud]`'s first, then each `[[api]]`.
-fn api_targets(config: &Config, metrics: &Metrics) -> Option<Vec<ApiTarget>> {
-    let target = |name: &str, prefix: Option<&str>, uri: &http::Uri| {
+pub(crate) fn api_targets(config: &Config, metrics: &Metrics) -> Option<Vec<Arc<ApiTarget>>> {
+    let target = |name: &str, prefix: Option<&str>, uri: &http::Uri, scope: &str| {
         let base = ApiBase::from_uri(uri)?;
         let links = LinkBase::new(&format!("{}://{}", base.scheme, base.authority));
-        Some(ApiTarget {
+        Some(Arc::new(ApiTarget {
             name: Arc::from(name),
             prefix: prefix.map(Box::from),
             base,
             links,
             latency: metrics.api(name),
-        })
+            scope: Box::from(scope),
+        }))
     };
-    std::iter::once(target(DEFAULT_API, None, &config.cloud.api))
-        .chain(
-            config
-                .apis
-                .iter()
-                .map(|a| target(&a.name, Some(&a.prefix), &a.url)),
-        )
-        .collect()
+    std::iter::once(target(
+        DEFAULT_API,
+        None,
+        &config.cloud.api,
+        &config.cloud.scope,
+    ))
+    .chain(
+        config
+            .apis
+            .iter()
+            .map(|a| target(&a.name, Some(&a.prefix), &a.url, &a.scope)),
+    )
+    .collect()
 }
 
 /// The start-time warnings of a config: an unauthenticated listener off loopback, and the

@@ -14,14 +14,14 @@ use crate::metrics::ApiLatency;
 use crate::ratelimit::RouteClass;
 use crate::routing;
 use crate::snapshot::{select_api, Snapshot};
-use crate::tenant::Tenant;
+use crate::tenant::{Tenant, TenantApi};
 
 /// Where one request goes (step 2): its tenant, API, upstream URI, the base its answer's links
 /// are rewritten to, and its rate-limit route class.
 #[derive(Debug)]
-pub(crate) struct Target<'s> {
+pub(crate) struct Target {
     pub(crate) tenant: Arc<Tenant>,
-    /// Index into the snapshot's APIs and the tenant's own (`0`: `[cloud]`'s).
+    /// Which of the tenant's APIs (`0`: `[cloud]`'s): see [`Target::api`].
     pub(crate) api: usize,
     pub(crate) uri: Uri,
     /// This proxy as the client reached it, with the tenant and API prefixes the client used.
@@ -29,21 +29,21 @@ pub(crate) struct Target<'s> {
     /// The route class, matched on the path with the API prefix still on.
     pub(crate) class: RouteClass,
     /// The API's histograms, when `[metrics] per_tenant_histograms = false` wants them.
-    pub(crate) by_api: Option<&'s Arc<ApiLatency>>,
+    pub(crate) by_api: Option<Arc<ApiLatency>>,
 }
 
-impl<'s> Target<'s> {
+impl Target {
     pub(crate) fn resolve(
         parts: &Parts,
         conn: &ConnInfo,
-        snapshot: &'s Snapshot,
+        snapshot: &Snapshot,
     ) -> Result<Self, ProxyError> {
         // Links point at this proxy, at the host the client used (or, for an HTTP/1.0 client
         // that named none, the address it connected to).
         let host = routing::request_host(&parts.headers, &parts.uri, parts.version)?;
         let route = snapshot.routes.resolve(&parts.uri, &parts.headers)?;
-        let (api, api_path) = select_api(&snapshot.apis, &route.upstream_path);
-        let target = &snapshot.apis[api];
+        let (api, api_path) = select_api(&route.tenant.apis, &route.upstream_path);
+        let target = &route.tenant.apis[api].target;
         let uri = Uri::builder()
             .scheme(target.base.scheme.clone())
             .authority(target.base.authority.clone())
@@ -63,7 +63,7 @@ impl<'s> Target<'s> {
             link_to.push_str(api_prefix);
         }
         let class = route.tenant.limits.class_of(route.upstream_path.as_ref());
-        let by_api = (!snapshot.metrics.per_tenant_histograms).then_some(&target.latency);
+        let by_api = (!snapshot.metrics.per_tenant_histograms).then(|| target.latency.clone());
         Ok(Target {
             tenant: route.tenant,
             api,
@@ -74,11 +74,16 @@ impl<'s> Target<'s> {
         })
     }
 
+    /// The tenant's API this request goes to: its token, counters and target.
+    pub(crate) fn api(&self) -> &TenantApi {
+        &self.tenant.apis[self.api]
+    }
+
     /// From here on the request counts as this tenant's and this API's.
     pub(crate) fn label(&self, log: &mut AccessLog) {
         log.tenant = Some(self.tenant.name.clone());
         log.metrics = self.tenant.metrics.clone();
-        log.requests = Some(self.tenant.apis[self.api].requests.clone());
-        log.api = self.by_api.cloned();
+        log.requests = Some(self.api().requests.clone());
+        log.api = self.by_api.clone();
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::TenantConfig;
 use crate::metrics::{Metrics, StatusCounts, TenantMetrics};
 use crate::ratelimit::{RateLimiter, TenantLimiter};
+use crate::snapshot::ApiTarget;
 use crate::token::{TokenBroker, TokenSlot};
 
 /// One configured tenant as the hot path sees it.
@@ -28,6 +29,8 @@ pub struct Tenant {
 /// One API as one tenant uses it.
 #[derive(Debug)]
 pub struct TenantApi {
+    /// Where it is and how its links are spelled (shared by every tenant).
+    pub target: Arc<ApiTarget>,
     /// The token for the API's scope (APIs with the same scope share one slot).
     pub token: Arc<TokenSlot>,
     /// This tenant's responses on this API, by status.
@@ -35,10 +38,10 @@ pub struct TenantApi {
 }
 
 impl Tenant {
-    /// `config`'s tenant with one [`TenantApi`] per `(name, scope)` of `apis`, in their order.
+    /// `config`'s tenant with one [`TenantApi`] per API of `apis`, in their order.
     pub(crate) fn new(
         config: &TenantConfig,
-        apis: &[(Arc<str>, &str)],
+        apis: &[Arc<ApiTarget>],
         broker: &TokenBroker,
         limiter: &RateLimiter,
         metrics: &Metrics,
@@ -49,9 +52,10 @@ impl Tenant {
             id: Arc::from(config.id.as_str()),
             apis: apis
                 .iter()
-                .map(|(name, scope)| TenantApi {
-                    token: broker.slot(&config.id, scope),
-                    requests: metrics.api(name),
+                .map(|target| TenantApi {
+                    token: broker.slot(&config.id, &target.scope),
+                    requests: metrics.api(&target.name),
+                    target: target.clone(),
                 })
                 .collect(),
             limits: limiter.tenant(&config.id, &config.rate_limit),

@@ -157,14 +157,13 @@ impl Scrape {
     ) -> impl Iterator<Item = (&'a str, &'a TokenSlot)> {
         let apis = &tenant.apis;
         apis.iter()
-            .zip(&self.snapshot.apis)
             .enumerate()
-            .filter(move |(i, (api, _))| {
+            .filter(move |(i, api)| {
                 !apis[..*i]
                     .iter()
                     .any(|earlier| Arc::ptr_eq(&earlier.token, &api.token))
             })
-            .map(|(_, (api, target))| (&*target.name, &*api.token))
+            .map(|(_, api)| (&*api.target.name, &*api.token))
     }
 
     /// Rows of a latency family that has an untenanted (`""`) row: per tenant, or per API

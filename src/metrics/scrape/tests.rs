@@ -236,8 +236,14 @@ async fn a_reload_that_reorders_apis_keeps_each_apis_counts() {
     contoso.apis[1].requests.record(200); // mde
     config.apis.reverse();
     config.apis.truncate(1); // graph only
-    let routes =
-        crate::snapshot::route_table(&config, &proxy.broker, &snapshot.limiter, &proxy.metrics);
+    let apis = crate::snapshot::api_targets(&config, &proxy.metrics).unwrap();
+    let routes = crate::snapshot::route_table(
+        &config,
+        &apis,
+        &proxy.broker,
+        &snapshot.limiter,
+        &proxy.metrics,
+    );
     let reloaded = routes.lookup("contoso").unwrap();
     assert_eq!(reloaded.apis.len(), 2);
     assert!(Arc::ptr_eq(
