@@ -15,14 +15,14 @@ use crate::proxy::Proxy;
 
 /// Admin endpoints' view of the running proxy.
 #[derive(Debug, Clone)]
-pub struct Admin {
+pub(crate) struct Admin {
     pub proxy: Arc<Proxy>,
     /// True once the config is loaded and the data listener is up; false again while draining.
     pub ready: Arc<AtomicBool>,
 }
 
 impl Admin {
-    pub fn handle(&self, request: &Request<Incoming>) -> Response<ResponseBody> {
+    pub(crate) fn handle(&self, request: &Request<Incoming>) -> Response<ResponseBody> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return json_error_response(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -162,14 +162,14 @@ impl From<ClientFault> for ProxyError {
 }
 
 /// The Defender error shape, for any code; also used by the admin listener.
-pub fn error_body(code: &str, message: &str) -> Bytes {
+pub(crate) fn error_body(code: &str, message: &str) -> Bytes {
     let value = serde_json::json!({
         "error": { "code": code, "message": message, "target": "defender-proxy" }
     });
     Bytes::from(value.to_string())
 }
 
-pub fn json_error_response<B: From<Bytes>>(
+pub(crate) fn json_error_response<B: From<Bytes>>(
     status: StatusCode,
     code: &str,
     message: &str,

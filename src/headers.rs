@@ -5,7 +5,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
 /// `X-Request-Id`: taken from the client, else generated; sent upstream and back.
-pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Hop-by-hop headers (RFC 9110 7.6.1, plus the legacy `Proxy-*` and `Keep-Alive`).
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -28,7 +28,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Remove hop-by-hop headers and every header the `Connection` header names. One pass over the
 /// names finds them; most requests carry none (nothing is looked up or allocated), and most
 /// responses only `Connection: keep-alive` (one removal).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut found = false;
     let mut only_connection = true;
     for name in headers.keys().filter(|k| is_hop_by_hop(k)) {
@@ -72,7 +72,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Prepare the client's request headers for the API: hop-by-hop out, the client's own
 /// credentials and the tenant header out, `Host` out (the client sets the API's from the URI),
 /// then the tenant's token and the request id in.
-pub fn prepare_upstream(
+pub(crate) fn prepare_upstream(
     headers: &mut HeaderMap,
     tenant_header: &HeaderName,
     authorization: &HeaderValue,
@@ -89,13 +89,13 @@ pub fn prepare_upstream(
 }
 
 /// Prepare the API's response headers for the client.
-pub fn prepare_downstream(headers: &mut HeaderMap, request_id: &HeaderValue) {
+pub(crate) fn prepare_downstream(headers: &mut HeaderMap, request_id: &HeaderValue) {
     strip_hop_by_hop(headers);
     headers.insert(REQUEST_ID.clone(), request_id.clone());
 }
 
 /// The client's request id when it sent a sane one, else a new random one.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(value) = headers.get(&REQUEST_ID) {
         let ok = !value.is_empty()
             && value.len() <= 128
@@ -108,7 +108,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// 32 lower-case hex digits (128 random bits), formatted on the stack.
-pub fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = fastrand::u128(..);
     let mut buf = [0u8; 32];

@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 /// A body's error, boxed: what hyper takes from a body, and what the response bodies yield.
-pub type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// No frame came within the idle timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +188,7 @@ impl StdError for ClientFault {}
 /// Where a streamed body leaves its [`ClientFault`] for the handler: when the upstream exchange
 /// then fails, the handler answers the client's fault instead of a 502. (The error itself does
 /// not always come back: hyper's HTTP/2 client resets the stream and drops it.)
-pub type FaultCell = Arc<OnceLock<ClientFault>>;
+pub(crate) type FaultCell = Arc<OnceLock<ClientFault>>;
 
 /// The client's request body under `[listen] body_idle_timeout`.
 #[derive(Debug)]

@@ -193,7 +193,7 @@ impl RouteTable {
 /// The host the client named, checked: HTTP/1.1 requires exactly one `Host` (RFC 9112 §3.2),
 /// HTTP/1.0 may send none, HTTP/2 names it in the URI (`:authority`). Two `Host`s are refused
 /// in every version: the hops behind could each believe another.
-pub fn request_host<'a>(
+pub(crate) fn request_host<'a>(
     headers: &'a HeaderMap,
     uri: &'a Uri,
     version: Version,
@@ -216,7 +216,7 @@ pub fn request_host<'a>(
 /// HTTP/1.x targets are judged by their form.
 /// Request smuggling guard: a length given twice (or two ways) may be read differently by the
 /// next hop, so such requests are refused rather than normalised.
-pub fn check_length(headers: &HeaderMap) -> Result<(), RequestError> {
+pub(crate) fn check_length(headers: &HeaderMap) -> Result<(), RequestError> {
     let lengths = headers.get_all(http::header::CONTENT_LENGTH).iter().count();
     if lengths > 1 || (lengths == 1 && headers.contains_key(http::header::TRANSFER_ENCODING)) {
         return Err(RequestError::AmbiguousLength);
@@ -225,14 +225,18 @@ pub fn check_length(headers: &HeaderMap) -> Result<(), RequestError> {
 }
 
 /// Bytes of the header block as received (names, values and their separators).
-pub fn header_bytes(headers: &HeaderMap) -> usize {
+pub(crate) fn header_bytes(headers: &HeaderMap) -> usize {
     headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum()
 }
 
-pub fn check_request(method: &Method, uri: &Uri, version: Version) -> Result<(), RequestError> {
+pub(crate) fn check_request(
+    method: &Method,
+    uri: &Uri,
+    version: Version,
+) -> Result<(), RequestError> {
     if method == Method::CONNECT {
         return Err(RequestError::Connect);
     }
@@ -245,7 +249,7 @@ pub fn check_request(method: &Method, uri: &Uri, version: Version) -> Result<(),
 /// The path checks: no `.`/`..` segments (also `%2e`), no `//`, no backslash (also `%5c`), no
 /// encoded `/` or NUL. Upstreams and intermediaries decode these differently; refusing them is
 /// the only way to be sure a path means the same thing on both sides.
-pub fn check_path(path: &str) -> Result<(), PathError> {
+pub(crate) fn check_path(path: &str) -> Result<(), PathError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(PathError::NotAbsolute);
     };

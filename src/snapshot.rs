@@ -61,7 +61,7 @@ impl ApiTarget {
 
 /// Which of `apis` (a tenant's own, `[cloud]`'s first) a path selects, and the path to send it:
 /// an `[[api]]` whose prefix starts the path, else the default API with the path unchanged.
-pub fn select_api<'a>(apis: &[TenantApi], path: &'a str) -> (usize, Cow<'a, str>) {
+pub(crate) fn select_api<'a>(apis: &[TenantApi], path: &'a str) -> (usize, Cow<'a, str>) {
     for (i, api) in apis.iter().enumerate().skip(1) {
         if let Some(rest) = api.target.strip(path) {
             let rest = if rest.is_empty() {

@@ -99,7 +99,7 @@ pin_project_lite::pin_project! {
 
 impl<IO> LengthSniffer<IO> {
     /// Raises `conn`'s ambiguous-length flag once a header block with both lengths was read.
-    pub fn new(io: IO, conn: Arc<ConnInfo>) -> Self {
+    pub(crate) fn new(io: IO, conn: Arc<ConnInfo>) -> Self {
         LengthSniffer {
             io,
             scanner: Scanner::default(),
@@ -116,7 +116,7 @@ impl<IO: AsyncRead + Unpin> LengthSniffer<IO> {
     /// Read until the first bytes show whether the client speaks HTTP/2 with prior knowledge
     /// (true) or anything else, HTTP/1 (false). What was read is handed out again by
     /// `poll_read`. HTTP/2 turns the length scan off.
-    pub fn poll_detect(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+    pub(crate) fn poll_detect(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
             let end = usize::from(self.end);
             if self.preface[..end] != H2_PREFACE[..end] {

@@ -27,7 +27,7 @@ pub enum TlsError {
 }
 
 /// The rustls client config: webpki roots, plus every certificate in `ca` when given.
-pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+pub(crate) fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca {
@@ -55,7 +55,7 @@ pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError
 
 /// A connector for `https://` (HTTP/1.1 or HTTP/2 by ALPN) and, for loopback tests and the
 /// simulator, plain `http://` (the config only allows that for loopback hosts).
-pub fn https_connector(
+pub(crate) fn https_connector(
     tls: rustls::ClientConfig,
     upstream: &UpstreamConfig,
 ) -> HttpsConnector<HttpConnector> {

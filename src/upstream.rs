@@ -44,7 +44,7 @@ pub struct Streamed {
 }
 
 /// A response body from the API, under `[upstream] body_idle_timeout`.
-pub type UpstreamBody = IdleBody<Incoming>;
+pub(crate) type UpstreamBody = IdleBody<Incoming>;
 
 impl RequestBody {
     pub fn kept(data: Bytes, trailers: Option<http::HeaderMap>) -> Self {

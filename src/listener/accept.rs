@@ -22,7 +22,7 @@ use crate::config::{ConnectionOverflow, ListenLimits};
 use crate::conn::ConnInfo;
 
 /// Accept connections and serve each with `handler` until `stop` flips; then drain.
-pub async fn accept_loop<H, F>(
+pub(crate) async fn accept_loop<H, F>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     options: ListenOptions,

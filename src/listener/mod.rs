@@ -34,11 +34,11 @@ use std::time::Duration;
 use crate::config::ListenLimits;
 use crate::inbound::tls::TlsAcceptor;
 
-pub use accept::accept_loop;
+pub(crate) use accept::accept_loop;
 
 /// How one listener serves its connections.
 #[derive(Debug, Clone)]
-pub struct ListenOptions {
+pub(crate) struct ListenOptions {
     pub limits: ListenLimits,
     pub tls: Option<Arc<TlsAcceptor>>,
     /// How long open connections may finish after shutdown starts.

@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 pub(crate) use scrape::Scrape;
-pub use status::StatusCounts;
+pub(crate) use status::StatusCounts;
 
 /// Latency bucket bounds (request and upstream durations), seconds.
 pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
@@ -82,7 +82,7 @@ impl UpstreamErrorKind {
 /// the latency and the rate-limit wait histograms and a histogram cannot be rendered with
 /// another's bounds.
 #[derive(Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     /// Per-bucket (not cumulative) counts; only the first `bounds.len()` are used. Durations
     /// above the last bound are counted in `count` only (the `+Inf` bucket).
@@ -108,7 +108,7 @@ impl Histogram {
         }
     }
 
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);

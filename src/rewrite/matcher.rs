@@ -315,7 +315,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> RewriteBody<B> {
-    pub fn new(body: B, rewriter: LinkRewriter) -> Self {
+    pub(crate) fn new(body: B, rewriter: LinkRewriter) -> Self {
         RewriteBody {
             body,
             matcher: Matcher::new(rewriter),
@@ -325,7 +325,7 @@ impl<B> RewriteBody<B> {
     }
 
     /// The most bytes ever held back between frames (a debug counter for the memory bound).
-    pub fn held_high_water(&self) -> usize {
+    pub(crate) fn held_high_water(&self) -> usize {
         self.matcher.high_water()
     }
 }

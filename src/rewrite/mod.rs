@@ -27,18 +27,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{
-    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG};
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 
 use decode::DecodeBody;
-pub use matcher::RewriteBody;
+pub(crate) use matcher::RewriteBody;
 
 /// The error of a rewritten body: the upstream's (a broken connection, the idle timeout), or a
 /// decoder's (`io::Error`, `InvalidData`).
-pub use crate::idle::BoxError;
+pub(crate) use crate::idle::BoxError;
 use crate::idle::IdleBody;
 use hyper::body::Incoming;
 
@@ -180,7 +178,7 @@ pub enum Encoding {
 }
 
 /// What to do with a response's body, from its headers.
-pub fn plan(headers: &HeaderMap) -> Plan {
+pub(crate) fn plan(headers: &HeaderMap) -> Plan {
     // A partial body's offsets would shift if its length changed.
     if !is_json(headers) || headers.contains_key(CONTENT_RANGE) {
         return Plan::Passthrough;
@@ -251,7 +249,7 @@ fn content_encoding(headers: &HeaderMap) -> Option<Option<Encoding>> {
 /// The header changes `plan` needs: the length is unknown once links may change, a decoded body
 /// has no coding, and a changed representation's strong validator becomes weak (RFC 9110
 /// §8.8.1), as nginx does when it compresses.
-pub fn fix_headers(plan: &Plan, headers: &mut HeaderMap) {
+pub(crate) fn fix_headers(plan: &Plan, headers: &mut HeaderMap) {
     match plan {
         Plan::Passthrough => return,
         Plan::Rewrite => {}
@@ -271,17 +269,14 @@ pub fn fix_headers(plan: &Plan, headers: &mut HeaderMap) {
     }
 }
 
-/// Ask the API for an unencoded body (request headers): no decoding work at the proxy, at the
-/// price of more bytes from the API. The response may still come encoded: [`wrap`] copes.
-pub fn request_identity(headers: &mut HeaderMap) {
-    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-}
-
 /// A `Location` (or `Content-Location`) value on the API, rewritten to the proxy: absolute
 /// (`https://api.../x`, host case-insensitive) or an absolute path under `from`'s path
 /// (`/api/x`, which the client would otherwise resolve against the proxy's root). `None`: not
 /// the API's.
-pub fn rewrite_location(value: &HeaderValue, rewriter: &LinkRewriter) -> Option<HeaderValue> {
+pub(crate) fn rewrite_location(
+    value: &HeaderValue,
+    rewriter: &LinkRewriter,
+) -> Option<HeaderValue> {
     let value = value.as_bytes();
     let rest = if let Some(n) = rewriter.prefix_len(value) {
         &value[n..]
@@ -326,7 +321,7 @@ pin_project_lite::pin_project! {
 }
 
 /// The body as it is, for responses with nothing to rewrite (no rewriter is built for them).
-pub fn passthrough(body: UpstreamBody) -> ResponseStream {
+pub(crate) fn passthrough(body: UpstreamBody) -> ResponseStream {
     ResponseStream {
         inner: Stream::Passthrough { body },
         plan: Plan::Passthrough,
@@ -334,7 +329,7 @@ pub fn passthrough(body: UpstreamBody) -> ResponseStream {
 }
 
 /// The body as `plan` (from [`plan`] on these headers) says, with the headers fixed to match.
-pub fn wrap<B>(
+pub(crate) fn wrap<B>(
     body: B,
     plan: Plan,
     headers: &mut HeaderMap,
@@ -360,8 +355,13 @@ where
     ResponseStream { inner, plan }
 }
 
+#[cfg(test)]
 /// [`wrap`], planned from the headers (tests, other sources).
-pub fn wrap_body<B>(body: B, headers: &mut HeaderMap, rewriter: &LinkRewriter) -> ResponseStream<B>
+pub(crate) fn wrap_body<B>(
+    body: B,
+    headers: &mut HeaderMap,
+    rewriter: &LinkRewriter,
+) -> ResponseStream<B>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,

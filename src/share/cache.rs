@@ -20,7 +20,7 @@ use super::key::{Head, Key};
 use crate::config::CacheConfig;
 
 /// The response header saying what the cache did.
-pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+pub(crate) static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// What the cache did for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

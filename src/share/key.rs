@@ -7,7 +7,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 /// The request headers that change the answer, in the key.
-pub const VARY: [HeaderName; 5] = [
+pub(crate) const VARY: [HeaderName; 5] = [
     header::ACCEPT,
     header::ACCEPT_ENCODING,
     header::ACCEPT_LANGUAGE,

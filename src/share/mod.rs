@@ -34,9 +34,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Response;
 
-pub use cache::{Cache, Outcome, X_CACHE};
-pub use key::{Key, VARY};
-pub use stream::SharedBody;
+pub(crate) use cache::{Cache, Outcome, X_CACHE};
+pub(crate) use key::Key;
+pub(crate) use stream::SharedBody;
 
 use crate::config::CacheConfig;
 use crate::error::ProxyError;

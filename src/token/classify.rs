@@ -113,7 +113,7 @@ const KNOWN_CODES: &[(u32, ErrorClass, &str)] = &[
 
 /// A one-line meaning of an AADSTS code the proxy knows (defender-reference.md's table plus the
 /// workload identity codes), e.g. for `check`'s report.
-pub fn aadsts_meaning(code: u32) -> Option<&'static str> {
+pub(crate) fn aadsts_meaning(code: u32) -> Option<&'static str> {
     known(code).map(|(_, meaning)| meaning)
 }
 

@@ -33,12 +33,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-pub use access::AccessToken;
+pub(crate) use access::AccessToken;
 pub(crate) use access::{accept, Accepted};
-pub use claims::ClaimsError;
-pub use classify::{aadsts_meaning, ErrorClass};
-pub use error::{CredentialError, InvalidResponse, TokenError, TokenInitError};
-pub use slot::{TokenSlot, TokenStats};
+pub(crate) use classify::{aadsts_meaning, ErrorClass};
+pub(crate) use error::{InvalidResponse, TokenError, TokenInitError};
+pub(crate) use slot::TokenSlot;
 pub(crate) use source::{fetch_attempt, FetchFuture, FetchedToken, SharedSource, TokenSource};
 
 use crate::config::{AppConfig, CloudConfig, CloudPreset, TokenEndpointVersion, UpstreamConfig};
