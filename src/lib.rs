@@ -59,6 +59,7 @@ pub(crate) mod share;
 pub mod sim;
 pub(crate) mod snapshot;
 pub(crate) mod sniff;
+pub(crate) mod sync;
 mod target;
 pub(crate) mod tenant;
 pub(crate) mod tls;

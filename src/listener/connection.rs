@@ -11,7 +11,7 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use crate::config::ListenLimits;
 use crate::conn::ConnInfo;
 use crate::inbound::tls::TlsAcceptor;
 use crate::sniff::LengthSniffer;
+use crate::sync::LockExt;
 
 /// Counts a connection as open while it lives.
 pub(super) struct OpenConnection(Arc<AtomicU64>);
@@ -273,7 +274,7 @@ struct Control {
 
 impl Control {
     fn set_task(&self, waker: &Waker) {
-        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut task = self.task.locked();
         if !task.as_ref().is_some_and(|t| t.will_wake(waker)) {
             *task = Some(waker.clone());
         }
@@ -287,7 +288,7 @@ impl Wake for Control {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.fired.store(true, Ordering::Release);
-        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        let task = self.task.locked();
         if let Some(task) = task.as_ref() {
             task.wake_by_ref();
         }

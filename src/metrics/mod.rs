@@ -19,9 +19,10 @@ mod status;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::sync::LockExt;
 use bytes::BytesMut;
 
 pub(crate) use scrape::Scrape;
@@ -175,7 +176,7 @@ impl TenantMetrics {
     /// The status counters of this tenant's requests to the API named `api`, created on first
     /// use; only called when building route tables.
     pub fn api(&self, api: &Arc<str>) -> Arc<StatusCounts> {
-        let mut apis = self.apis.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut apis = self.apis.locked();
         if let Some((_, counts)) = apis.iter().find(|(name, _)| name == api) {
             return counts.clone();
         }
@@ -186,10 +187,7 @@ impl TenantMetrics {
 
     /// The APIs with status counters, for a scrape.
     pub(crate) fn apis(&self) -> Vec<(Arc<str>, Arc<StatusCounts>)> {
-        self.apis
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.apis.locked().clone()
     }
 
     /// The status of a finished request that got no API (see `no_api`).
@@ -295,7 +293,7 @@ impl Default for Metrics {
 impl Metrics {
     /// The counters of `tenant`, created on first use; only called when building route tables.
     pub fn tenant(&self, tenant: &str) -> Arc<TenantMetrics> {
-        let mut map = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.tenants.locked();
         if let Some(m) = map.get(tenant) {
             return m.clone();
         }
@@ -307,7 +305,7 @@ impl Metrics {
     /// The histograms of the API named `api`, created on first use; only called when building
     /// a snapshot's API list.
     pub fn api(&self, api: &str) -> Arc<ApiLatency> {
-        let mut map = self.apis.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.apis.locked();
         if let Some(m) = map.get(api) {
             return m.clone();
         }
@@ -340,8 +338,7 @@ impl Metrics {
     fn counted(&self) -> Vec<(Arc<str>, Arc<TenantMetrics>)> {
         let mut tenants: Vec<(Arc<str>, Arc<TenantMetrics>)> = self
             .tenants
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .locked()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();

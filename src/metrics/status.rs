@@ -8,8 +8,9 @@
 //! with one `fetch_add`. Statuses beyond [`SLOTS`] distinct ones (not seen in practice) go to a
 //! locked list, so they are counted too rather than lumped or lost.
 
+use crate::sync::LockExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 /// Distinct statuses counted lock-free per (tenant, API): 128 bytes, two cache lines.
 pub(crate) const SLOTS: usize = 16;
@@ -47,7 +48,7 @@ impl StatusCounts {
                 return;
             }
         }
-        let mut overflow = self.overflow.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut overflow = self.overflow.locked();
         match overflow.iter_mut().find(|(s, _)| *s == status) {
             Some((_, n)) => *n += 1,
             None => overflow.push((status, 1)),
@@ -63,13 +64,7 @@ impl StatusCounts {
             .take_while(|&v| v != 0)
             .map(|v| ((v >> COUNT_BITS) as u16, v & COUNT_MASK))
             .collect();
-        counts.extend(
-            self.overflow
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .copied(),
-        );
+        counts.extend(self.overflow.locked().iter().copied());
         counts.sort_unstable();
         counts
     }

@@ -57,6 +57,7 @@ impl RouteClass {
 }
 
 use crate::config::{LimitBackend, LimitPolicy, RateLimitConfig, Windows};
+use crate::sync::LockExt;
 use redis_backend::{RedisBackend, RedisClass};
 use tenant::ClassState;
 
@@ -162,11 +163,7 @@ impl RateLimiter {
     /// policy starts a fresh limiter (requests already queued on the old one finish there).
     pub fn tenant(&self, tenant_id: &str, policy: &LimitPolicy) -> Arc<TenantLimiter> {
         // A poisoned lock only means another thread panicked while inserting; the map is fine.
-        let mut tenants = self
-            .shared
-            .tenants
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tenants = self.shared.tenants.locked();
         if let Some(existing) = tenants.get(tenant_id) {
             if existing.policy == *policy {
                 return Arc::clone(existing);
@@ -180,11 +177,7 @@ impl RateLimiter {
     /// Forgets the tenants for which `keep` says false (after a reload removed them), so their
     /// state does not stay in memory. Limiters still in use elsewhere keep working.
     pub fn retain_tenants(&self, keep: impl Fn(&str) -> bool) {
-        let mut tenants = self
-            .shared
-            .tenants
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tenants = self.shared.tenants.locked();
         tenants.retain(|id, _| keep(id));
     }
 

@@ -9,7 +9,7 @@
 //! `BYPASS`. A reload starts with an empty cache.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::key::{Head, Key};
 use crate::config::CacheConfig;
+use crate::sync::LockExt;
 
 /// The response header saying what the cache did.
 pub(crate) static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -95,10 +96,6 @@ pub struct Cache {
     tenants: Mutex<HashMap<Arc<str>, Store>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Cache {
     /// `None` when `[cache]` has no `ttl` (off).
     pub fn new(config: &CacheConfig) -> Option<Arc<Cache>> {
@@ -113,7 +110,7 @@ impl Cache {
 
     /// A fresh stored answer: its headers and body (status 200).
     pub fn get(&self, key: &Key) -> Option<(HeaderMap, Bytes)> {
-        let mut tenants = lock(&self.tenants);
+        let mut tenants = self.tenants.locked();
         let store = tenants.get_mut(&key.tenant)?;
         let now = Instant::now();
         store.trim(now, self.max_tenant);
@@ -131,7 +128,7 @@ impl Cache {
             return;
         }
         let now = Instant::now();
-        let mut tenants = lock(&self.tenants);
+        let mut tenants = self.tenants.locked();
         let store = tenants.entry(key.tenant.clone()).or_default();
         store.remove(&key);
         let seq = store.next;
@@ -153,7 +150,7 @@ impl Cache {
 
     /// Bytes held for `tenant` (tests, metrics).
     pub fn tenant_bytes(&self, tenant: &str) -> usize {
-        lock(&self.tenants).get(tenant).map_or(0, |s| s.bytes)
+        self.tenants.locked().get(tenant).map_or(0, |s| s.bytes)
     }
 
     /// Where a response for `key` goes once its body is complete.

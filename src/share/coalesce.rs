@@ -10,11 +10,12 @@ use http_body::Body;
 use tokio::sync::oneshot;
 
 use super::cache::Fill;
-use super::flight::{lock, Failure, Flight, Flights, Place};
+use super::flight::{Failure, Flight, Flights, Place};
 use super::key::{Head, Key};
 use super::stream::{pump, First, Mode, SharedBody};
 use crate::error::ProxyError;
 use crate::rewrite::ResponseStream;
+use crate::sync::LockExt;
 
 /// The flights in progress (one per snapshot).
 #[derive(Debug, Default)]
@@ -31,10 +32,10 @@ pub(super) enum Join {
 
 impl Coalescer {
     pub(super) fn join(&self, key: &Arc<Key>) -> Join {
-        let mut flights = lock(&self.flights);
+        let mut flights = self.flights.locked();
         let slot = flights.entry(key.clone());
         if let std::collections::hash_map::Entry::Occupied(flight) = &slot {
-            let mut flight = lock(flight.get());
+            let mut flight = flight.get().locked();
             if flight.open {
                 return Join::Follow(add_member(&mut flight));
             }
@@ -111,7 +112,7 @@ impl Leader {
             Err(err) => {
                 place.close();
                 let failure = Failure::of(&err);
-                let mut f = lock(&place.flight);
+                let mut f = place.flight.locked();
                 for waiting in f.waiting.drain(..) {
                     let _ = waiting.send(Err(failure.clone()));
                 }
@@ -126,7 +127,7 @@ impl Leader {
             empty: body.is_end_stream(),
         };
         let followed = {
-            let mut f = lock(&place.flight);
+            let mut f = place.flight.locked();
             f.head = Some(head.clone());
             for waiting in f.waiting.drain(..) {
                 let _ = waiting.send(Ok(head.clone()));
@@ -141,7 +142,7 @@ impl Leader {
             return Ok(Response::from_parts(parts, SharedBody::empty()));
         }
         let own = if followed || fill.is_some() {
-            let rx = lock(&place.flight).add_channel();
+            let rx = place.flight.locked().add_channel();
             tokio::spawn(pump(body, First::Read, place, fill.map(|f| (f, head))));
             SharedBody::channel(VecDeque::new(), rx)
         } else {

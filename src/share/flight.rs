@@ -2,7 +2,7 @@
 //! the body is copied to, and where the flight is listed for joining ([`Place`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::key::{Head, Key};
 use crate::error::ProxyError;
 use crate::rewrite::BoxError;
+use crate::sync::LockExt;
 
 /// Frames buffered per member before the shared stream waits for it.
 pub(crate) const CHANNEL_FRAMES: usize = 16;
@@ -106,10 +107,6 @@ impl Flight {
 pub(super) type FlightMap = HashMap<Arc<Key>, Arc<Mutex<Flight>>, foldhash::fast::RandomState>;
 pub(super) type Flights = Arc<Mutex<FlightMap>>;
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A flight and where it is listed.
 #[derive(Debug)]
 pub(super) struct Place {
@@ -121,15 +118,15 @@ pub(super) struct Place {
 impl Place {
     /// No one joins any more.
     pub(super) fn close(&self) {
-        let mut map = lock(&self.flights);
-        self.unlist(&mut map, &mut lock(&self.flight));
+        let mut map = self.flights.locked();
+        self.unlist(&mut map, &mut self.flight.locked());
     }
 
     /// Close unless someone joined (then `false`, and the flight stays open). Both locks are
     /// held, in `join`'s order, so no one can join between the look and the close.
     pub(super) fn close_unless_followed(&self) -> bool {
-        let mut map = lock(&self.flights);
-        let mut f = lock(&self.flight);
+        let mut map = self.flights.locked();
+        let mut f = self.flight.locked();
         if f.has_members() {
             return false;
         }
@@ -152,7 +149,7 @@ impl Place {
     /// Close, and let go of every member and waiter (they see the end of the stream).
     pub(super) fn dissolve(&self) {
         self.close();
-        let mut f = lock(&self.flight);
+        let mut f = self.flight.locked();
         f.waiting.clear();
         f.members.clear();
     }

@@ -11,9 +11,10 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
 use super::cache::Fill;
-use super::flight::{lock, Piece, Place, JOIN_WINDOW};
+use super::flight::{Piece, Place, JOIN_WINDOW};
 use super::key::Head;
 use crate::rewrite::{BoxError, ResponseStream};
+use crate::sync::LockExt;
 
 /// A member's copy of the shared body.
 ///
@@ -81,7 +82,7 @@ impl SharedBody {
             _ => None,
         };
         if let Some(data) = data {
-            let mut f = lock(&open.flight);
+            let mut f = open.flight.locked();
             if f.has_members() {
                 drop(f);
                 return Poll::Ready(Err(First::of(polled)));
@@ -144,7 +145,7 @@ impl Body for SharedBody {
             let (Some(body), Some(place)) = (body.take(), place.take()) else {
                 return Poll::Ready(None);
             };
-            let rx = lock(&place.flight).add_channel();
+            let rx = place.flight.locked().add_channel();
             tokio::spawn(pump(body, first, place, None));
             this.mode = Mode::Channel {
                 replay: VecDeque::new(),
@@ -267,7 +268,7 @@ pub(super) async fn pump(
             }
         }
         let (members, shut) = {
-            let mut f = lock(&place.flight);
+            let mut f = place.flight.locked();
             let mut shut = false;
             if f.open {
                 match &piece {
@@ -283,10 +284,10 @@ pub(super) async fn pump(
             }
             (f.members.clone(), shut)
         };
-        let members = if shut && lock(&place.flight).open {
+        let members = if shut && place.flight.locked().open {
             place.close();
             // Joined between the two locks: served too.
-            let mut f = lock(&place.flight);
+            let mut f = place.flight.locked();
             f.has_members();
             f.members.clone()
         } else {

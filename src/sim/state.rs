@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use super::limits::Limiter;
 use super::records::{ApiRequestRecord, TokenRequestRecord};
 use super::SimConfig;
+use crate::sync::LockExt;
 
 /// Time as the simulator sees it. Derived from tokio's clock (anchored to the wall clock at
 /// start) so a test that pauses and advances tokio time moves token expiry and rate-limit
@@ -183,7 +184,7 @@ impl Shared {
 
     /// The state; a panic in another holder (only possible in a test) does not poison it for good.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// A copy of a tenant's modes.

@@ -27,7 +27,7 @@ mod source;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -41,6 +41,7 @@ pub(crate) use slot::TokenSlot;
 pub(crate) use source::{fetch_attempt, FetchFuture, FetchedToken, SharedSource, TokenSource};
 
 use crate::config::{AppConfig, CloudConfig, CloudPreset, TokenEndpointVersion, UpstreamConfig};
+use crate::sync::LockExt;
 
 /// Upper bound for one token request, whatever the API's (much longer) response timeout is; also
 /// the longest a request waits for a token (see `TokenSource::attempt_timeout`).
@@ -171,21 +172,14 @@ impl TokenBroker {
     }
 
     fn identity(&self) -> std::sync::MutexGuard<'_, Option<Identity>> {
-        self.inner
-            .identity
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.inner.identity.locked()
     }
 
     /// The slot for (`tenant_id`, `scope`): created on the first call, the same `Arc` afterwards,
     /// so a reload keeps the cached tokens of unchanged tenants. Call it when building routing
     /// snapshots, not per request.
     pub fn slot(&self, tenant_id: &str, scope: &str) -> Arc<TokenSlot> {
-        let mut slots = self
-            .inner
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut slots = self.inner.slots.locked();
         slots
             .entry((tenant_id.to_owned(), scope.to_owned()))
             .or_insert_with(|| TokenSlot::new(tenant_id, scope, self.inner.source.clone()))
@@ -194,23 +188,13 @@ impl TokenBroker {
 
     /// Every slot, for metrics.
     pub fn slots(&self) -> Vec<Arc<TokenSlot>> {
-        self.inner
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+        self.inner.slots.locked().values().cloned().collect()
     }
 
     /// Forget the slots nobody but the broker holds any more (tenants removed by a reload), so
     /// their tokens and refresh timers go away. Returns how many were dropped.
     pub fn prune_unused(&self) -> usize {
-        let mut slots = self
-            .inner
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut slots = self.inner.slots.locked();
         let before = slots.len();
         slots.retain(|_, slot| Arc::strong_count(slot) > 1);
         before - slots.len()

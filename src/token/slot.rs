@@ -27,7 +27,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{AccessToken, SharedSource, TokenError};
+use crate::sync::LockExt;
 mod flight;
 
 /// Attempts within one flight for transient failures.
@@ -239,10 +240,7 @@ impl TokenSlot {
         }
         let now = Instant::now();
         {
-            let mut last = self
-                .last_invalidation
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut last = self.last_invalidation.locked();
             if last.is_some_and(|at| now.saturating_duration_since(at) < INVALIDATE_EVERY) {
                 tracing::warn!(tenant_id = %self.tenant_id, fingerprint = used.fingerprint(),
                     "upstream rejected a fresh token again; keeping it (wrong scope or missing permission?)");
@@ -299,7 +297,7 @@ impl TokenSlot {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock, so a poisoned state is still consistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.locked()
     }
 
     fn aborted(&self) -> TokenError {
