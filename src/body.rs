@@ -202,7 +202,7 @@ pub struct AccessLog {
     pub peer: Option<SocketAddr>,
     /// Where the audit line goes, when `[audit]` is configured.
     pub audit: Option<AuditLog>,
-    /// The answer was shared with another request's upstream request (see [`crate::coalesce`]).
+    /// The answer was shared with another request's upstream request (see [`crate::share`]).
     pub coalesced: bool,
     /// What the cache did (`HIT`, `MISS`, `BYPASS`), when `[cache]` is on.
     pub cache: Option<&'static str>,

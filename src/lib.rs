@@ -27,13 +27,17 @@
 //! - [`reload`]: SIGHUP and `[reload] watch`: a new snapshot swapped in atomically, or not at all.
 //! - [`body`]: the response body and the access/audit line written when it ends;
 //!   [`dev`]: `serve --dev`.
-//! - [`tls`]: outbound TLS config.
+//! - [`tls`]: outbound TLS config; [`sync`]: the one way to take a lock (`LockExt::locked`).
 //! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged.
 //! - [`rewrite`]: paging links (`@odata.nextLink`, `Location`) pointed back at the proxy,
 //!   streaming, through gzip/deflate/br.
 //! - [`share`]: shared answers: identical concurrent `GET`s share one upstream request
 //!   (coalescing), and the optional short response cache (`[cache]`), behind one lookup.
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
+
+// The crate docs are for the people working on it (`cargo doc --document-private-items`): they
+// link the crate-private modules on purpose.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub(crate) mod admin;
 pub mod app;

@@ -65,7 +65,7 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// `[cache]`: see [`crate::cache`].
+/// `[cache]`: see [`crate::share`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     /// How long an answer is kept; `None`: no cache.

@@ -1,4 +1,4 @@
-//! `[cache]`: the short response cache (see [`crate::cache`]); off unless `ttl` is written.
+//! `[cache]`: the short response cache (see [`crate::share`]); off unless `ttl` is written.
 
 use std::time::Duration;
 
