@@ -99,6 +99,7 @@ pub fn dev_config(
         reload: ReloadConfig::default(),
         cache: crate::config::CacheConfig::default(),
         metrics: crate::config::MetricsConfig::default(),
+        hunting: crate::config::HuntingConfig::default(),
         watched_files: vec![],
         warnings: vec![],
     }

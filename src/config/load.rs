@@ -25,6 +25,7 @@ mod app;
 mod cache;
 mod cloud;
 mod cors;
+mod hunting;
 mod inbound;
 mod listen;
 mod ratelimit;
@@ -298,6 +299,7 @@ impl Validator<'_> {
         );
         let tenants = self.tenants(raw.tenants, &global_limits);
         let cache = self.cache(raw.cache);
+        let hunting = self.hunting(raw.advanced_hunting, &apis);
 
         match (
             listen, admin_addr, app, cloud, upstream, routing, cors, audit,
@@ -329,6 +331,7 @@ impl Validator<'_> {
                     reload,
                     cache,
                     metrics,
+                    hunting,
                     watched_files: self.watched.take(),
                     warnings: self.warnings,
                 })

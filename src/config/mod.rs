@@ -12,6 +12,7 @@ mod api;
 mod app;
 mod cloud;
 pub mod defaults;
+mod hunting;
 mod inbound;
 mod listen;
 mod load;
@@ -26,6 +27,7 @@ use http::header::HeaderName;
 pub use api::{strip_api_prefix, ApiConfig, KnownApi};
 pub use app::{AppConfig, CertificateCredential, Credential, FederatedCredential, KeyFormat};
 pub use cloud::{CloudConfig, CloudPreset, TokenEndpointVersion};
+pub use hunting::{HuntingConfig, HuntingVia};
 pub use inbound::{AuditTarget, ClientConfig, ClientCredential, CorsConfig, TenantAllow};
 pub use listen::{AdminConfig, ConnectionOverflow, ListenConfig, ListenLimits, ServerTlsConfig};
 pub use load::{load_file, parse_str, ConfigErrors, Problem};
@@ -58,6 +60,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[metrics]`: how `/metrics` splits its series.
     pub metrics: MetricsConfig,
+    /// `[advanced_hunting]`: legacy hunting routes forwarded as they are, or through Graph.
+    pub hunting: HuntingConfig,
     /// Files the config names whose change `[reload] watch` reacts to.
     pub watched_files: Vec<PathBuf>,
     /// Non-fatal findings (e.g. a secret file readable by others), logged at start and printed

@@ -49,6 +49,16 @@ pub(crate) struct RawConfig {
     pub(crate) reload: Option<RawReload>,
     pub(crate) cache: Option<RawCache>,
     pub(crate) metrics: Option<RawMetrics>,
+    pub(crate) advanced_hunting: Option<RawHunting>,
+}
+
+/// `[advanced_hunting]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHunting {
+    pub(crate) via: Option<String>,
+    pub(crate) graph_api: Option<String>,
+    pub(crate) quota_retry_after: Option<String>,
 }
 
 /// `[metrics]`.

@@ -203,6 +203,10 @@ ca = "d"
 connect_timeout = "1s"
 response_timeout = "2s"
 body_idle_timeout = "3s"
+[advanced_hunting]
+via = "legacy"
+graph_api = "g"
+quota_retry_after = "1m"
 [routing]
 tenant_header = "h"
 default_tenant = "t"

@@ -58,6 +58,14 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
         Shape::Table(&[("per_tenant_histograms", Shape::Value)]),
     ),
     (
+        "advanced_hunting",
+        Shape::Table(&[
+            ("via", Shape::Value),
+            ("graph_api", Shape::Value),
+            ("quota_retry_after", Shape::Value),
+        ]),
+    ),
+    (
         "app",
         Shape::Table(&[
             ("client_id", Shape::Value),
