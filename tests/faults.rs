@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use defender_proxy::sim::SimConfig;
 use futures_util::StreamExt;
-use support::{eventually, within, Harness, CONTOSO};
+use support::{eventually, metrics_text, within, Harness, CONTOSO};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -108,12 +108,7 @@ async fn a_client_that_half_closes_mid_upload_is_a_client_error() {
     assert!(answer.contains("\"BadRequest\""), "{answer}");
     let status = "defender_proxy_requests_total{tenant=\"contoso\",api=\"default\",status=\"";
     let logged = eventually(BOUND, "the request counted", || async {
-        let text = reqwest::get(format!("http://{}/metrics", h.admin))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = metrics_text(h.admin).await?;
         text.lines()
             .find(|l| l.starts_with(status))
             .map(|l| l[status.len()..status.len() + 3].to_owned())

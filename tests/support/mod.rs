@@ -350,14 +350,19 @@ impl ProxyProcess {
     }
 }
 
-/// A metric's value from the `/metrics` of the admin listener at `admin`.
-pub async fn metric_at(admin: SocketAddr, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
+/// The `/metrics` text of the admin listener at `admin`.
+pub async fn metrics_text(admin: SocketAddr) -> Option<String> {
+    reqwest::get(format!("http://{admin}/metrics"))
         .await
         .ok()?
         .text()
         .await
-        .ok()?;
+        .ok()
+}
+
+/// A metric's value from the `/metrics` of the admin listener at `admin`.
+pub async fn metric_at(admin: SocketAddr, series: &str) -> Option<f64> {
+    let text = metrics_text(admin).await?;
     text.lines()
         .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next())

@@ -62,100 +62,72 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-    use std::path::Path;
     use std::time::Duration;
 
-    use crate::config::{parse_str, HuntingVia};
+    use crate::config::load::tests::{ok, problems, with};
+    use crate::config::HuntingVia;
 
-    const BASE: &str = r#"
-[app]
-client_id = "11111111-2222-3333-4444-555555555555"
-client_secret = { env = "SECRET" }
-
-[[tenant]]
-name = "contoso"
-id = "22222222-2222-3333-4444-555555555555"
-"#;
     const GRAPH: &str =
         "[[api]]\nname = \"graph\"\nprefix = \"/graph\"\nurl = \"https://graph.microsoft.com\"\n";
 
-    fn parse(extra: &str) -> Result<crate::config::Config, crate::config::ConfigErrors> {
-        parse_str(
-            &format!("{BASE}\n{extra}"),
-            Path::new("proxy.toml"),
-            &|_| Some("s3cret".into()),
-        )
+    /// The problems of `[advanced_hunting]` + `body` (+ `extra`), as (key, has a line).
+    fn keys(body: &str, extra: &str) -> Vec<(String, bool)> {
+        problems(&with(&format!("[advanced_hunting]\n{body}\n{extra}")))
+            .into_iter()
+            .map(|p| (p.key, p.line.is_some()))
+            .collect()
     }
 
     #[test]
     fn legacy_by_default_and_read_when_written() {
-        let hunting = parse("").unwrap().hunting;
+        let hunting = ok(&with("")).hunting;
         assert_eq!(hunting.via, HuntingVia::Legacy);
         assert_eq!(hunting.graph_api, "graph");
         assert_eq!(hunting.quota_retry_after, Duration::from_secs(15 * 60));
-        let hunting = parse(&format!(
+        let hunting = ok(&with(&format!(
             "[advanced_hunting]\nvia = \"legacy\"\nquota_retry_after = \"5m\"\n{GRAPH}"
-        ))
-        .unwrap()
+        )))
         .hunting;
         assert_eq!(hunting.via, HuntingVia::Legacy);
         assert_eq!(hunting.quota_retry_after, Duration::from_secs(300));
-        // Not silently forwarded: refused until the translation is available.
+    }
+
+    #[test]
+    fn graph_and_auto_are_refused_until_the_translation_is_wired() {
         for via in ["graph", "auto"] {
-            let errors =
-                parse(&format!("[advanced_hunting]\nvia = \"{via}\"\n{GRAPH}")).unwrap_err();
-            let p = errors
-                .problems
+            let problems = problems(&with(&format!(
+                "[advanced_hunting]\nvia = \"{via}\"\n{GRAPH}"
+            )));
+            let p = problems
                 .iter()
                 .find(|p| p.key == "advanced_hunting.via")
-                .unwrap();
+                .expect("via refused");
             assert!(p.message.contains("only \"legacy\""), "{}", p.message);
         }
     }
 
     #[test]
     fn a_missing_graph_api_is_named_unless_legacy() {
-        let errors = parse("[advanced_hunting]\nvia = \"graph\"").unwrap_err();
-        let p = errors
-            .problems
+        let problems = problems(&with("[advanced_hunting]\nvia = \"graph\""));
+        let p = problems
             .iter()
             .find(|p| p.key == "advanced_hunting.graph_api")
-            .unwrap();
+            .expect("graph_api named");
         assert!(p.message.contains("`graph`"), "{}", p.message);
-        assert!(parse("[advanced_hunting]\nvia = \"legacy\"\ngraph_api = \"nope\"").is_ok());
-        let named = format!(
-            "[advanced_hunting]\nvia = \"graph\"\ngraph_api = \"msgraph\"\n{}",
-            GRAPH.replace("\"graph\"", "\"msgraph\"")
-        );
-        let errors = parse(&named).unwrap_err();
-        assert!(!errors
-            .problems
-            .iter()
-            .any(|p| p.key == "advanced_hunting.graph_api"));
+        ok(&with(
+            "[advanced_hunting]\nvia = \"legacy\"\ngraph_api = \"nope\"",
+        ));
+        let renamed = GRAPH.replace("\"graph\"", "\"msgraph\"");
+        let found = keys("via = \"graph\"\ngraph_api = \"msgraph\"", &renamed);
+        assert!(!found.iter().any(|(k, _)| k == "advanced_hunting.graph_api"));
     }
 
     #[test]
     fn bad_values_name_key_and_line() {
-        let errors = parse(&format!(
-            "[advanced_hunting]\nvia = \"sometimes\"\nquota_retry_after = \"0s\"\n{GRAPH}"
-        ))
-        .unwrap_err();
-        let keys: Vec<(&str, Option<usize>)> = errors
-            .problems
-            .iter()
-            .map(|p| (p.key.as_str(), p.line))
-            .collect();
+        let found = keys("via = \"sometimes\"\nquota_retry_after = \"0s\"", GRAPH);
         for key in ["advanced_hunting.via", "advanced_hunting.quota_retry_after"] {
-            assert!(
-                keys.iter().any(|(k, line)| *k == key && line.is_some()),
-                "{key}: {keys:?}"
-            );
+            assert!(found.contains(&(key.to_owned(), true)), "{key}: {found:?}");
         }
-        let errors = parse("[advanced_hunting]\nnope = 1").unwrap_err();
-        assert!(errors
-            .problems
-            .iter()
-            .any(|p| p.key == "advanced_hunting.nope" && p.line.is_some()));
+        assert!(keys("nope = 1", "").contains(&("advanced_hunting.nope".to_owned(), true)));
     }
 }

@@ -84,18 +84,18 @@ fn parse(text: &str) -> Result<Config, ConfigErrors> {
 }
 
 /// `APP` + `extra` + `TENANT`.
-fn with(extra: &str) -> String {
+pub(super) fn with(extra: &str) -> String {
     format!("{APP}{extra}\n{TENANT}")
 }
 
-fn ok(text: &str) -> Config {
+pub(super) fn ok(text: &str) -> Config {
     match parse(text) {
         Ok(config) => config,
         Err(e) => panic!("expected a valid config, got:\n{e}\n--- config:\n{text}"),
     }
 }
 
-fn problems(text: &str) -> Vec<Problem> {
+pub(super) fn problems(text: &str) -> Vec<Problem> {
     match parse(text) {
         Ok(_) => panic!("expected problems in:\n{text}"),
         Err(e) => {
