@@ -14,14 +14,14 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::data::{self, TenantData};
+use super::data::TenantData;
 use super::family::{Audience, Family};
 use super::limits::Class;
 use super::paging::Paging;
 use super::records::ApiRequestRecord;
 use super::state::Shared;
 use super::support::{self, defender_error, Body, ReadBody};
-use super::{graph, gzip, jwt, testapi};
+use super::{graph, gzip, hunting, jwt, testapi};
 
 /// Bodies the API parses (advanced-hunting queries) are kept up to this size; larger ones are
 /// only hashed.
@@ -33,6 +33,8 @@ pub(crate) struct TokenInfo {
     pub(crate) tid: String,
     pub(crate) aud: String,
     pub(crate) has_roles: bool,
+    /// The `roles` claim.
+    pub(crate) roles: Vec<String>,
 }
 
 /// Answers and records one API request.
@@ -113,6 +115,12 @@ fn authenticate(
         tid: claims["tid"].as_str().unwrap_or("").to_owned(),
         aud: claims["aud"].as_str().unwrap_or("").to_owned(),
         has_roles: claims["roles"].as_array().is_some_and(|r| !r.is_empty()),
+        roles: claims["roles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect(),
     };
     let now = shared.clock.unix_secs();
     if !matches!(claims["exp"].as_u64(), Some(exp) if exp > now) {
@@ -179,7 +187,7 @@ async fn serve(
     }
     let tenant = tenant_data(shared, &info.tid);
     if family == Family::Graph {
-        return graph::serve(parts, read, &tenant, base);
+        return graph::serve(shared, info, parts, read, &tenant, base);
     }
     let lower = path.to_ascii_lowercase();
     let segments: Vec<&str> = lower.trim_start_matches('/').split('/').collect();
@@ -216,7 +224,10 @@ async fn serve(
             list(base, path, query, alerts, 10_000, "Alerts")
         }
         ["api", "advancedhunting" | "advancedqueries", "run"] if parts.method == Method::POST => {
-            hunting(&tenant, read)
+            if shared.modes(&info.tid).legacy_hunting_retired {
+                return retired();
+            }
+            hunting(&tenant, read, base)
         }
         ["api", "incidents" | "alerts" | "machines", ..]
         | ["api", "advancedhunting" | "advancedqueries", "run"] => defender_error(
@@ -291,8 +302,9 @@ fn list(
     support::response(StatusCode::OK, support::ODATA_JSON, support::full(out))
 }
 
-/// `POST /api/advancedhunting/run` with `{"Query": "..."}`.
-fn hunting(tenant: &TenantData, read: &ReadBody) -> Response<Body> {
+/// `POST /api/advancedhunting/run` (and `/api/advancedqueries/run`) with `{"Query": "..."}`:
+/// the rows of `hunting`, streamed in the legacy shape.
+fn hunting(tenant: &TenantData, read: &ReadBody, base: &str) -> Response<Body> {
     let query = read
         .kept
         .as_ref()
@@ -300,11 +312,22 @@ fn hunting(tenant: &TenantData, read: &ReadBody) -> Response<Body> {
         .and_then(|v| v.get("Query").and_then(Value::as_str).map(str::to_owned))
         .filter(|q| !q.trim().is_empty());
     match query {
-        Some(q) => support::json(StatusCode::OK, &data::hunting(tenant, &q)),
+        Some(q) => hunting::response(tenant, &q, hunting::Shape::Legacy, base),
         None => defender_error(
             StatusCode::BAD_REQUEST,
             "InvalidRequestBody",
             "Request body is incorrect: expected {\"Query\": \"<KQL>\"}.",
         ),
     }
+}
+
+/// A retired legacy hunting endpoint (`Simulator::set_legacy_hunting_retired`). What the real
+/// endpoints answer once retired (2027-02-01, MC1220762) is NOT documented: 410 Gone in the
+/// Defender error shape is a plausible guess, and the proxy must not depend on its details.
+fn retired() -> Response<Body> {
+    defender_error(
+        StatusCode::GONE,
+        "Gone",
+        "This API has been retired. Use Microsoft Graph POST /v1.0/security/runHuntingQuery instead.",
+    )
 }

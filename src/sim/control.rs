@@ -12,7 +12,11 @@
 //! - `POST /_sim/tenants/{id}` with any subset of `{"consent": bool, "fail_token_requests": n,
 //!   "fail_status": 503, "fail_retry_after": s, "token_delay_ms": n, "api_delay_ms": n,
 //!   "tid_override": "..." ("" clears it), "token_suffix": "..." ("" clears it),
-//!   "force_api_429": n, "retry_after": "2", "revoke": true}`.
+//!   "force_api_429": n, "retry_after": "2", "revoke": true, "hunting_429": n,
+//!   "hunting_retry_after": s, "hunting_quota": n, "legacy_hunting_retired": bool,
+//!   "threat_hunting_role": bool}` (the last four: see [`Simulator::fail_hunting_429`],
+//!   [`Simulator::fail_hunting_quota`], [`Simulator::set_legacy_hunting_retired`],
+//!   [`Simulator::set_threat_hunting_granted`]).
 //!
 //! No authentication: the simulator is a loopback test tool holding nothing real.
 
@@ -58,6 +62,11 @@ struct TenantUpdate {
     force_api_429: Option<u32>,
     retry_after: Option<String>,
     revoke: Option<bool>,
+    hunting_429: Option<u32>,
+    hunting_retry_after: Option<u32>,
+    hunting_quota: Option<u32>,
+    legacy_hunting_retired: Option<bool>,
+    threat_hunting_role: Option<bool>,
 }
 
 fn bad_request(message: String) -> Response<Body> {
@@ -173,6 +182,18 @@ fn apply(sim: &Simulator, tenant: &str, u: TenantUpdate) -> Result<(), String> {
     }
     if let Some(count) = u.force_api_429 {
         sim.force_api_429(tenant, count, u.retry_after.as_deref());
+    }
+    if let Some(count) = u.hunting_429 {
+        sim.fail_hunting_429(tenant, count, u.hunting_retry_after.unwrap_or(1));
+    }
+    if let Some(count) = u.hunting_quota {
+        sim.fail_hunting_quota(tenant, count);
+    }
+    if let Some(retired) = u.legacy_hunting_retired {
+        sim.set_legacy_hunting_retired(tenant, retired);
+    }
+    if let Some(granted) = u.threat_hunting_role {
+        sim.set_threat_hunting_granted(tenant, granted);
     }
     if u.revoke == Some(true) {
         sim.revoke_tokens(tenant);

@@ -14,7 +14,7 @@ const ALERTS_PER_INCIDENT: u64 = 2;
 /// Machines per tenant.
 pub(crate) const MACHINES: u64 = 10;
 /// 2026-01-05T08:00:00Z: the data's "now", fixed so the data never changes.
-const EPOCH: u64 = 1_767_600_000;
+pub(crate) const EPOCH: u64 = 1_767_600_000;
 
 const SEVERITIES: [&str; 4] = ["Informational", "Low", "Medium", "High"];
 const STATUSES: [&str; 4] = ["Active", "Active", "InProgress", "Resolved"];
@@ -46,7 +46,7 @@ impl TenantData {
         sha256_hex(format!("{}/machine/{i}", self.id).as_bytes())[..40].to_owned()
     }
 
-    fn machine_dns(&self, i: u64) -> String {
+    pub(crate) fn machine_dns(&self, i: u64) -> String {
         format!("ws{:02}.{}.local", i + 1, self.name)
     }
 
@@ -169,45 +169,4 @@ impl TenantData {
             })
             .collect()
     }
-}
-
-/// Advanced-hunting results for a query: `take N` / `limit N` in the query sets the row count
-/// (at most 10,000, the API's cap), otherwise 5 rows.
-pub(crate) fn hunting(tenant: &TenantData, query: &str) -> Value {
-    let words: Vec<String> = query
-        .split_whitespace()
-        .map(str::to_ascii_lowercase)
-        .collect();
-    let rows = words
-        .windows(2)
-        .find(|w| w[0] == "take" || w[0] == "limit")
-        .and_then(|w| w[1].parse::<u64>().ok())
-        .unwrap_or(5)
-        .min(10_000);
-    let results: Vec<Value> = (0..rows)
-        .map(|i| {
-            json!({
-                "Timestamp": iso8601(EPOCH - i * 60),
-                "DeviceId": tenant.machine_id(i % MACHINES),
-                "DeviceName": tenant.machine_dns(i % MACHINES),
-                "ActionType": pick(&["ProcessCreated", "ConnectionSuccess", "FileCreated"], i),
-                "ReportId": i + 1,
-            })
-        })
-        .collect();
-    json!({
-        "Schema": [
-            {"Name": "Timestamp", "Type": "DateTime"},
-            {"Name": "DeviceId", "Type": "String"},
-            {"Name": "DeviceName", "Type": "String"},
-            {"Name": "ActionType", "Type": "String"},
-            {"Name": "ReportId", "Type": "Int64"},
-        ],
-        "Results": results,
-        "Stats": {
-            "ExecutionTime": 0.04,
-            "resource_usage": {"cache": {"memory": {"hits": 1, "misses": 0, "total": 1}}, "cpu": {"user": "00:00:00.0156250", "kernel": "00:00:00", "total cpu": "00:00:00.0156250"}},
-            "dataset_statistics": [{"table_row_count": rows, "table_size": rows * 120}],
-        },
-    })
 }

@@ -327,9 +327,24 @@ impl Ctx<'_> {
             "uti": uti,
             "ver": "1.0",
         });
+        // The configured roles, less those withheld, plus those granted by a test.
+        let mut roles: Vec<String> = tenant
+            .roles
+            .iter()
+            .filter(|r| modes.role_overrides.get(*r) != Some(&false))
+            .cloned()
+            .collect();
+        let mut granted: Vec<&String> = modes
+            .role_overrides
+            .iter()
+            .filter(|(r, on)| **on && !roles.contains(r))
+            .map(|(r, _)| r)
+            .collect();
+        granted.sort();
+        roles.extend(granted.into_iter().cloned());
         // Like Entra, no `roles` claim at all when nothing is granted.
-        if !tenant.roles.is_empty() {
-            claims["roles"] = json!(tenant.roles);
+        if !roles.is_empty() {
+            claims["roles"] = json!(roles);
         }
         let mut token = jwt::sign_hs256(&shared.key, &claims);
         if let Some(suffix) = &modes.token_suffix {

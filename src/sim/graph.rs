@@ -11,9 +11,15 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::data::{self, TenantData};
+use http::header::{HeaderValue, RETRY_AFTER};
+
+use super::api::TokenInfo;
+use super::data::TenantData;
+use super::hunting;
 use super::paging::{self, Paging};
+use super::state::Shared;
 use super::support::{self, iso8601, uuid, Body, ReadBody};
+use super::THREAT_HUNTING_ROLE;
 
 /// Graph's page size caps: incidents 50, alerts 2,000 (graph-docs: security-list-incidents,
 /// security-list-alerts_v2).
@@ -39,6 +45,8 @@ pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<B
 
 /// Answers a Graph path for the tenant whose token came (audience and limits already checked).
 pub(crate) fn serve(
+    shared: &Shared,
+    info: &TokenInfo,
     parts: &Parts,
     read: &ReadBody,
     tenant: &TenantData,
@@ -104,7 +112,7 @@ pub(crate) fn serve(
             }
         }
         ["v1.0", "security", "runhuntingquery"] if parts.method == Method::POST => {
-            hunting(tenant, read, base)
+            hunting(shared, info, tenant, read, base)
         }
         ["v1.0", "security", "incidents" | "alerts_v2" | "runhuntingquery", ..] => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -214,9 +222,41 @@ fn alert(tenant: &TenantData, a: &Value) -> Value {
     })
 }
 
-/// `POST /v1.0/security/runHuntingQuery` with `{"Query": "..."}` (Graph reads property names
-/// case-insensitively, so `query` too): the Defender results in Graph's lower-case shape.
-fn hunting(tenant: &TenantData, read: &ReadBody, base: &str) -> Response<Body> {
+/// `POST /v1.0/security/runHuntingQuery` with `{"Query": "...", "Timespan": "..."}` (Graph
+/// reads property names case-insensitively, so `query` too; `Timespan` is accepted and ignored):
+/// the rows of `hunting`, streamed in Graph's lower-case shape. In order: the application
+/// permission `ThreatHunting.Read.All` (403), a forced 429, the body (400), a forced CPU-quota
+/// 400.
+fn hunting(
+    shared: &Shared,
+    info: &TokenInfo,
+    tenant: &TenantData,
+    read: &ReadBody,
+    base: &str,
+) -> Response<Body> {
+    if !info.roles.iter().any(|r| r == THREAT_HUNTING_ROLE) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "Missing application permission ThreatHunting.Read.All: the application does not have the required permissions to run hunting queries.",
+        );
+    }
+    let throttled = shared.with_modes(&info.tid, |m| {
+        (m.hunting_429_remaining > 0).then(|| {
+            m.hunting_429_remaining -= 1;
+            m.hunting_429_retry_after
+        })
+    });
+    if let Some(secs) = throttled {
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Please retry again later.",
+        );
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+        return resp;
+    }
     let query = read
         .kept
         .as_ref()
@@ -233,16 +273,17 @@ fn hunting(tenant: &TenantData, read: &ReadBody, base: &str) -> Response<Body> {
             "Query is required: expected {\"Query\": \"<KQL>\"}.",
         );
     };
-    let results = data::hunting(tenant, &query);
-    let schema: Vec<Value> = results["Schema"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| json!({"name": c["Name"], "type": c["Type"]}))
-        .collect();
-    support::odata(&json!({
-        "@odata.context": format!("{base}/v1.0/$metadata#microsoft.graph.security.huntingQueryResults"),
-        "schema": schema,
-        "results": results["Results"],
-    }))
+    let over_quota = shared.with_modes(&info.tid, |m| {
+        let over = m.hunting_quota_remaining > 0;
+        m.hunting_quota_remaining = m.hunting_quota_remaining.saturating_sub(1);
+        over
+    });
+    if over_quota {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Query execution has exceeded the allowed limits. The query may be retried after the CPU quota is replenished (15-minute cycles).",
+        );
+    }
+    hunting::response(tenant, &query, hunting::Shape::Graph, base)
 }

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::records::{ApiRequestRecord, TokenEndpoint, TokenRequestRecord};
-use super::{jwt, Simulator};
+use super::{jwt, Simulator, THREAT_HUNTING_ROLE};
 
 impl Simulator {
     /// `false`: the app is not consented in the tenant; its token requests get 400
@@ -95,6 +95,48 @@ impl Simulator {
             m.force_429_remaining = count;
             m.force_429_retry_after = retry_after.map(str::to_owned);
         });
+    }
+
+    /// The tenant's next `count` Graph hunting queries (`POST /v1.0/security/runHuntingQuery`)
+    /// answer 429 `{"error": {"code": "TooManyRequests", "message": "Please retry again
+    /// later."}}` with `Retry-After: retry_after_secs`. Checked after the token and its role,
+    /// before the body.
+    pub fn fail_hunting_429(&self, tenant_id: &str, count: u32, retry_after_secs: u32) {
+        self.shared.with_modes(tenant_id, |m| {
+            m.hunting_429_remaining = count;
+            m.hunting_429_retry_after = retry_after_secs;
+        });
+    }
+
+    /// The tenant's next `count` Graph hunting queries that have a `Query` answer the CPU-quota
+    /// refusal integrators report: 400 `{"error": {"code": "BadRequest", "message": "Query
+    /// execution has exceeded the allowed limits..."}}`.
+    pub fn fail_hunting_quota(&self, tenant_id: &str, count: u32) {
+        self.shared
+            .with_modes(tenant_id, |m| m.hunting_quota_remaining = count);
+    }
+
+    /// `true`: the tenant's legacy hunting endpoints (`POST /api/advancedhunting/run`,
+    /// `POST /api/advancedqueries/run`) answer as retired, 410 `Gone` in the Defender error
+    /// shape. What the real ones answer after 2027-02-01 is not documented; this is a guess.
+    pub fn set_legacy_hunting_retired(&self, tenant_id: &str, retired: bool) {
+        self.shared
+            .with_modes(tenant_id, |m| m.legacy_hunting_retired = retired);
+    }
+
+    /// Grants (`true`) or withholds (`false`) the application role `role` in the tenant's
+    /// tokens issued from now on, whatever its configured `roles` say (tokens already issued
+    /// keep theirs, as Entra's do until they expire).
+    pub fn set_role(&self, tenant_id: &str, role: &str, granted: bool) {
+        self.shared.with_modes(tenant_id, |m| {
+            m.role_overrides.insert(role.to_owned(), granted);
+        });
+    }
+
+    /// [`Simulator::set_role`] for `ThreatHunting.Read.All`, the Graph hunting permission (the
+    /// demo tenants are granted it): what the proxy's `auto` hunting mode switches on.
+    pub fn set_threat_hunting_granted(&self, tenant_id: &str, granted: bool) {
+        self.set_role(tenant_id, THREAT_HUNTING_ROLE, granted);
     }
 
     /// Accepts client assertions whose header names this certificate (`x5t#S256`, or the

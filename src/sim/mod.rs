@@ -15,7 +15,21 @@
 //!   check and limits; `graph`: the Graph security API subset; `family`: which API a path
 //!   belongs to and which token audiences it takes; `paging`: `$top`/`$skip` and absolute
 //!   `@odata.nextLink`s; `gzip`: the `gzip_json` mode; `testapi` and `bigjson`: test helpers
-//!   under `/api/_test/`; `data`: deterministic per-tenant incidents, alerts, machines.
+//!   under `/api/_test/`; `data`: deterministic per-tenant incidents, alerts, machines;
+//!   `hunting`: advanced-hunting rows, streamed in the legacy and the Graph shape.
+//!
+//! # Advanced hunting
+//! - `POST /api/advancedhunting/run`, `POST /api/advancedqueries/run` (legacy): `{"Query"}` ->
+//!   `{"Stats", "Schema", "Results"}`; retired on request ([`Simulator::set_legacy_hunting_retired`]:
+//!   410 `Gone`, a guess, the real answer being undocumented).
+//! - `POST /v1.0/security/runHuntingQuery` (Graph audience, role `ThreatHunting.Read.All`, else
+//!   403; [`Simulator::set_threat_hunting_granted`] gives or withholds it per tenant):
+//!   `{"Query", "Timespan"}` -> `{"@odata.context", "schema", "results"}`, 400 `BadRequest`
+//!   without `Query`; forced 429s ([`Simulator::fail_hunting_429`]) and CPU-quota 400s
+//!   ([`Simulator::fail_hunting_quota`]).
+//! - Both return the same deterministic rows; `take N` in the query asks for N rows, generated
+//!   as they are sent (legacy capped at 10,000; Graph up to 10 million, so `take 300000` makes
+//!   a cheap 52 MB answer).
 //! - `control`: the `/_sim/` HTTP endpoints; `state`: modes and recorder; `records`: recorder
 //!   entries; `limits`: Defender's limits; `jwt`: token minting and assertion checks;
 //!   `support`: response helpers.
@@ -31,6 +45,7 @@ mod family;
 mod graph;
 mod gzip;
 mod handle;
+mod hunting;
 mod jwt;
 mod limits;
 mod paging;
@@ -98,6 +113,9 @@ pub struct SimConfig {
     /// `POST /_sim/config`.
     pub gzip_json: bool,
 }
+
+/// The application permission Graph's `runHuntingQuery` requires.
+pub const THREAT_HUNTING_ROLE: &str = "ThreatHunting.Read.All";
 
 /// Roles the demo tenants grant: enough for every simulated endpoint of the three APIs (Defender
 /// XDR, Defender for Endpoint, Graph security).

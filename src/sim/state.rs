@@ -70,6 +70,16 @@ pub(crate) struct TenantModes {
     /// API requests still to answer 429, and the `Retry-After` to send.
     pub(crate) force_429_remaining: u32,
     pub(crate) force_429_retry_after: Option<String>,
+    /// Graph hunting queries still to answer 429 `TooManyRequests`, with `Retry-After` seconds.
+    pub(crate) hunting_429_remaining: u32,
+    pub(crate) hunting_429_retry_after: u32,
+    /// Graph hunting queries still to answer the CPU-quota 400.
+    pub(crate) hunting_quota_remaining: u32,
+    /// The legacy hunting endpoints answer as retired.
+    pub(crate) legacy_hunting_retired: bool,
+    /// Application roles granted (`true`) or withheld (`false`) on top of the tenant's configured
+    /// `roles`, in tokens issued from now on.
+    pub(crate) role_overrides: HashMap<String, bool>,
 }
 
 impl Default for TenantModes {
@@ -85,6 +95,11 @@ impl Default for TenantModes {
             api_delay: Duration::ZERO,
             force_429_remaining: 0,
             force_429_retry_after: None,
+            hunting_429_remaining: 0,
+            hunting_429_retry_after: 0,
+            hunting_quota_remaining: 0,
+            legacy_hunting_retired: false,
+            role_overrides: HashMap::new(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod control;
 mod encoding;
 mod entra;
 mod families;
+mod hunting;
 
 use std::sync::OnceLock;
 
