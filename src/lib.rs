@@ -33,6 +33,8 @@
 //!   streaming, through gzip/deflate/br.
 //! - [`share`]: shared answers: identical concurrent `GET`s share one upstream request
 //!   (coalescing), and the optional short response cache (`[cache]`), behind one lookup.
+//! - [`hunting`]: advanced hunting through Microsoft Graph: the streaming translation of
+//!   Graph's `runHuntingQuery` answer into the legacy hunting shape.
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
 
 // The crate docs are for the people working on it (`cargo doc --document-private-items`): they
@@ -50,6 +52,7 @@ pub(crate) mod error;
 mod error_chain;
 mod exchange;
 pub(crate) mod headers;
+pub(crate) mod hunting;
 pub(crate) mod idle;
 pub mod inbound;
 pub(crate) mod listener;
