@@ -5,6 +5,7 @@
 //! - [`config`]: TOML file -> typed, validated [`config::Config`]; every problem reported.
 //! - [`app`]: the one start path: builds the shared state from a config and runs the
 //!   listeners until shutdown, reloads included; `main`, `serve --dev` and the tests use it.
+//! - [`api`]: one API the proxy forwards to (`ApiTarget`), shared by every tenant.
 //! - [`snapshot`]: what one config makes (routes, tenants, APIs, inbound policy, upstream,
 //!   sharing, audit, limiter), built by `Snapshot::build` at start and on every reload.
 //! - [`routing`]: request -> tenant and upstream path; path checks. Pure functions, with their
@@ -42,6 +43,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub(crate) mod admin;
+pub(crate) mod api;
 pub mod app;
 pub(crate) mod body;
 pub mod check;

@@ -7,84 +7,23 @@
 //! their settings alone; token slots and tenant limiters come from registries keyed by tenant,
 //! so rebuilt tenants keep theirs either way.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::uri::{Authority, Scheme};
-use http::Uri;
-
+use crate::api::{ApiBase, ApiTarget};
 use crate::config::{Config, LimitBackend, MetricsConfig};
 use crate::inbound::{self, AuditLog, ServerTlsError};
-use crate::metrics::{ApiLatency, Metrics};
+use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimitInitError, RateLimiter};
 use crate::rewrite::LinkBase;
 use crate::routing::RouteTable;
 use crate::share::Sharing;
-use crate::tenant::{Tenant, TenantApi};
+use crate::tenant::Tenant;
 use crate::tls::TlsError;
 use crate::token::{TokenBroker, TokenInitError};
 use crate::upstream::Upstream;
 
 /// The name of `[cloud]`'s API (labels, logs); no `[[api]]` may take it.
 const DEFAULT_API: &str = "default";
-
-/// Where the default API lives; cloned into every upstream URI (both are cheap `Bytes` clones).
-#[derive(Debug, Clone)]
-pub struct ApiBase {
-    pub scheme: Scheme,
-    pub authority: Authority,
-}
-
-/// One API the proxy forwards to.
-#[derive(Debug)]
-pub struct ApiTarget {
-    /// `default` for `[cloud]`'s, else the `[[api]]` name (a metrics label).
-    pub name: Arc<str>,
-    /// The path prefix that selects it (`/mde`); `None` for the default API.
-    pub prefix: Option<Box<str>>,
-    pub base: ApiBase,
-    /// The base as it appears in the API's own links (`https://api.security.microsoft.com`).
-    pub links: LinkBase,
-    /// This API's latency histograms (shown with `[metrics] per_tenant_histograms = false`).
-    pub latency: Arc<ApiLatency>,
-    /// The OAuth scope of its tokens.
-    pub scope: Box<str>,
-}
-
-impl ApiTarget {
-    /// The rest of `path` if it is under this API's prefix (whole segments, ASCII
-    /// case-insensitive).
-    pub fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
-        crate::config::strip_api_prefix(self.prefix.as_deref()?, path)
-    }
-}
-
-/// Which of `apis` (a tenant's own, `[cloud]`'s first) a path selects, and the path to send it:
-/// an `[[api]]` whose prefix starts the path, else the default API with the path unchanged.
-pub(crate) fn select_api<'a>(apis: &[TenantApi], path: &'a str) -> (usize, Cow<'a, str>) {
-    for (i, api) in apis.iter().enumerate().skip(1) {
-        if let Some(rest) = api.target.strip(path) {
-            let rest = if rest.is_empty() {
-                Cow::Borrowed("/")
-            } else if rest.starts_with('?') {
-                Cow::Owned(format!("/{rest}"))
-            } else {
-                Cow::Borrowed(rest)
-            };
-            return (i, rest);
-        }
-    }
-    (0, Cow::Borrowed(path))
-}
-
-impl ApiBase {
-    pub fn from_uri(uri: &Uri) -> Option<Self> {
-        Some(ApiBase {
-            scheme: uri.scheme()?.clone(),
-            authority: uri.authority()?.clone(),
-        })
-    }
-}
 
 /// What one config makes of the request path, swapped whole on reload: a request loads it once
 /// and sees one consistent set of tenants, clients, limits and upstream.

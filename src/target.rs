@@ -13,8 +13,8 @@ use crate::error::ProxyError;
 use crate::metrics::ApiLatency;
 use crate::ratelimit::RouteClass;
 use crate::routing;
-use crate::snapshot::{select_api, Snapshot};
-use crate::tenant::{Tenant, TenantApi};
+use crate::snapshot::Snapshot;
+use crate::tenant::{select_api, Tenant, TenantApi};
 
 /// Where one request goes (step 2): its tenant, API, upstream URI, the base its answer's links
 /// are rewritten to, and its rate-limit route class.

@@ -3,12 +3,13 @@
 //! snapshot from the config; the state inside (token slots, limiters, counters) comes from
 //! registries keyed by tenant, so a tenant rebuilt on reload keeps it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::api::ApiTarget;
 use crate::config::TenantConfig;
 use crate::metrics::{Metrics, StatusCounts, TenantMetrics};
 use crate::ratelimit::{RateLimiter, TenantLimiter};
-use crate::snapshot::ApiTarget;
 use crate::token::{TokenBroker, TokenSlot};
 
 /// One configured tenant as the hot path sees it.
@@ -62,4 +63,22 @@ impl Tenant {
             metrics,
         }
     }
+}
+
+/// Which of `apis` (a tenant's own, `[cloud]`'s first) a path selects, and the path to send it:
+/// an `[[api]]` whose prefix starts the path, else the default API with the path unchanged.
+pub(crate) fn select_api<'a>(apis: &[TenantApi], path: &'a str) -> (usize, Cow<'a, str>) {
+    for (i, api) in apis.iter().enumerate().skip(1) {
+        if let Some(rest) = api.target.strip(path) {
+            let rest = if rest.is_empty() {
+                Cow::Borrowed("/")
+            } else if rest.starts_with('?') {
+                Cow::Owned(format!("/{rest}"))
+            } else {
+                Cow::Borrowed(rest)
+            };
+            return (i, rest);
+        }
+    }
+    (0, Cow::Borrowed(path))
 }

@@ -18,7 +18,7 @@ use super::data::TenantData;
 use super::family::{Audience, Family};
 use super::limits::Class;
 use super::paging::Paging;
-use super::records::ApiRequestRecord;
+use super::records::{ApiRequestRecord, TokenInfo};
 use super::state::Shared;
 use super::support::{self, defender_error, Body, ReadBody};
 use super::{graph, gzip, hunting, jwt, testapi};
@@ -26,16 +26,6 @@ use super::{graph, gzip, hunting, jwt, testapi};
 /// Bodies the API parses (advanced-hunting queries) are kept up to this size; larger ones are
 /// only hashed.
 const BODY_KEEP: usize = 1024 * 1024;
-
-/// What a valid bearer token said.
-#[derive(Debug, Clone)]
-pub(crate) struct TokenInfo {
-    pub(crate) tid: String,
-    pub(crate) aud: String,
-    pub(crate) has_roles: bool,
-    /// The `roles` claim.
-    pub(crate) roles: Vec<String>,
-}
 
 /// Answers and records one API request.
 pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) -> Response<Body> {

@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 
 use http::header::{HeaderValue, RETRY_AFTER};
 
-use super::api::TokenInfo;
 use super::data::TenantData;
 use super::hunting;
 use super::paging::{self, Paging};
+use super::records::TokenInfo;
 use super::state::Shared;
 use super::support::{self, iso8601, uuid, Body, ReadBody};
 use super::THREAT_HUNTING_ROLE;

@@ -122,6 +122,16 @@ impl ApiRequestRecord {
     }
 }
 
+/// What a valid bearer token said.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenInfo {
+    pub(crate) tid: String,
+    pub(crate) aud: String,
+    pub(crate) has_roles: bool,
+    /// The `roles` claim.
+    pub(crate) roles: Vec<String>,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
