@@ -8,4 +8,6 @@
 //!   (`{"Schema": [{"Name", "Type"}], "Results": [...], "Stats": {"ExecutionTime": <s>}}`), rows
 //!   passed through byte for byte, memory bounded whatever the body size.
 
+pub(crate) mod body;
+mod scan;
 pub(crate) mod translate;

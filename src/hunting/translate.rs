@@ -17,30 +17,25 @@
 //!
 //! What is held between frames never exceeds [`HELD_BOUND`] bytes, whatever the body size.
 //! Invalid JSON is an error, never a panic; after an error the translator only errors.
-//! [`HuntingBody`] applies a translator to an `http_body::Body`, frame by frame.
+//! `body.rs`'s `HuntingBody` applies a translator to an `http_body::Body`, frame by frame;
+//! `scan.rs` holds the byte-level pieces.
 
 // Not wired into the proxy yet (the rest of issue 13 does that); the tests use all of it.
 #![cfg_attr(not(test), allow(dead_code))]
 
-use std::collections::VecDeque;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame};
+
+pub(crate) use super::scan::MAX_DEPTH;
+use super::scan::{check_escape, is_ws, key_is, rename_keys, Scan};
 
 /// The longest top-level key held; longer keys are never `schema`/`results`, so they are dropped.
 pub(crate) const MAX_KEY: usize = 256;
 /// The longest schema entry (and dropped scalar value) accepted.
 pub(crate) const MAX_ENTRY: usize = 8 * 1024;
-/// The deepest nesting accepted inside a value (serde_json's default recursion limit).
-pub(crate) const MAX_DEPTH: usize = 128;
 /// The most bytes a [`Translator`] ever holds: a key (with its quotes), an entry, a bracket stack.
 pub(crate) const HELD_BOUND: usize = MAX_KEY + 2 + MAX_ENTRY + MAX_DEPTH;
-
-/// The boxed error of a [`HuntingBody`].
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a Graph hunting answer could not be translated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,148 +92,6 @@ enum State {
     Done,
     /// An error was returned.
     Failed,
-}
-
-/// The structure of a value being skipped or passed through: strings and matched brackets.
-#[derive(Debug, Default)]
-struct Scan {
-    stack: Vec<u8>,
-    in_string: bool,
-    escape: bool,
-}
-
-impl Scan {
-    fn open(&mut self, open: u8) {
-        self.stack.clear();
-        self.in_string = false;
-        self.escape = false;
-        self.stack.push(closer(open));
-    }
-
-    fn string(&mut self) {
-        self.stack.clear();
-        self.in_string = true;
-        self.escape = false;
-    }
-
-    /// One byte; true when the outermost container (or the string of [`Scan::string`]) ended.
-    #[inline]
-    fn step(&mut self, b: u8) -> Result<bool, &'static str> {
-        if self.in_string {
-            if self.escape {
-                check_escape(b)?;
-                self.escape = false;
-            } else if b == b'\\' {
-                self.escape = true;
-            } else if b == b'"' {
-                self.in_string = false;
-                return Ok(self.stack.is_empty());
-            } else if b < 0x20 {
-                return Err("control character in a string");
-            }
-            return Ok(false);
-        }
-        match b {
-            b'"' => self.in_string = true,
-            b'{' | b'[' => {
-                if self.stack.len() >= MAX_DEPTH {
-                    return Err("nested too deep");
-                }
-                self.stack.push(closer(b));
-            }
-            b'}' | b']' => {
-                if self.stack.pop() != Some(b) {
-                    return Err("mismatched bracket");
-                }
-                return Ok(self.stack.is_empty());
-            }
-            _ => {}
-        }
-        Ok(false)
-    }
-}
-
-fn closer(open: u8) -> u8 {
-    if open == b'{' {
-        b'}'
-    } else {
-        b']'
-    }
-}
-
-fn check_escape(b: u8) -> Result<(), &'static str> {
-    match b {
-        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' | b'u' => Ok(()),
-        _ => Err("invalid escape in a string"),
-    }
-}
-
-fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-/// A JSON string's raw content (between its quotes) equal to `lit`, escapes decoded.
-fn key_is(raw: &[u8], lit: &str) -> bool {
-    if !raw.contains(&b'\\') {
-        return raw == lit.as_bytes();
-    }
-    let mut quoted = Vec::with_capacity(raw.len() + 2);
-    quoted.push(b'"');
-    quoted.extend_from_slice(raw);
-    quoted.push(b'"');
-    serde_json::from_slice::<String>(&quoted).is_ok_and(|s| s == lit)
-}
-
-/// A schema entry (a checked JSON object) with its top-level keys `name`/`type` renamed.
-fn rename_keys(entry: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entry.len());
-    let (mut depth, mut in_string, mut escape, mut expect_key) = (0usize, false, false, false);
-    let mut key_start = None;
-    for (i, &b) in entry.iter().enumerate() {
-        if in_string {
-            if escape {
-                escape = false;
-            } else if b == b'\\' {
-                escape = true;
-            } else if b == b'"' {
-                in_string = false;
-                if let Some(start) = key_start.take() {
-                    let key = &entry[start..i];
-                    if key_is(key, "name") {
-                        out.extend_from_slice(b"Name");
-                    } else if key_is(key, "type") {
-                        out.extend_from_slice(b"Type");
-                    } else {
-                        out.extend_from_slice(key);
-                    }
-                    out.push(b'"');
-                    continue;
-                }
-            }
-            if key_start.is_none() {
-                out.push(b);
-            }
-            continue;
-        }
-        match b {
-            b'"' => {
-                in_string = true;
-                if depth == 1 && expect_key {
-                    key_start = Some(i + 1);
-                    expect_key = false;
-                }
-            }
-            b'{' | b'[' => {
-                depth += 1;
-                expect_key = depth == 1;
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b',' if depth == 1 => expect_key = true,
-            _ => {}
-        }
-        out.push(b);
-    }
-    out
 }
 
 /// The streaming translation of one Graph hunting answer (see the module docs).
@@ -593,94 +446,6 @@ impl Translator {
             }
         }
         Ok(())
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A Graph hunting answer body translated into the legacy shape, frame by frame.
-    ///
-    /// `ExecutionTime` is the time since `sent_at` when the inner body ends. A translation error
-    /// ends the body with an error (the client sees an incomplete response); trailers are dropped.
-    #[derive(Debug)]
-    pub(crate) struct HuntingBody<B> {
-        #[pin]
-        body: B,
-        translator: Option<Translator>,
-        pending: VecDeque<Bytes>,
-        scratch: Vec<Bytes>,
-        sent_at: Instant,
-        done: bool,
-    }
-}
-
-impl<B> HuntingBody<B> {
-    /// `body` is Graph's 200 answer; `sent_at` is when the request was sent to Graph.
-    pub(crate) fn new(body: B, sent_at: Instant) -> Self {
-        HuntingBody {
-            body,
-            translator: Some(Translator::new()),
-            pending: VecDeque::new(),
-            scratch: Vec::new(),
-            sent_at,
-            done: false,
-        }
-    }
-}
-
-impl<B> Body for HuntingBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        loop {
-            if let Some(data) = this.pending.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(data))));
-            }
-            if *this.done {
-                return Poll::Ready(None);
-            }
-            match ready!(this.body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    let (Ok(data), Some(translator)) =
-                        (frame.into_data(), this.translator.as_mut())
-                    else {
-                        continue;
-                    };
-                    if let Err(err) = translator.feed(data, this.scratch) {
-                        *this.done = true;
-                        this.scratch.clear();
-                        return Poll::Ready(Some(Err(Box::new(err))));
-                    }
-                    this.pending
-                        .extend(this.scratch.drain(..).filter(|b| !b.is_empty()));
-                }
-                Some(Err(err)) => {
-                    *this.done = true;
-                    return Poll::Ready(Some(Err(err.into())));
-                }
-                None => {
-                    *this.done = true;
-                    if let Some(translator) = this.translator.take() {
-                        match translator.finish(this.sent_at.elapsed()) {
-                            Ok(tail) => this.pending.push_back(tail),
-                            Err(err) => return Poll::Ready(Some(Err(Box::new(err)))),
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.pending.is_empty()
     }
 }
 
