@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use defender_proxy::sim::{SimConfig, Simulator};
 use futures_util::StreamExt;
-use support::ProxyProcess;
+use support::{eventually, ProxyProcess};
 
 fn config(
     sim: &str,
@@ -42,14 +42,12 @@ fn signal(child: &tokio::process::Child, sig: &str) {
 
 /// Poll (a condition, not a timing) until `metric` reaches `value`.
 async fn wait_metric(p: &ProxyProcess, metric: &str, value: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while p.metric(metric).await != Some(value) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{metric} never reached {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        &format!("{metric} reaching {value}"),
+        || async { (p.metric(metric).await == Some(value)).then_some(()) },
+    )
+    .await;
 }
 
 struct Setup {
@@ -280,21 +278,11 @@ async fn sigterm_drains_a_slow_response_with_readyz_503_then_exits_0() {
 
     signal(&p.child, "-TERM");
     // Draining: readiness fails so load balancers stop sending, while the stream goes on.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = reqwest::get(&readyz)
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        if status == 503 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "readyz never turned 503 (last {status})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(10), "readyz turning 503", || async {
+        let status = reqwest::get(&readyz).await.map(|r| r.status().as_u16());
+        (status.ok() == Some(503)).then_some(())
+    })
+    .await;
     assert!(
         p.child.try_wait().unwrap().is_none(),
         "exited before the stream finished"

@@ -15,7 +15,7 @@ use defender_proxy::config::{
 use defender_proxy::inbound::auth::hash_key;
 use defender_proxy::inbound::certs::write_dev_certs;
 use defender_proxy::sim::SimConfig;
-use support::{error_code, raw_request, Harness};
+use support::{error_code, eventually, raw_request, Harness};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -62,18 +62,19 @@ fn tls_client(dir: &Path, with_identity_from: Option<&Path>) -> reqwest::Client 
 
 /// Wait (polling the file, since the audit writer runs on its own) for `n` audit lines.
 async fn audit_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines.len() >= n || std::time::Instant::now() > deadline {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        &format!("{n} audit lines"),
+        || async {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            (lines.len() >= n).then_some(lines)
+        },
+    )
+    .await
 }
 
 #[tokio::test]
