@@ -68,17 +68,16 @@ impl IdleTimer {
     /// The body is not ready: `Ready` once the deadline of this wait has passed, else the task
     /// is woken when it passes.
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<IdleTimeout> {
-        let deadline = Instant::now() + self.timeout();
+        // The clock is read only when a wait starts, not on every wake-up of the same wait.
+        let timeout = self.timeout();
         let sleep = match &mut self.sleep {
             Some(sleep) => {
                 if !self.armed {
-                    sleep.as_mut().reset(deadline);
+                    sleep.as_mut().reset(Instant::now() + timeout);
                 }
                 sleep
             }
-            None => self
-                .sleep
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            None => self.sleep.insert(Box::pin(tokio::time::sleep(timeout))),
         };
         self.armed = true;
         match sleep.as_mut().poll(cx) {
