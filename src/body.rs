@@ -206,6 +206,8 @@ pub struct AccessLog {
     pub coalesced: bool,
     /// What the cache did (`HIT`, `MISS`, `BYPASS`), when `[cache]` is on.
     pub cache: Option<&'static str>,
+    /// A legacy advanced-hunting request answered through Graph.
+    pub translated: bool,
 }
 
 impl AccessLog {
@@ -252,6 +254,7 @@ impl Drop for AccessLog {
             client = self.client.as_deref(),
             coalesced = self.coalesced,
             cache = self.cache,
+            translated = self.translated,
             "request"
         );
         if let Some(audit) = &self.audit {

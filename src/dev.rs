@@ -99,7 +99,11 @@ pub fn dev_config(
         reload: ReloadConfig::default(),
         cache: crate::config::CacheConfig::default(),
         metrics: crate::config::MetricsConfig::default(),
-        hunting: crate::config::HuntingConfig::default(),
+        // Legacy hunting through Graph for every tenant whose Graph token carries the role.
+        hunting: crate::config::HuntingConfig {
+            via: crate::config::HuntingVia::Auto,
+            ..crate::config::HuntingConfig::default()
+        },
         watched_files: vec![],
         warnings: vec![],
     }
@@ -129,6 +133,13 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let simulator = Simulator::new(sim_config.clone());
+    // As in February 2027: the first tenant's legacy hunting API is gone and its admin consented
+    // to Graph's hunting permission (so `auto` answers it through Graph); the last one has not
+    // consented yet and stays on its legacy API.
+    if let (Some(first), Some(last)) = (config.tenants.first(), config.tenants.last()) {
+        simulator.set_legacy_hunting_retired(&first.id, true);
+        simulator.set_threat_hunting_granted(&last.id, false);
+    }
     let sim_task = tokio::spawn(simulator.serve(sim_listener, async move {
         let _ = stop_rx.await;
     }));
@@ -145,7 +156,8 @@ pub async fn run(
          curl -s http://{listen}/{id}/api/alerts\n  \
          curl -s http://{listen}/{name}/mde/api/machines?\\$top=3\n  \
          curl -s http://{listen}/{name}/graph/v1.0/security/incidents?\\$top=2\n  \
-         curl -s -X POST -H 'Content-Type: application/json' -d '{{\"Query\":\"DeviceInfo | take 3\"}}' http://{listen}/{name}/api/advancedhunting/run\n  \
+         curl -s -X POST -d '{{\"Query\":\"DeviceInfo | take 3\"}}' http://{listen}/{name}/api/advancedhunting/run   # through Graph\n  \
+         curl -s -X POST -d '{{\"Query\":\"DeviceInfo | take 3\"}}' http://{listen}/{other}/api/advancedhunting/run  # legacy: no Graph consent yet\n  \
          curl -s http://{admin}/metrics\n",
         config.tenants.iter().map(|t| format!("{} ({})", t.name, t.id)).collect::<Vec<_>>().join(", "),
         name = tenant.name,

@@ -68,6 +68,7 @@ impl Proxy {
             audit: None,
             coalesced: false,
             cache: None,
+            translated: false,
         };
         let snapshot = self.snapshot.load_full();
         log.audit = snapshot.audit.clone();
@@ -170,7 +171,7 @@ impl Proxy {
 
         // 2. Path checks, then tenant, API, upstream path, links and route class, from the
         //    snapshot loaded once in `handle`.
-        let target = Target::resolve(&parts, conn, snapshot)?;
+        let mut target = Target::resolve(&parts, conn, snapshot)?;
         target.label(log);
 
         // 3. Who is calling, and may it use this tenant with this method? Its key goes no further.
@@ -183,7 +184,10 @@ impl Proxy {
         }
         inbound::auth::strip_credentials(&mut parts.headers);
 
-        // 4. Shared answers: a fresh cached one, or one already on its way for the same request
+        // 4. Legacy advanced hunting: through Graph, or to the legacy API as it is.
+        log.translated = target.settle_hunting().await;
+
+        // 5. Shared answers: a fresh cached one, or one already on its way for the same request
         //    (then neither the rate limit nor the token is touched).
         let key = share::Key::of(
             &parts.method,
@@ -209,10 +213,11 @@ impl Proxy {
         };
         log.cache = turn.cache().map(Outcome::as_str);
 
-        // 5. Upstream: rate limit, body, token, send (a 401 replayed once), links rewritten.
+        // 6. Upstream: rate limit, body, token, send (a 401 replayed once), links rewritten (or,
+        //    through Graph, the hunting answer translated).
         let result = exchange::forward(parts, body, target, snapshot, request_id).await;
 
-        // 6. The answer, shared with whoever joined meanwhile (and cached when it qualifies).
+        // 7. The answer, shared with whoever joined meanwhile (and cached when it qualifies).
         turn.finish(result)
     }
 

@@ -51,6 +51,10 @@ pub enum RequestError {
     SeveralHosts,
     #[error("the request has both Content-Length and Transfer-Encoding, or several Content-Lengths: its length is ambiguous")]
     AmbiguousLength,
+    /// A legacy advanced-hunting request the proxy answers through Graph, whose body it can't
+    /// translate (why, in words).
+    #[error("advanced hunting: {0}")]
+    HuntingQuery(&'static str),
 }
 
 /// Why a request has no route: the path or request is refused, or it names no tenant this

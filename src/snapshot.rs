@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::api::{ApiBase, ApiTarget};
 use crate::config::{Config, LimitBackend, MetricsConfig};
+use crate::hunting::HuntingRoutes;
 use crate::inbound::{self, AuditLog, ServerTlsError};
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimitInitError, RateLimiter};
@@ -47,6 +48,8 @@ pub struct Snapshot {
     pub share: Sharing,
     /// `[metrics]`: read by requests (which histograms to feed) and by `/metrics`.
     pub metrics: MetricsConfig,
+    /// `[advanced_hunting]`: which legacy hunting requests go through Graph.
+    pub(crate) hunting: HuntingRoutes,
 }
 
 /// Why a config could not be made into a running proxy (at start, or on reload: then the
@@ -146,6 +149,7 @@ impl Snapshot {
             limiter,
             share: Sharing::new(&config.cache),
             metrics: config.metrics,
+            hunting: HuntingRoutes::new(&config.hunting, &config.apis),
         })
     }
 }

@@ -10,6 +10,7 @@ use http::Uri;
 use crate::body::AccessLog;
 use crate::conn::ConnInfo;
 use crate::error::ProxyError;
+use crate::hunting::Hunting;
 use crate::metrics::ApiLatency;
 use crate::ratelimit::RouteClass;
 use crate::routing;
@@ -30,6 +31,8 @@ pub(crate) struct Target {
     pub(crate) class: RouteClass,
     /// The API's histograms, when `[metrics] per_tenant_histograms = false` wants them.
     pub(crate) by_api: Option<Arc<ApiLatency>>,
+    /// Whether this is a legacy advanced-hunting request, and where it goes.
+    pub(crate) hunting: Hunting,
 }
 
 impl Target {
@@ -64,6 +67,7 @@ impl Target {
         }
         let class = route.tenant.limits.class_of(route.upstream_path.as_ref());
         let by_api = (!snapshot.metrics.per_tenant_histograms).then(|| target.latency.clone());
+        let hunting = snapshot.hunting.classify(&parts.method, api, &api_path);
         Ok(Target {
             tenant: route.tenant,
             api,
@@ -71,7 +75,20 @@ impl Target {
             link_to,
             class,
             by_api,
+            hunting,
         })
+    }
+
+    /// A legacy hunting request's way settled (`auto` asks the tenant's Graph token) and
+    /// counted; whether it goes through Graph.
+    pub(crate) async fn settle_hunting(&mut self) -> bool {
+        if self.hunting == Hunting::No {
+            return false;
+        }
+        self.hunting = self.hunting.settle(&self.tenant).await;
+        let through_graph = matches!(self.hunting, Hunting::Graph(_));
+        self.tenant.metrics.record_hunting(through_graph);
+        through_graph
     }
 
     /// The tenant's API this request goes to: its token, counters and target.

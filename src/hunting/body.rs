@@ -1,15 +1,12 @@
 //! [`HuntingBody`]: a [`Translator`] applied to an `http_body::Body`, frame by frame.
 
-// Not wired into the proxy yet (the rest of issue 13 does that); the tests use all of it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
+use tokio::time::Instant;
 
 use super::translate::Translator;
 use crate::idle::BoxError;
@@ -28,6 +25,7 @@ pin_project_lite::pin_project! {
         scratch: Vec<Bytes>,
         sent_at: Instant,
         done: bool,
+        high_water: usize,
     }
 }
 
@@ -41,7 +39,13 @@ impl<B> HuntingBody<B> {
             scratch: Vec::new(),
             sent_at,
             done: false,
+            high_water: 0,
         }
+    }
+
+    /// The most bytes the translator held between frames so far.
+    pub(crate) fn held_high_water(&self) -> usize {
+        self.high_water
     }
 }
 
@@ -77,6 +81,7 @@ where
                         this.scratch.clear();
                         return Poll::Ready(Some(Err(Box::new(err))));
                     }
+                    *this.high_water = translator.high_water();
                     this.pending
                         .extend(this.scratch.drain(..).filter(|b| !b.is_empty()));
                 }

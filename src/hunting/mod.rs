@@ -8,6 +8,16 @@
 //!   (`{"Schema": [{"Name", "Type"}], "Results": [...], "Stats": {"ExecutionTime": <s>}}`), rows
 //!   passed through byte for byte, memory bounded whatever the body size.
 
+//! - [`route`]: which requests are legacy hunting and where each goes (`via`, `auto`);
+//! - [`query`]: the client's body made Graph's; [`reply`]: Graph's errors in Defender's shape;
+//! - `body.rs`: the translation applied to a response body (the proxy's exchange with Graph is
+//!   `exchange/graph.rs`).
+
 pub(crate) mod body;
+pub(crate) mod query;
+pub(crate) mod reply;
+pub(crate) mod route;
 mod scan;
 pub(crate) mod translate;
+
+pub(crate) use route::{Hunting, HuntingRoutes};

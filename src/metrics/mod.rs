@@ -170,6 +170,8 @@ pub struct TenantMetrics {
     /// Request sent to response headers received, per upstream exchange.
     upstream: Histogram,
     upstream_errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
+    /// Legacy advanced-hunting requests: `[forwarded to the legacy API, answered through Graph]`.
+    hunting: [AtomicU64; 2],
 }
 
 impl TenantMetrics {
@@ -206,6 +208,20 @@ impl TenantMetrics {
 
     pub fn observe_upstream(&self, elapsed: Duration) {
         self.upstream.observe(elapsed);
+    }
+
+    /// One legacy advanced-hunting request, answered through Graph or forwarded as it is.
+    pub fn record_hunting(&self, through_graph: bool) {
+        self.hunting[usize::from(through_graph)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Legacy hunting requests so far: (forwarded to the legacy API, answered through Graph).
+    pub(crate) fn hunting(&self) -> (u64, u64) {
+        let [legacy, graph] = &self.hunting;
+        (
+            legacy.load(Ordering::Relaxed),
+            graph.load(Ordering::Relaxed),
+        )
     }
 
     pub fn record_upstream_error(&self, kind: UpstreamErrorKind) {

@@ -209,7 +209,7 @@ fn routed(s: &Scrape) -> usize {
 
 /// The request, token and process families; the rate limiter's follow
 /// ([`ratelimit::metrics::FAMILIES`]).
-const FAMILIES: [Family; 11] = [
+const FAMILIES: [Family; 12] = [
     Family {
         name: "defender_proxy_build_info",
         kind: "gauge",
@@ -282,6 +282,22 @@ const FAMILIES: [Family; 11] = [
                 let n = m.upstream_errors[kind.index()].load(Ordering::Relaxed);
                 let _ = writeln!(out, "{name}{{{tenant},kind=\"{}\"}} {n}", kind.label());
             }
+        },
+    },
+    Family {
+        name: "defender_proxy_hunting_requests_total",
+        kind: "counter",
+        help: "Legacy advanced-hunting requests, by tenant and the way they went (via=\"graph\": answered through Microsoft Graph; \"legacy\": forwarded to the legacy API).",
+        latency: false,
+        rows: counted,
+        row: |s, name, i, out| {
+            let (tenant, m) = &s.counted[i];
+            let tenant = Label("tenant", tenant);
+            let (legacy, graph) = m.hunting();
+            let _ = writeln!(
+                out,
+                "{name}{{{tenant},via=\"graph\"}} {graph}\n{name}{{{tenant},via=\"legacy\"}} {legacy}"
+            );
         },
     },
     Family {

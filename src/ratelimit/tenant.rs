@@ -124,7 +124,12 @@ impl TenantLimiter {
     /// (seconds or HTTP date; 10 s when absent or unreadable; 1 s to 5 min). Other classes and
     /// tenants go on. With Redis, the pause is shared with the other replicas too.
     pub fn upstream_throttled(&self, class: RouteClass, retry_after: Option<&http::HeaderValue>) {
-        let pause = pause_for(retry_after);
+        self.hold(class, pause_for(retry_after));
+    }
+
+    /// The API refused requests of `class` for `pause` (a 429, or a quota told otherwise: Graph's
+    /// hunting CPU quota): pause the class that long, shared with the other replicas with Redis.
+    pub fn hold(&self, class: RouteClass, pause: Duration) {
         let c = self.class(class);
         c.pause.extend(self.shared.base, Instant::now() + pause);
         self.stats.upstream_429();

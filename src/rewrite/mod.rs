@@ -32,6 +32,9 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 
 use decode::DecodeBody;
+use tokio::time::Instant;
+
+use crate::hunting::body::HuntingBody;
 pub(crate) use matcher::RewriteBody;
 
 /// The error of a rewritten body: the upstream's (a broken connection, the idle timeout), or a
@@ -306,6 +309,12 @@ pin_project_lite::pin_project! {
         Rewrite { body: Pin<Box<RewriteBody<B>>> },
         // Boxed: the decoders' state is large and encoded JSON rare; every response moves this.
         Decode { body: Pin<Box<RewriteBody<DecodeBody<B>>>> },
+        // Graph's hunting answer in the legacy shape (see `crate::hunting`); boxed like the
+        // rewriters, and decoded first should Graph encode it unasked.
+        Hunting { body: Pin<Box<HuntingBody<B>>> },
+        DecodeHunting { body: Pin<Box<HuntingBody<DecodeBody<B>>>> },
+        // An answer made here whole (Graph's error, reshaped).
+        Whole { data: Option<Bytes> },
     }
 }
 
@@ -355,6 +364,40 @@ where
     ResponseStream { inner, plan }
 }
 
+/// Graph's 200 answer to a legacy hunting query, translated into the legacy shape as it streams
+/// (`sent_at`: when the query went to Graph, for `Stats.ExecutionTime`). Decoded first if Graph
+/// encoded it; an encoding the proxy can't read ends the body with an error.
+pub(crate) fn hunting<B>(body: B, headers: &HeaderMap, sent_at: Instant) -> ResponseStream<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (inner, plan) = match content_encoding(headers) {
+        Some(Some(encoding)) => (
+            Stream::DecodeHunting {
+                body: Box::pin(HuntingBody::new(DecodeBody::new(body, encoding), sent_at)),
+            },
+            Plan::Decode(encoding),
+        ),
+        // Unreadable codings reach the translator as they are, which refuses them.
+        _ => (
+            Stream::Hunting {
+                body: Box::pin(HuntingBody::new(body, sent_at)),
+            },
+            Plan::Rewrite,
+        ),
+    };
+    ResponseStream { inner, plan }
+}
+
+/// A body made here, whole.
+pub(crate) fn whole<B>(data: Bytes) -> ResponseStream<B> {
+    ResponseStream {
+        inner: Stream::Whole { data: Some(data) },
+        plan: Plan::Passthrough,
+    }
+}
+
 #[cfg(test)]
 /// [`wrap`], planned from the headers (tests, other sources).
 pub(crate) fn wrap_body<B>(
@@ -378,9 +421,11 @@ impl<B> ResponseStream<B> {
     /// The most bytes held back between frames so far (0 when not rewriting).
     pub fn held_high_water(&self) -> usize {
         match &self.inner {
-            Stream::Passthrough { .. } => 0,
+            Stream::Passthrough { .. } | Stream::Whole { .. } => 0,
             Stream::Rewrite { body } => body.held_high_water(),
             Stream::Decode { body } => body.held_high_water(),
+            Stream::Hunting { body } => body.held_high_water(),
+            Stream::DecodeHunting { body } => body.held_high_water(),
         }
     }
 }
@@ -401,6 +446,9 @@ where
             StreamProj::Passthrough { body } => body.poll_frame(cx).map_err(Into::into),
             StreamProj::Rewrite { body } => body.as_mut().poll_frame(cx).map_err(Into::into),
             StreamProj::Decode { body } => body.as_mut().poll_frame(cx),
+            StreamProj::Hunting { body } => body.as_mut().poll_frame(cx),
+            StreamProj::DecodeHunting { body } => body.as_mut().poll_frame(cx),
+            StreamProj::Whole { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
@@ -409,6 +457,9 @@ where
             Stream::Passthrough { body } => body.is_end_stream(),
             Stream::Rewrite { body } => body.is_end_stream(),
             Stream::Decode { body } => body.is_end_stream(),
+            Stream::Hunting { body } => body.is_end_stream(),
+            Stream::DecodeHunting { body } => body.is_end_stream(),
+            Stream::Whole { data } => data.is_none(),
         }
     }
 
@@ -417,6 +468,11 @@ where
             Stream::Passthrough { body } => body.size_hint(),
             Stream::Rewrite { body } => body.size_hint(),
             Stream::Decode { body } => body.size_hint(),
+            Stream::Hunting { body } => body.size_hint(),
+            Stream::DecodeHunting { body } => body.size_hint(),
+            Stream::Whole { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }

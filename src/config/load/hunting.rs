@@ -2,10 +2,6 @@
 //! `legacy`) and `quota_retry_after`.
 
 use super::Validator;
-
-/// Whether `via = "graph" | "auto"` can be served. Until the translation is wired into the hot
-/// path, a config asking for it is refused rather than silently forwarded to the legacy APIs.
-const TRANSLATION_AVAILABLE: bool = false;
 use crate::config::raw::RawHunting;
 use crate::config::{ApiConfig, HuntingConfig, HuntingVia};
 
@@ -27,13 +23,6 @@ impl Validator<'_> {
                 HuntingVia::Legacy
             }
         };
-        if via != HuntingVia::Legacy && !TRANSLATION_AVAILABLE {
-            self.problem(
-                "advanced_hunting.via",
-                "only \"legacy\" is available in this version: the Graph translation of the \
-                 hunting routes is being built (issue 13); legacy hunting is forwarded as before",
-            );
-        }
         let graph_api = raw.graph_api.unwrap_or(defaults.graph_api);
         if via != HuntingVia::Legacy && !apis.iter().any(|a| a.name == graph_api) {
             let names: Vec<&str> = apis.iter().map(|a| a.name.as_str()).collect();
@@ -93,16 +82,12 @@ mod tests {
     }
 
     #[test]
-    fn graph_and_auto_are_refused_until_the_translation_is_wired() {
-        for via in ["graph", "auto"] {
-            let problems = problems(&with(&format!(
-                "[advanced_hunting]\nvia = \"{via}\"\n{GRAPH}"
+    fn graph_and_auto_are_taken_with_a_graph_api() {
+        for (text, via) in [("graph", HuntingVia::Graph), ("auto", HuntingVia::Auto)] {
+            let config = ok(&with(&format!(
+                "[advanced_hunting]\nvia = \"{text}\"\n{GRAPH}"
             )));
-            let p = problems
-                .iter()
-                .find(|p| p.key == "advanced_hunting.via")
-                .expect("via refused");
-            assert!(p.message.contains("only \"legacy\""), "{}", p.message);
+            assert_eq!(config.hunting.via, via);
         }
     }
 
@@ -118,8 +103,10 @@ mod tests {
             "[advanced_hunting]\nvia = \"legacy\"\ngraph_api = \"nope\"",
         ));
         let renamed = GRAPH.replace("\"graph\"", "\"msgraph\"");
-        let found = keys("via = \"graph\"\ngraph_api = \"msgraph\"", &renamed);
-        assert!(!found.iter().any(|(k, _)| k == "advanced_hunting.graph_api"));
+        let config = ok(&with(&format!(
+            "[advanced_hunting]\nvia = \"graph\"\ngraph_api = \"msgraph\"\n{renamed}"
+        )));
+        assert_eq!(config.hunting.graph_api, "msgraph");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::hunting::body::HuntingBody;
 use http_body::Body;
-use std::time::Instant;
+use tokio::time::Instant;
 
 const GRAPH: &str = r#"{
   "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.security.huntingQueryResults",

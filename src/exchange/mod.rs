@@ -1,6 +1,11 @@
-//! The upstream exchange of one request (steps 4-7 of the hot path): the tenant's rate limit,
+//! The upstream exchange of one request (step 6 of the hot path): the tenant's rate limit,
 //! the client's body, the tenant's token, the request sent (and replayed once after a 401), and
 //! the API's links pointed back at the proxy.
+//!
+//! A legacy advanced-hunting request answered through Graph has its own exchange, `graph.rs`,
+//! made of the same steps.
+
+mod graph;
 
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
@@ -12,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::error::ProxyError;
 use crate::headers;
+use crate::hunting::Hunting;
 use crate::idle::ClientBody;
 use crate::rewrite::{self, ResponseStream};
 use crate::snapshot::Snapshot;
@@ -29,6 +35,9 @@ pub(crate) async fn forward(
     snapshot: &Snapshot,
     request_id: &HeaderValue,
 ) -> Result<Response<ResponseStream>, ProxyError> {
+    if let Hunting::Graph(graph) = target.hunting {
+        return graph::forward(parts, body, target, graph, snapshot, request_id).await;
+    }
     let policy = &snapshot.inbound;
     let tenant = &target.tenant;
 
