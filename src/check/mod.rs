@@ -4,26 +4,35 @@
 //! Per tenant: was a token issued (or which AADSTS error, what it means, and the admin-consent
 //! link when consent is what's missing); does its `tid` name the tenant (the broker refuses a
 //! token that doesn't, and that is reported); which application permissions (`roles`) it carries,
-//! compared with what the configured API needs.
+//! compared with what the configured API needs; and, when the config has the Graph `[[api]]`
+//! that `[advanced_hunting] graph_api` names, whether Graph hunting is ready (see `hunting.rs`:
+//! a second token, for Graph, requested at the same time as the first).
 //!
 //! Verdicts: `ok`; `WARN` when some needed permission is missing (some endpoints will answer 403,
 //! others work: the operator decides, so the exit code stays 0); `FAIL` when no usable token
 //! came back, or a token with no roles at all (Entra issues one when no application permission
-//! was granted, and every API call would be a 403).
+//! was granted, and every API call would be a 403). With `via = "graph"`, a tenant whose Graph
+//! hunting is not ready is at least `WARN`.
 //!
 //! Token requests go through [`TokenBroker::fetch_once`]: no cache, no retries, the same checks
 //! as the proxy's own tokens. Tenants are checked concurrently, a few at a time, so an MSSP with
 //! hundreds of tenants neither waits for each in turn nor floods Entra ID. Nothing secret is
 //! reported: no token, only its claims `tid` and `roles`.
 
-use std::error::Error as _;
-
 use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::{Config, TenantConfig};
-use crate::token::{aadsts_meaning, ErrorClass, TokenBroker, TokenError, TokenInitError};
+use crate::token::{AccessToken, TokenBroker, TokenError, TokenInitError};
+
+mod failure;
+mod hunting;
+mod roles;
+
+use failure::Failure;
+
+pub use hunting::HuntingCheck;
 
 /// Token requests in flight at once.
 const CONCURRENCY: usize = 8;
@@ -31,8 +40,8 @@ const CONCURRENCY: usize = 8;
 /// The message for a token without any `roles` claim.
 pub const NO_ROLES: &str = "the token has no roles: grant application permissions and re-consent";
 
-/// How a tenant fared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a tenant fared; ordered by severity (`Ok < Warn < Fail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// A token with the tenant's `tid` and every role the API needs.
@@ -83,42 +92,9 @@ pub struct TenantCheck {
     pub consent_url: Option<String>,
     /// One line on what is wrong (empty for `ok`).
     pub problem: String,
-}
-
-/// The permissions an API needs: each entry is satisfied by any one of its roles.
-type RoleNeeds = &'static [&'static [&'static str]];
-
-/// Defender XDR (`api.security.microsoft.com` and its gov twins): incidents and advanced hunting.
-const XDR_ROLES: RoleNeeds = &[
-    &["Incident.Read.All", "Incident.ReadWrite.All"],
-    &["AdvancedHunting.Read.All"],
-];
-/// Defender for Endpoint (`api.securitycenter.microsoft.com`): machines, alerts, advanced queries.
-const MDE_ROLES: RoleNeeds = &[
-    &["Machine.Read.All", "Machine.ReadWrite.All"],
-    &["Alert.Read.All", "Alert.ReadWrite.All"],
-    &["AdvancedQuery.Read.All"],
-];
-/// Microsoft Graph security: incidents and hunting.
-const GRAPH_ROLES: RoleNeeds = &[
-    &[
-        "SecurityIncident.Read.All",
-        "SecurityIncident.ReadWrite.All",
-    ],
-    &["ThreatHunting.Read.All"],
-];
-
-/// What the API behind `scope` needs, told by the resource's host (gov clouds included).
-fn role_needs(scope: &str) -> RoleNeeds {
-    let resource = scope.trim_start_matches("https://").to_ascii_lowercase();
-    let host = resource.split('/').next().unwrap_or_default();
-    if host.contains(".securitycenter.") {
-        MDE_ROLES
-    } else if host.contains("graph.microsoft") {
-        GRAPH_ROLES
-    } else {
-        XDR_ROLES
-    }
+    /// Graph hunting readiness, when the config has the Graph `[[api]]` hunting goes through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hunting: Option<HuntingCheck>,
 }
 
 /// Checks every tenant of `config` with a fresh token broker. Fails only when the broker cannot
@@ -137,7 +113,37 @@ pub async fn run_with(broker: &TokenBroker, config: &Config) -> Vec<TenantCheck>
         .await
 }
 
+/// One tenant: its token for the configured API and, when hunting's Graph `[[api]]` is
+/// configured, its Graph token, both requested at once (one request when the scopes are the same).
 async fn check_tenant(broker: &TokenBroker, config: &Config, tenant: &TenantConfig) -> TenantCheck {
+    let scope = config.cloud.scope.as_str();
+    let graph_scope = hunting::graph_scope(config);
+    let graph_token = async {
+        match graph_scope.filter(|graph| *graph != scope) {
+            Some(graph) => Some(broker.fetch_once(&tenant.id, graph).await),
+            None => None,
+        }
+    };
+    let (token, graph_token) = tokio::join!(broker.fetch_once(&tenant.id, scope), graph_token);
+    let consent_url = config.cloud.consent_url(&tenant.id, &config.app.client_id);
+    let hunting = graph_scope.map(|_| {
+        // The same scope: the main token is the Graph token.
+        let graph = graph_token.as_ref().unwrap_or(&token);
+        hunting::judge(config.hunting.via, graph, &tenant.id, &consent_url)
+    });
+    let mut check = judge_token(tenant, scope, token, consent_url);
+    check.verdict = hunting::with_hunting(check.verdict, hunting.as_ref());
+    check.hunting = hunting;
+    check
+}
+
+/// The verdict on the tenant's token for `scope` (or on why there is none).
+fn judge_token(
+    tenant: &TenantConfig,
+    scope: &str,
+    token: Result<AccessToken, TokenError>,
+    consent_url: String,
+) -> TenantCheck {
     let mut check = TenantCheck {
         name: tenant.name.clone(),
         tenant_id: tenant.id.clone(),
@@ -151,9 +157,9 @@ async fn check_tenant(broker: &TokenBroker, config: &Config, tenant: &TenantConf
         meaning: None,
         consent_url: None,
         problem: String::new(),
+        hunting: None,
     };
-    let consent_url = config.cloud.consent_url(&tenant.id, &config.app.client_id);
-    let token = match broker.fetch_once(&tenant.id, &config.cloud.scope).await {
+    let token = match token {
         Ok(token) => token,
         Err(error) => {
             describe_failure(&mut check, &error);
@@ -168,11 +174,7 @@ async fn check_tenant(broker: &TokenBroker, config: &Config, tenant: &TenantConf
             .saturating_duration_since(Instant::now())
             .as_secs(),
     );
-    check.missing_roles = role_needs(&config.cloud.scope)
-        .iter()
-        .filter(|any_of| !any_of.iter().any(|r| check.roles.iter().any(|g| g == r)))
-        .map(|any_of| any_of.join(" or "))
-        .collect();
+    check.missing_roles = roles::missing_roles(scope, &check.roles);
     if check.roles.is_empty() {
         check.problem = NO_ROLES.to_owned();
         check.consent_url = Some(consent_url);
@@ -189,53 +191,15 @@ async fn check_tenant(broker: &TokenBroker, config: &Config, tenant: &TenantConf
     check
 }
 
-/// Fill in why no token came back: the AADSTS code and its meaning, the consent link for
-/// consent errors, a `tid` mismatch, or the error's own (secret-free) description and causes.
+/// Fill in why no token came back (see [`Failure::of`]).
 fn describe_failure(check: &mut TenantCheck, error: &TokenError) {
-    match error {
-        TokenError::TenantMismatch { got, .. } => {
-            check.tid_ok = Some(false);
-            check.tid = Some(got.clone());
-            check.problem = if got.is_empty() {
-                "tid mismatch: the token has no tid claim; not used".to_owned()
-            } else {
-                format!("tid mismatch: the token names tenant {got}; not used")
-            };
-        }
-        TokenError::Entra {
-            error: oauth_error,
-            codes,
-            status,
-            ..
-        } => {
-            check.aadsts = codes.first().copied();
-            check.meaning = check.aadsts.and_then(aadsts_meaning).map(str::to_owned);
-            check.problem = match (check.aadsts, &check.meaning) {
-                (Some(code), Some(meaning)) => format!("AADSTS{code}: {meaning}"),
-                (Some(code), None) => format!("AADSTS{code}: {oauth_error}"),
-                (None, _) => format!("HTTP {status} from the token endpoint: {oauth_error}"),
-            };
-            if error.class() == ErrorClass::Transient {
-                check.problem.push_str(" (temporary: try again)");
-            }
-            check.consent_url = error.consent_url().map(str::to_owned);
-        }
-        _ => {
-            // The causes (connection refused, DNS, TLS) are what an operator needs here; they
-            // come from the HTTP stack and hold nothing secret.
-            let text = error.to_string();
-            // The line already names the tenant.
-            let prefix = format!("token request for tenant {} failed: ", check.tenant_id);
-            let mut problem = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
-            let mut source = error.source();
-            while let Some(cause) = source {
-                problem.push_str(": ");
-                problem.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            check.problem = problem;
-        }
-    }
+    let failure = Failure::of(error, &check.tenant_id);
+    check.tid_ok = failure.tid_ok;
+    check.tid = failure.tid;
+    check.aadsts = failure.aadsts;
+    check.meaning = failure.meaning;
+    check.problem = failure.problem;
+    check.consent_url = failure.consent_url;
 }
 
 /// Whether every tenant passed (`ok` or `WARN`): `check`'s exit code 0.
@@ -248,7 +212,10 @@ pub fn all_passed(checks: &[TenantCheck]) -> bool {
 /// ```text
 /// contoso   ok    tid ok  roles: Incident.Read.All, AdvancedHunting.Read.All
 /// fabrikam  FAIL  AADSTS700016: the app is not consented in this tenant, ...; consent: https://...
+///   hunting via auto: not ready: no Graph token: AADSTS700016: ...; consent: https://...
 /// ```
+///
+/// A tenant with a hunting check (see [`hunting`]) has its line under the tenant's, indented.
 pub fn render_text(checks: &[TenantCheck]) -> String {
     let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = String::new();
@@ -275,6 +242,10 @@ pub fn render_text(checks: &[TenantCheck]) -> String {
         }
         out.push_str(line.trim_end());
         out.push('\n');
+        if let Some(hunting) = &c.hunting {
+            out.push_str(&hunting::render_line(hunting));
+            out.push('\n');
+        }
     }
     out
 }
@@ -299,6 +270,8 @@ pub fn render_json(checks: &[TenantCheck]) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::config::HuntingVia;
+    use crate::token::ErrorClass;
 
     fn base(name: &str) -> TenantCheck {
         TenantCheck {
@@ -317,27 +290,8 @@ mod tests {
             meaning: None,
             consent_url: None,
             problem: String::new(),
+            hunting: None,
         }
-    }
-
-    #[test]
-    fn role_needs_follow_the_api_of_the_scope() {
-        assert_eq!(
-            role_needs("https://api.security.microsoft.com/.default"),
-            XDR_ROLES
-        );
-        assert_eq!(
-            role_needs("https://api-gov.security.microsoft.us/.default"),
-            XDR_ROLES
-        );
-        assert_eq!(
-            role_needs("https://api-gcc.securitycenter.microsoft.us/.default"),
-            MDE_ROLES
-        );
-        assert_eq!(
-            role_needs("https://graph.microsoft.com/.default"),
-            GRAPH_ROLES
-        );
     }
 
     #[test]
@@ -368,6 +322,59 @@ mod tests {
                 "fabrikam-long  FAIL  AADSTS700016: the app is not consented; consent: https://login/x/adminconsent?client_id=1",
                 "acme           WARN  tid ok  roles: Incident.Read.All; missing: AdvancedHunting.Read.All",
             ]
+        );
+    }
+
+    #[test]
+    fn a_hunting_check_adds_one_indented_line_and_a_json_object() {
+        let ready = HuntingCheck {
+            via: HuntingVia::Graph,
+            ready: true,
+            graph_token: true,
+            role: true,
+            problem: String::new(),
+            consent_url: None,
+        };
+        let unready = HuntingCheck {
+            via: HuntingVia::Auto,
+            ready: false,
+            role: false,
+            problem: "the Graph token lacks ThreatHunting.Read.All: stays on the legacy API \
+                      until consented"
+                .into(),
+            consent_url: Some("https://login/2222/adminconsent?client_id=1".into()),
+            ..ready.clone()
+        };
+        let contoso = TenantCheck {
+            hunting: Some(ready),
+            ..base("contoso")
+        };
+        let acme = TenantCheck {
+            hunting: Some(unready),
+            ..base("acme")
+        };
+        let acme_json = acme.clone();
+        let text = render_text(&[contoso, base("fabrikam"), acme]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "contoso   ok    tid ok  roles: Incident.Read.All, AdvancedHunting.Read.All",
+                "  hunting via graph: ready",
+                "fabrikam  ok    tid ok  roles: Incident.Read.All, AdvancedHunting.Read.All",
+                "acme      ok    tid ok  roles: Incident.Read.All, AdvancedHunting.Read.All",
+                "  hunting via auto: not ready: the Graph token lacks ThreatHunting.Read.All: \
+                 stays on the legacy API until consented; \
+                 consent: https://login/2222/adminconsent?client_id=1",
+            ]
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render_json(&[base("none"), acme_json])).unwrap();
+        assert!(json["tenants"][0].get("hunting").is_none(), "{json:#}");
+        let hunting = &json["tenants"][1]["hunting"];
+        assert_eq!(
+            (&hunting["via"], &hunting["ready"], &hunting["graph_token"]),
+            (&"auto".into(), &false.into(), &true.into())
         );
     }
 
