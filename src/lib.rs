@@ -29,13 +29,15 @@
 //! - [`body`]: the response body and the access/audit line written when it ends;
 //!   [`dev`]: `serve --dev`.
 //! - [`tls`]: outbound TLS config; [`sync`]: the one way to take a lock (`LockExt::locked`).
-//! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged.
+//! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged (and
+//!   its Graph token's readiness for advanced hunting).
 //! - [`rewrite`]: paging links (`@odata.nextLink`, `Location`) pointed back at the proxy,
 //!   streaming, through gzip/deflate/br.
 //! - [`share`]: shared answers: identical concurrent `GET`s share one upstream request
 //!   (coalescing), and the optional short response cache (`[cache]`), behind one lookup.
-//! - [`hunting`]: advanced hunting through Microsoft Graph: the streaming translation of
-//!   Graph's `runHuntingQuery` answer into the legacy hunting shape.
+//! - [`hunting`]: legacy advanced hunting answered through Microsoft Graph: which requests, the
+//!   query made Graph's, Graph's answer translated as it streams, its errors in Defender's shape
+//!   (the exchange itself is `exchange`'s `graph.rs`).
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
 
 // The crate docs are for the people working on it (`cargo doc --document-private-items`): they

@@ -81,7 +81,8 @@ enum Command {
         command: CertsCommand,
     },
     /// For every tenant: get a token, check its `tid` and `roles`; print one line per tenant
-    /// (the AADSTS error and the admin-consent link for tenants that fail). Exit 1 if any fails.
+    /// (the AADSTS error and the admin-consent link for tenants that fail), and with a Graph
+    /// `[[api]]` whether Graph advanced hunting is ready. Exit 1 if any fails.
     Check {
         #[arg(long, env = "DEFENDER_PROXY_CONFIG")]
         config: PathBuf,
