@@ -323,22 +323,8 @@ impl Translator {
                     _ => return Err(self.err("expected a key", i)),
                 },
                 State::InKey => {
-                    if self.key_escape {
-                        check_escape(b).map_err(|w| self.err(w, i))?;
-                        self.key_escape = false;
-                    } else if b == b'\\' {
-                        self.key_escape = true;
-                    } else if b == b'"' {
-                        self.end_key(i)?;
-                        i += 1;
+                    if self.key_byte(b, i)? == Step::Again {
                         continue;
-                    } else if b < 0x20 {
-                        return Err(self.err("control character in a key", i));
-                    }
-                    if self.key.len() <= MAX_KEY {
-                        self.key.push(b);
-                    } else {
-                        self.key_overflow = true;
                     }
                 }
                 State::Colon => {
@@ -347,87 +333,25 @@ impl Translator {
                     }
                     self.state = State::Value;
                 }
-                State::Value => match (self.kind, b) {
-                    (Kind::Schema, b'[') => {
-                        if self.seen_schema {
-                            return Err(self.err("schema twice", i));
-                        }
-                        self.seen_schema = true;
-                        self.member_prefix(out, "\"Schema\":[");
-                        self.state = State::SchemaFirst;
-                    }
-                    (Kind::Results, b'[') => {
-                        if self.seen_results {
-                            return Err(self.err("results twice", i));
-                        }
-                        self.seen_results = true;
-                        self.member_prefix(out, "\"Results\":");
-                        self.scan.open(b'[');
+                State::Value => {
+                    if self.value_start(b, i, out)? {
                         pass_start = Some(i);
-                        self.state = State::Results;
                     }
-                    (Kind::Schema, _) => return Err(self.err("schema is not an array", i)),
-                    (Kind::Results, _) => return Err(self.err("results is not an array", i)),
-                    (Kind::Drop, b'"') => {
-                        self.scan.string();
-                        self.state = State::SkipString;
-                    }
-                    (Kind::Drop, b'{' | b'[') => {
-                        self.scan.open(b);
-                        self.state = State::SkipContainer;
-                    }
-                    (Kind::Drop, b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
-                        self.entry.clear();
-                        self.entry.push(b);
-                        self.state = State::SkipScalar;
-                    }
-                    (Kind::Drop, _) => return Err(self.err("expected a value", i)),
-                },
+                }
                 State::SkipString | State::SkipContainer => {
                     if self.scan.step(b).map_err(|w| self.err(w, i))? {
                         self.state = State::AfterValue;
                     }
                 }
                 State::SkipScalar => {
-                    if is_ws(b) || b == b',' || b == b'}' {
-                        if serde_json::from_slice::<serde_json::Value>(&self.entry).is_err() {
-                            return Err(self.err("invalid value", i));
-                        }
-                        self.entry.clear();
-                        self.state = State::AfterValue;
-                        // The delimiter is the next state's.
+                    if self.scalar_byte(b, i)? == Step::Again {
                         continue;
                     }
-                    if self.entry.len() >= MAX_ENTRY {
-                        return Err(self.err("value too long", i));
-                    }
-                    self.entry.push(b);
                 }
-                State::SchemaFirst | State::SchemaNext => match b {
-                    b'{' => self.begin_entry(),
-                    b']' if self.state == State::SchemaFirst => {
-                        out.push(Bytes::from_static(b"]"));
-                        self.state = State::AfterValue;
-                    }
-                    _ => return Err(self.err("schema entry is not an object", i)),
-                },
-                State::SchemaEntry => {
-                    if self.entry.len() >= MAX_ENTRY {
-                        return Err(self.err("schema entry too long", i));
-                    }
-                    self.entry.push(b);
-                    if self.scan.step(b).map_err(|w| self.err(w, i))? {
-                        self.end_entry(out, i)?;
-                    }
-                }
-                State::SchemaAfter => match b {
-                    b',' => self.state = State::SchemaNext,
-                    b']' => {
-                        out.push(Bytes::from_static(b"]"));
-                        self.state = State::AfterValue;
-                    }
-                    _ => return Err(self.err("expected ',' or ']' in the schema", i)),
-                },
+                State::SchemaFirst
+                | State::SchemaNext
+                | State::SchemaEntry
+                | State::SchemaAfter => self.schema_byte(b, i, out)?,
                 State::AfterValue => match b {
                     b',' => self.state = State::Key,
                     b'}' => self.state = State::Done,
@@ -445,6 +369,126 @@ impl Translator {
         }
         Ok(())
     }
+
+    /// A byte of a top-level key (`i` its offset in the frame).
+    fn key_byte(&mut self, b: u8, i: usize) -> Result<Step, TranslateError> {
+        if self.key_escape {
+            check_escape(b).map_err(|w| self.err(w, i))?;
+            self.key_escape = false;
+        } else if b == b'\\' {
+            self.key_escape = true;
+        } else if b == b'"' {
+            self.end_key(i)?;
+            // Past the quote: `end_key` moved to the colon.
+            return Ok(Step::Next);
+        } else if b < 0x20 {
+            return Err(self.err("control character in a key", i));
+        }
+        if self.key.len() <= MAX_KEY {
+            self.key.push(b);
+        } else {
+            self.key_overflow = true;
+        }
+        Ok(Step::Next)
+    }
+
+    /// The first byte of a top-level value. `true`: the results array starts here (its bytes
+    /// pass through from `i` on).
+    fn value_start(
+        &mut self,
+        b: u8,
+        i: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Result<bool, TranslateError> {
+        match (self.kind, b) {
+            (Kind::Schema, b'[') => {
+                if self.seen_schema {
+                    return Err(self.err("schema twice", i));
+                }
+                self.seen_schema = true;
+                self.member_prefix(out, "\"Schema\":[");
+                self.state = State::SchemaFirst;
+            }
+            (Kind::Results, b'[') => {
+                if self.seen_results {
+                    return Err(self.err("results twice", i));
+                }
+                self.seen_results = true;
+                self.member_prefix(out, "\"Results\":");
+                self.scan.open(b'[');
+                self.state = State::Results;
+                return Ok(true);
+            }
+            (Kind::Schema, _) => return Err(self.err("schema is not an array", i)),
+            (Kind::Results, _) => return Err(self.err("results is not an array", i)),
+            (Kind::Drop, b'"') => {
+                self.scan.string();
+                self.state = State::SkipString;
+            }
+            (Kind::Drop, b'{' | b'[') => {
+                self.scan.open(b);
+                self.state = State::SkipContainer;
+            }
+            (Kind::Drop, b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+                self.entry.clear();
+                self.entry.push(b);
+                self.state = State::SkipScalar;
+            }
+            (Kind::Drop, _) => return Err(self.err("expected a value", i)),
+        }
+        Ok(false)
+    }
+
+    /// A byte of a dropped number or literal, held to be checked when it ends; the byte that
+    /// ends it is the next state's (`Step::Again`).
+    fn scalar_byte(&mut self, b: u8, i: usize) -> Result<Step, TranslateError> {
+        if is_ws(b) || b == b',' || b == b'}' {
+            if serde_json::from_slice::<serde_json::Value>(&self.entry).is_err() {
+                return Err(self.err("invalid value", i));
+            }
+            self.entry.clear();
+            self.state = State::AfterValue;
+            return Ok(Step::Again);
+        }
+        if self.entry.len() >= MAX_ENTRY {
+            return Err(self.err("value too long", i));
+        }
+        self.entry.push(b);
+        Ok(Step::Next)
+    }
+
+    /// A byte of the schema array: between entries, or inside one (held, then renamed).
+    fn schema_byte(&mut self, b: u8, i: usize, out: &mut Vec<Bytes>) -> Result<(), TranslateError> {
+        match (self.state, b) {
+            (State::SchemaEntry, _) => {
+                if self.entry.len() >= MAX_ENTRY {
+                    return Err(self.err("schema entry too long", i));
+                }
+                self.entry.push(b);
+                if self.scan.step(b).map_err(|w| self.err(w, i))? {
+                    self.end_entry(out, i)?;
+                }
+            }
+            (State::SchemaFirst | State::SchemaNext, b'{') => self.begin_entry(),
+            (State::SchemaFirst, b']') | (State::SchemaAfter, b']') => {
+                out.push(Bytes::from_static(b"]"));
+                self.state = State::AfterValue;
+            }
+            (State::SchemaAfter, b',') => self.state = State::SchemaNext,
+            (State::SchemaAfter, _) => {
+                return Err(self.err("expected ',' or ']' in the schema", i));
+            }
+            _ => return Err(self.err("schema entry is not an object", i)),
+        }
+        Ok(())
+    }
+}
+
+/// After a byte: go on to the next, or give the same byte to the new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Next,
+    Again,
 }
 
 #[cfg(test)]
