@@ -41,6 +41,7 @@ pub fn dev_config(
             prefix: format!("/{name}"),
             url: sim_url.clone(),
             scope: known.public_scope().to_owned(),
+            clouds: Default::default(),
         };
         let route = RouteLimit {
             path_prefix: api.prefix.clone(),
@@ -62,6 +63,8 @@ pub fn dev_config(
             client_id: sim.client_id.clone(),
             credential: Credential::Secret(SecretString::from(sim.client_secret.clone())),
         },
+        apps: Default::default(),
+        clouds: Default::default(),
         cloud: CloudConfig {
             cloud: CloudPreset::Public,
             authority: sim_base.to_owned(),
@@ -88,6 +91,8 @@ pub fn dev_config(
                 name: t.name.clone(),
                 id: t.id.clone(),
                 rate_limit: LimitPolicy::default(),
+                app: None,
+                cloud: None,
             })
             .collect(),
         clients: vec![],

@@ -30,9 +30,30 @@ pub struct ApiConfig {
     /// known API (`eu.api.security.microsoft.com`) gets the scope of the API itself: the regions
     /// serve one resource, so one audience.
     pub scope: String,
+    /// `[api.clouds.NAME]`: where this API is in cloud profile `NAME` and its scope there. After
+    /// validation every profile a tenant uses has an entry: written, or, for an API known by its
+    /// public host, the preset's host (see [`KnownApi`]).
+    pub clouds: std::collections::BTreeMap<String, ApiEndpoint>,
+}
+
+/// One API in one cloud: its base URL (scheme and authority) and the scope of its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiEndpoint {
+    pub url: http::Uri,
+    pub scope: String,
 }
 
 impl ApiConfig {
+    /// This API in cloud profile `cloud` (`None` or `default`: `[cloud]`'s, i.e. `url` and
+    /// `scope`); `None` when the profile has no entry (never for a profile a validated config's
+    /// tenant uses).
+    pub fn endpoint(&self, cloud: Option<&str>) -> Option<(&http::Uri, &str)> {
+        match cloud {
+            None | Some(super::DEFAULT_PROFILE) => Some((&self.url, &self.scope)),
+            Some(name) => self.clouds.get(name).map(|e| (&e.url, e.scope.as_str())),
+        }
+    }
+
     /// The rest of `path` when it lies under this API's prefix (whole segments, ASCII
     /// case-insensitive): `/api/machines` for `/MDE/api/machines`, `""` for `/mde` itself.
     pub fn strip_prefix<'a>(&self, path: &'a str) -> Option<&'a str> {
@@ -249,6 +270,7 @@ mod tests {
             prefix: "/mde".into(),
             url: http::Uri::from_static("https://api.securitycenter.microsoft.com"),
             scope: defaults::MDE_SCOPE.into(),
+            clouds: Default::default(),
         };
         assert_eq!(api.strip_prefix("/mde/api/machines"), Some("/api/machines"));
         assert_eq!(api.strip_prefix("/MDE/api"), Some("/api"));

@@ -19,12 +19,13 @@ mod load;
 mod ratelimit;
 mod raw;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use http::header::HeaderName;
 
-pub use api::{strip_api_prefix, ApiConfig, KnownApi};
+pub use api::{strip_api_prefix, ApiConfig, ApiEndpoint, KnownApi};
 pub use app::{AppConfig, CertificateCredential, Credential, FederatedCredential, KeyFormat};
 pub use cloud::{CloudConfig, CloudPreset, TokenEndpointVersion};
 pub use hunting::{HuntingConfig, HuntingVia};
@@ -36,13 +37,25 @@ pub use ratelimit::{
     RouteLimit, Windows,
 };
 
+/// The name `[app]` and `[cloud]` go by in labels, logs and `check`; no `[apps.NAME]` or
+/// `[clouds.NAME]` may take it.
+pub const DEFAULT_PROFILE: &str = "default";
+
 /// Everything the proxy needs to run, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: ListenConfig,
     pub admin: AdminConfig,
+    /// `[app]`: the app of every tenant that names none.
     pub app: AppConfig,
+    /// `[apps.NAME]`: more apps (a customer's own, a second partner app), which a `[[tenant]]`
+    /// names with `app = "NAME"`. Client ids are unique across `[app]` and these.
+    pub apps: BTreeMap<String, AppConfig>,
+    /// `[cloud]`: the cloud of every tenant that names none.
     pub cloud: CloudConfig,
+    /// `[clouds.NAME]`: more cloud profiles (US government clouds), which a `[[tenant]]` names
+    /// with `cloud = "NAME"`.
+    pub clouds: BTreeMap<String, CloudConfig>,
     /// `[[api]]`: APIs besides `[cloud]`'s, each picked by its path prefix, in file order. Each
     /// one's limits are a route class in `rate_limit.routes` (see [`RateLimitConfig::routes`]).
     pub apis: Vec<ApiConfig>,
@@ -67,6 +80,29 @@ pub struct Config {
     /// Non-fatal findings (e.g. a secret file readable by others), logged at start and printed
     /// by `validate`.
     pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The app `tenant` gets its tokens as: its name (`default` for `[app]`) and settings.
+    /// Validation saw to it that the name is known; an unknown one (never in a validated
+    /// config) falls back to `[app]`.
+    pub fn app_of<'a>(&'a self, tenant: &'a TenantConfig) -> (&'a str, &'a AppConfig) {
+        tenant
+            .app
+            .as_deref()
+            .and_then(|name| self.apps.get_key_value(name))
+            .map_or((DEFAULT_PROFILE, &self.app), |(n, a)| (n.as_str(), a))
+    }
+
+    /// The cloud `tenant` lives in: its profile's name (`default` for `[cloud]`) and settings
+    /// (as [`Config::app_of`]).
+    pub fn cloud_of<'a>(&'a self, tenant: &'a TenantConfig) -> (&'a str, &'a CloudConfig) {
+        tenant
+            .cloud
+            .as_deref()
+            .and_then(|name| self.clouds.get_key_value(name))
+            .map_or((DEFAULT_PROFILE, &self.cloud), |(n, c)| (n.as_str(), c))
+    }
 }
 
 /// `[cache]`: see [`crate::share`].
@@ -123,4 +159,8 @@ pub struct TenantConfig {
     /// This tenant's policy for the default route class: `[rate_limit]` with the tenant's own
     /// `rate_limit = { ... }` keys laid over it (already merged).
     pub rate_limit: LimitPolicy,
+    /// `app = "NAME"`: one of `[apps]`; `None`: `[app]`.
+    pub app: Option<String>,
+    /// `cloud = "NAME"`: one of `[clouds]`; `None`: `[cloud]`.
+    pub cloud: Option<String>,
 }

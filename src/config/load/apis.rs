@@ -113,6 +113,7 @@ impl Validator<'_> {
                     prefix,
                     url,
                     scope,
+                    clouds: Default::default(),
                 });
             }
         }

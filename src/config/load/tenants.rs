@@ -150,6 +150,8 @@ impl Validator<'_> {
                     name,
                     id,
                     rate_limit,
+                    app: None,
+                    cloud: None,
                 });
             }
         }

@@ -21,6 +21,8 @@ fn proxy(extra: usize, per_tenant_histograms: bool) -> Arc<Proxy> {
     let loopback = "127.0.0.1:0".parse().unwrap();
     let mut config = dev_config(&SimConfig::demo(), "http://127.0.0.1:9", loopback, loopback);
     config.tenants.extend((0..extra).map(|n| TenantConfig {
+        app: None,
+        cloud: None,
         name: format!("tenant-{n:05}"),
         id: format!("11111111-bbbb-4bbb-8bbb-{n:012}"),
         rate_limit: LimitPolicy::default(),

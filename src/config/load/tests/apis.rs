@@ -54,12 +54,14 @@ scope = "https://graph.microsoft.com/.default"
                 prefix: "/mde".into(),
                 url: Uri::from_static("https://api.securitycenter.microsoft.com"),
                 scope: defaults::MDE_SCOPE.into(),
+                clouds: Default::default(),
             },
             ApiConfig {
                 name: "graph".into(),
                 prefix: "/graph".into(),
                 url: Uri::from_static("https://graph.microsoft.com"),
                 scope: defaults::GRAPH_SCOPE.into(),
+                clouds: Default::default(),
             },
         ]
     );
