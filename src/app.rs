@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::reload::{ReloadError, Reloader};
 use crate::snapshot::{self, BuildError, Shared, Snapshot};
-use crate::token::TokenBroker;
+use crate::token::TokenBrokers;
 
 /// How often `[reload] watch` looks at the watched files.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -96,8 +96,7 @@ impl App {
     /// Everything a validated config makes, its warnings logged first. `file`: see [`run`].
     pub fn build(config: &Config, file: Option<PathBuf>) -> Result<App, StartError> {
         snapshot::log_config_warnings(config);
-        let broker = TokenBroker::new(&config.app, &config.cloud, &config.upstream)
-            .map_err(BuildError::from)?;
+        let broker = TokenBrokers::new(config).map_err(BuildError::from)?;
         let metrics = Arc::new(Metrics::default());
         let tls = match &config.listen.tls {
             Some(tls) => Some(Arc::new(TlsAcceptor::new(

@@ -25,7 +25,7 @@ use crate::share::{self, Downstream, Lookup, Outcome};
 use crate::snapshot::Snapshot;
 use crate::target::Target;
 use crate::tenant::Tenant;
-use crate::token::TokenBroker;
+use crate::token::TokenBrokers;
 
 /// Status logged for a request whose client went away before the response started (as nginx).
 const CLIENT_CLOSED: u16 = 499;
@@ -35,8 +35,8 @@ const CLIENT_CLOSED: u16 = 499;
 pub struct Proxy {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
-    /// Token slots by (tenant, scope); kept across reloads.
-    pub broker: TokenBroker,
+    /// Token brokers by (app, cloud), their slots by (tenant, scope); kept across reloads.
+    pub(crate) broker: TokenBrokers,
     /// The config the snapshot was built from (reload compares against it).
     pub config: ArcSwap<Config>,
 }

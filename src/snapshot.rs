@@ -7,10 +7,11 @@
 //! their settings alone; token slots and tenant limiters come from registries keyed by tenant,
 //! so rebuilt tenants keep theirs either way.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::api::{ApiBase, ApiTarget};
-use crate::config::{Config, LimitBackend, MetricsConfig};
+use crate::config::{Config, LimitBackend, MetricsConfig, DEFAULT_PROFILE};
 use crate::hunting::HuntingRoutes;
 use crate::inbound::{self, AuditLog, ServerTlsError};
 use crate::metrics::Metrics;
@@ -18,9 +19,9 @@ use crate::ratelimit::{RateLimitInitError, RateLimiter};
 use crate::rewrite::LinkBase;
 use crate::routing::RouteTable;
 use crate::share::Sharing;
-use crate::tenant::Tenant;
+use crate::tenant::{Profile, Tenant};
 use crate::tls::TlsError;
-use crate::token::{TokenBroker, TokenInitError};
+use crate::token::{TokenBrokers, TokenInitError};
 use crate::upstream::Upstream;
 
 /// The name of `[cloud]`'s API (labels, logs); no `[[api]]` may take it.
@@ -68,13 +69,16 @@ pub enum BuildError {
     Audit(#[source] std::io::Error),
     #[error("cloud.api has no scheme or host")]
     ApiUrl,
+    /// Never with a validated config: the brokers are made for every tenant's app and cloud.
+    #[error("no token broker for app `{0}` in cloud `{1}`")]
+    NoBroker(String, String),
 }
 
 /// What outlives every snapshot: made once at start, shared by all the snapshots built after.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shared<'a> {
-    /// Token slots by (tenant, scope).
-    pub(crate) broker: &'a TokenBroker,
+    /// Token brokers by (app, cloud), their slots by (tenant, scope).
+    pub(crate) broker: &'a TokenBrokers,
     /// The counters, by tenant and API.
     pub(crate) metrics: &'a Metrics,
 }
@@ -126,12 +130,10 @@ impl Snapshot {
         };
         let apis = api_targets(config, shared.metrics).ok_or(BuildError::ApiUrl)?;
         if previous.is_some() {
-            shared
-                .broker
-                .reconfigure(&config.app, &config.cloud, &config.upstream)?;
+            shared.broker.reconfigure(config)?;
         }
         Ok(Snapshot {
-            routes: route_table(config, &apis, shared.broker, &limiter, shared.metrics),
+            routes: route_table(config, &apis, shared.broker, &limiter, shared.metrics)?,
             inbound: inbound::Policy::from_config(config),
             upstream,
             apis,
@@ -164,29 +166,52 @@ fn same_limiter(old: &Config, new: &Config) -> bool {
     backend_same && old.rate_limit.routes == new.rate_limit.routes
 }
 
-/// The tenants' route table. Token slots, limiters and counters come from registries keyed by
-/// tenant, so a rebuilt table (reload) keeps the state of tenants that did not change.
+/// The tenants' route table: each tenant with its app's and cloud's token broker and its
+/// cloud's hosts of every API. Token slots, limiters and counters come from registries keyed by
+/// tenant, so a rebuilt table (reload) keeps the state of tenants that did not change. `apis` is
+/// `[cloud]`'s list ([`api_targets`]); the other clouds' lists are made here.
 pub(crate) fn route_table(
     config: &Config,
     apis: &[Arc<ApiTarget>],
-    broker: &TokenBroker,
+    brokers: &TokenBrokers,
     limiter: &RateLimiter,
     metrics: &Metrics,
-) -> RouteTable {
-    let tenants = config
-        .tenants
-        .iter()
-        .map(|t| Arc::new(Tenant::new(t, apis, broker, limiter, metrics)))
-        .collect();
-    RouteTable::new(
+) -> Result<RouteTable, BuildError> {
+    let mut by_cloud: BTreeMap<&str, Vec<Arc<ApiTarget>>> = BTreeMap::new();
+    by_cloud.insert(DEFAULT_PROFILE, apis.to_vec());
+    let mut tenants = Vec::with_capacity(config.tenants.len());
+    for tenant in &config.tenants {
+        let (app, _) = config.app_of(tenant);
+        let (cloud, _) = config.cloud_of(tenant);
+        if !by_cloud.contains_key(cloud) {
+            let targets = cloud_targets(config, cloud, metrics).ok_or(BuildError::ApiUrl)?;
+            by_cloud.insert(cloud, targets);
+        }
+        let broker = brokers
+            .of(app, cloud)
+            .ok_or_else(|| BuildError::NoBroker(app.to_owned(), cloud.to_owned()))?;
+        let apis = &by_cloud[cloud];
+        let profile = Profile { app, cloud };
+        tenants.push(Arc::new(Tenant::new(
+            tenant, profile, apis, &broker, limiter, metrics,
+        )));
+    }
+    Ok(RouteTable::new(
         tenants,
         config.routing.tenant_header.clone(),
         config.routing.default_tenant.as_deref(),
-    )
+    ))
 }
 
-/// The APIs a config names: `[cloud]`'s first, then each `[[api]]`.
+/// The APIs a config names, where `[cloud]` has them: `[cloud]`'s first, then each `[[api]]`.
 pub(crate) fn api_targets(config: &Config, metrics: &Metrics) -> Option<Vec<Arc<ApiTarget>>> {
+    cloud_targets(config, DEFAULT_PROFILE, metrics)
+}
+
+/// The same APIs, in the same order (a tenant's API index means the same API in every cloud),
+/// where cloud profile `cloud` has them (`default`: `[cloud]`). `None` when one has no URL there,
+/// which validation rules out for every profile a tenant uses.
+fn cloud_targets(config: &Config, cloud: &str, metrics: &Metrics) -> Option<Vec<Arc<ApiTarget>>> {
     let target = |name: &str, prefix: Option<&str>, uri: &http::Uri, scope: &str| {
         let base = ApiBase::from_uri(uri)?;
         let links = LinkBase::new(&format!("{}://{}", base.scheme, base.authority));
@@ -199,19 +224,13 @@ pub(crate) fn api_targets(config: &Config, metrics: &Metrics) -> Option<Vec<Arc<
             scope: Box::from(scope),
         }))
     };
-    std::iter::once(target(
-        DEFAULT_API,
-        None,
-        &config.cloud.api,
-        &config.cloud.scope,
-    ))
-    .chain(
-        config
-            .apis
-            .iter()
-            .map(|a| target(&a.name, Some(&a.prefix), &a.url, &a.scope)),
-    )
-    .collect()
+    let default = config.clouds.get(cloud).unwrap_or(&config.cloud);
+    std::iter::once(target(DEFAULT_API, None, &default.api, &default.scope))
+        .chain(config.apis.iter().map(|a| {
+            let (url, scope) = a.endpoint(Some(cloud))?;
+            target(&a.name, Some(&a.prefix), url, scope)
+        }))
+        .collect()
 }
 
 /// The start-time warnings of a config: an unauthenticated listener off loopback, and the

@@ -18,6 +18,10 @@ pub struct Tenant {
     pub name: Arc<str>,
     /// Lower-case tenant id (the token's `tid`).
     pub id: Arc<str>,
+    /// The app its tokens are issued to and the cloud it lives in, by config name (`default`
+    /// for `[app]` and `[cloud]`): for logs, metrics and `check`.
+    pub app: Arc<str>,
+    pub cloud: Arc<str>,
     /// Token cache and request counters, one per API (index 0: `[cloud]`'s, then each
     /// `[[api]]` in order, as the snapshot's API targets).
     pub apis: Box<[TenantApi]>,
@@ -25,6 +29,13 @@ pub struct Tenant {
     pub limits: Arc<TenantLimiter>,
     /// This tenant's request counters.
     pub metrics: Arc<TenantMetrics>,
+}
+
+/// Which app and cloud profile a tenant uses, by config name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Profile<'a> {
+    pub(crate) app: &'a str,
+    pub(crate) cloud: &'a str,
 }
 
 /// One API as one tenant uses it.
@@ -39,9 +50,11 @@ pub struct TenantApi {
 }
 
 impl Tenant {
-    /// `config`'s tenant with one [`TenantApi`] per API of `apis`, in their order.
+    /// `config`'s tenant with one [`TenantApi`] per API of `apis` (its cloud's), in their order,
+    /// each with a token slot of `broker` (its app's on its cloud's authority).
     pub(crate) fn new(
         config: &TenantConfig,
+        profile: Profile<'_>,
         apis: &[Arc<ApiTarget>],
         broker: &TokenBroker,
         limiter: &RateLimiter,
@@ -51,6 +64,8 @@ impl Tenant {
         Tenant {
             name: Arc::from(config.name.as_str()),
             id: Arc::from(config.id.as_str()),
+            app: Arc::from(profile.app),
+            cloud: Arc::from(profile.cloud),
             apis: apis
                 .iter()
                 .map(|target| TenantApi {

@@ -46,13 +46,15 @@ fn serialize_via<S: Serializer>(via: &HuntingVia, serializer: S) -> Result<S::Ok
     serializer.serialize_str(via_name(*via))
 }
 
-/// The scope of the `[[api]]` hunting goes through, when the config has it.
-pub(crate) fn graph_scope(config: &Config) -> Option<&str> {
+/// The scope of the `[[api]]` hunting goes through in cloud profile `cloud`, when the config
+/// has it.
+pub(crate) fn graph_scope<'a>(config: &'a Config, cloud: &str) -> Option<&'a str> {
     config
         .apis
         .iter()
         .find(|api| api.name == config.hunting.graph_api)
-        .map(|api| api.scope.as_str())
+        .and_then(|api| api.endpoint(Some(cloud)))
+        .map(|(_, scope)| scope)
 }
 
 /// What not being ready means, by `via`.

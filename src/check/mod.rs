@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::{Config, TenantConfig};
-use crate::token::{AccessToken, TokenBroker, TokenError, TokenInitError};
+use crate::token::{AccessToken, TokenBrokers, TokenError, TokenInitError};
 
 mod failure;
 mod hunting;
@@ -100,14 +100,15 @@ pub struct TenantCheck {
 /// Checks every tenant of `config` with a fresh token broker. Fails only when the broker cannot
 /// be built (an unusable key or CA file), which is a configuration problem.
 pub async fn run(config: &Config) -> Result<Vec<TenantCheck>, TokenInitError> {
-    let broker = TokenBroker::new(&config.app, &config.cloud, &config.upstream)?;
-    Ok(run_with(&broker, config).await)
+    let brokers = TokenBrokers::new(config)?;
+    Ok(run_with(&brokers, config).await)
 }
 
-/// Checks every tenant of `config` through `broker`, in the config's order.
-pub async fn run_with(broker: &TokenBroker, config: &Config) -> Vec<TenantCheck> {
+/// Checks every tenant of `config` through its app's and cloud's broker of `brokers`, in the
+/// config's order.
+pub(crate) async fn run_with(brokers: &TokenBrokers, config: &Config) -> Vec<TenantCheck> {
     stream::iter(&config.tenants)
-        .map(|tenant| check_tenant(broker, config, tenant))
+        .map(|tenant| check_tenant(brokers, config, tenant))
         .buffered(CONCURRENCY)
         .collect()
         .await
@@ -115,9 +116,22 @@ pub async fn run_with(broker: &TokenBroker, config: &Config) -> Vec<TenantCheck>
 
 /// One tenant: its token for the configured API and, when hunting's Graph `[[api]]` is
 /// configured, its Graph token, both requested at once (one request when the scopes are the same).
-async fn check_tenant(broker: &TokenBroker, config: &Config, tenant: &TenantConfig) -> TenantCheck {
-    let scope = config.cloud.scope.as_str();
-    let graph_scope = hunting::graph_scope(config);
+async fn check_tenant(
+    brokers: &TokenBrokers,
+    config: &Config,
+    tenant: &TenantConfig,
+) -> TenantCheck {
+    let (app_name, app) = config.app_of(tenant);
+    let (cloud_name, cloud) = config.cloud_of(tenant);
+    let Some(broker) = brokers.of(app_name, cloud_name) else {
+        // Never: the brokers were made from this config.
+        let never = TokenError::Internal {
+            tenant_id: tenant.id.clone(),
+        };
+        return judge_token(tenant, &cloud.scope, Err(never), String::new());
+    };
+    let scope = cloud.scope.as_str();
+    let graph_scope = hunting::graph_scope(config, cloud_name);
     let graph_token = async {
         match graph_scope.filter(|graph| *graph != scope) {
             Some(graph) => Some(broker.fetch_once(&tenant.id, graph).await),
@@ -125,7 +139,7 @@ async fn check_tenant(broker: &TokenBroker, config: &Config, tenant: &TenantConf
         }
     };
     let (token, graph_token) = tokio::join!(broker.fetch_once(&tenant.id, scope), graph_token);
-    let consent_url = config.cloud.consent_url(&tenant.id, &config.app.client_id);
+    let consent_url = cloud.consent_url(&tenant.id, &app.client_id);
     let hunting = graph_scope.map(|_| {
         // The same scope: the main token is the Graph token.
         let graph = graph_token.as_ref().unwrap_or(&token);

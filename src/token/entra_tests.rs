@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::{Credential, UpstreamConfig};
-use crate::token::TokenBroker;
+use crate::token::{Prepared, TokenBroker};
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -162,7 +162,7 @@ fn broker(authority: &str, version: TokenEndpointVersion) -> TokenBroker {
         response_timeout: Duration::from_secs(5),
         ..UpstreamConfig::default()
     };
-    TokenBroker::new(&app, &cloud, &upstream).unwrap()
+    TokenBroker::from_prepared(Prepared::new(&app, &cloud, &upstream).unwrap())
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //!
 //! - [`TokenBroker`] owns the token endpoint client and hands out one [`TokenSlot`] per
 //!   (tenant, scope); routing snapshots keep the slots, so the hot path never touches a map.
-//!   Every slot asks the broker's one shared source cell, which [`TokenBroker::reconfigure`]
+//!   Every slot asks the broker's one shared source cell, which [`TokenBroker::apply`]
 //!   swaps on a reload (a rotated secret, a new certificate, another token file).
 //! - `access.rs`: [`AccessToken`], and `accept`, the checks a fetched token passes first.
 //! - `source.rs`: the `TokenSource` trait (what issues tokens) and one bounded attempt at it.
@@ -17,6 +17,7 @@
 //! - `classify.rs`: its [`ErrorClass`] (how the broker reacts) and the AADSTS codes known.
 
 mod access;
+mod brokers;
 mod claims;
 mod classify;
 mod credential;
@@ -35,6 +36,7 @@ use tokio::time::Instant;
 
 pub(crate) use access::AccessToken;
 pub(crate) use access::{accept, Accepted};
+pub(crate) use brokers::TokenBrokers;
 pub(crate) use classify::{aadsts_meaning, ErrorClass};
 pub(crate) use error::{InvalidResponse, TokenError, TokenInitError};
 pub(crate) use slot::TokenSlot;
@@ -48,7 +50,7 @@ use crate::sync::LockExt;
 const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Hands out token slots and one-off tokens. Cheap to clone.
 #[derive(Clone)]
-pub struct TokenBroker {
+pub(crate) struct TokenBroker {
     inner: Arc<BrokerInner>,
 }
 
@@ -96,19 +98,6 @@ impl fmt::Debug for TokenBroker {
 }
 
 impl TokenBroker {
-    /// A broker asking Entra ID as `app`, on `cloud`'s authority, over the shared outbound TLS
-    /// configuration. The credential is prepared here (a certificate's key parsed once).
-    pub fn new(
-        app: &AppConfig,
-        cloud: &CloudConfig,
-        upstream: &UpstreamConfig,
-    ) -> Result<Self, TokenInitError> {
-        let source = entra_source(app, cloud, upstream)?;
-        let broker = Self::with_source(source);
-        *broker.identity() = Some(Identity::of(app, cloud));
-        Ok(broker)
-    }
-
     pub(crate) fn with_source(source: Arc<dyn TokenSource>) -> Self {
         TokenBroker {
             inner: Arc::new(BrokerInner {
@@ -119,31 +108,36 @@ impl TokenBroker {
         }
     }
 
-    /// A reload: from now on every slot's next token request (refresh or first fetch) uses
-    /// `app`'s credential, `cloud`'s endpoint and trust roots and `upstream`'s timeouts. Current
+    /// A reload: from now on every slot's next token request (refresh or first fetch) uses the
+    /// prepared app credential, cloud endpoint and trust roots and upstream timeouts. Current
     /// tokens keep being served, so a rotated secret takes effect at the next token request;
     /// failures remembered from the old credential are forgotten, so a fixed one is tried at
     /// once. When the client id, authority, cloud or endpoint version changed, the cached tokens
-    /// belong to another app or cloud and are dropped.
-    ///
-    /// Everything that can fail (a bad key, a bad CA file) is checked before anything changes: on
-    /// an error the broker runs on as before.
-    pub fn reconfigure(
-        &self,
-        app: &AppConfig,
-        cloud: &CloudConfig,
-        upstream: &UpstreamConfig,
-    ) -> Result<(), TokenInitError> {
-        let source = entra_source(app, cloud, upstream)?;
-        let dropped = self.swap_source(source, Some(Identity::of(app, cloud)));
+    /// belong to another app or cloud and are dropped. What can fail (a bad key, a bad CA file)
+    /// failed in [`Prepared::new`], before anything changed.
+    pub(crate) fn apply(&self, prepared: Prepared) {
+        let Prepared { source, identity } = prepared;
+        let (client_id, authority, cloud) = (
+            identity.client_id.clone(),
+            identity.authority.clone(),
+            identity.cloud,
+        );
+        let dropped = self.swap_source(source, Some(identity));
         tracing::info!(
-            client_id = %app.client_id,
-            authority = %cloud.authority,
-            cloud = %cloud.cloud,
+            client_id = %client_id,
+            authority = %authority,
+            cloud = %cloud,
             tokens_dropped = dropped,
             "token broker reconfigured"
         );
-        Ok(())
+    }
+
+    /// A broker asking Entra ID as the prepared app on its cloud's authority, over the shared
+    /// outbound TLS configuration.
+    pub(crate) fn from_prepared(prepared: Prepared) -> Self {
+        let broker = Self::with_source(prepared.source);
+        *broker.identity() = Some(prepared.identity);
+        broker
     }
 
     /// Store `source` for every slot's next token request and forget remembered failures; when
@@ -178,7 +172,7 @@ impl TokenBroker {
     /// The slot for (`tenant_id`, `scope`): created on the first call, the same `Arc` afterwards,
     /// so a reload keeps the cached tokens of unchanged tenants. Call it when building routing
     /// snapshots, not per request.
-    pub fn slot(&self, tenant_id: &str, scope: &str) -> Arc<TokenSlot> {
+    pub(crate) fn slot(&self, tenant_id: &str, scope: &str) -> Arc<TokenSlot> {
         let mut slots = self.inner.slots.locked();
         slots
             .entry((tenant_id.to_owned(), scope.to_owned()))
@@ -187,13 +181,13 @@ impl TokenBroker {
     }
 
     /// Every slot, for metrics.
-    pub fn slots(&self) -> Vec<Arc<TokenSlot>> {
+    pub(crate) fn slots(&self) -> Vec<Arc<TokenSlot>> {
         self.inner.slots.locked().values().cloned().collect()
     }
 
     /// Forget the slots nobody but the broker holds any more (tenants removed by a reload), so
     /// their tokens and refresh timers go away. Returns how many were dropped.
-    pub fn prune_unused(&self) -> usize {
+    pub(crate) fn prune_unused(&self) -> usize {
         let mut slots = self.inner.slots.locked();
         let before = slots.len();
         slots.retain(|_, slot| Arc::strong_count(slot) > 1);
@@ -202,7 +196,7 @@ impl TokenBroker {
 
     /// One token request now, bypassing the cache and without retries (for `check`). The token
     /// is checked like a cached one (`tid`, lifetime).
-    pub async fn fetch_once(
+    pub(crate) async fn fetch_once(
         &self,
         tenant_id: &str,
         scope: &str,
@@ -211,6 +205,26 @@ impl TokenBroker {
         let source = self.inner.source.load_full();
         let fetched = fetch_attempt(&**source, tenant_id, scope).await?;
         accept(fetched, tenant_id, requested_at).map(|a| a.token)
+    }
+}
+
+/// A broker's source and identity for an app on a cloud, built (and so checked) before anything
+/// running changes: see [`TokenBroker::apply`].
+pub(crate) struct Prepared {
+    source: Arc<dyn TokenSource>,
+    identity: Identity,
+}
+
+impl Prepared {
+    pub(crate) fn new(
+        app: &AppConfig,
+        cloud: &CloudConfig,
+        upstream: &UpstreamConfig,
+    ) -> Result<Self, TokenInitError> {
+        Ok(Prepared {
+            source: entra_source(app, cloud, upstream)?,
+            identity: Identity::of(app, cloud),
+        })
     }
 }
 

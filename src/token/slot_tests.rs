@@ -3,6 +3,7 @@
 //! `settle(d)` sleeps on the paused clock: the runtime first runs every ready task (flights,
 //! timers), then jumps the clock by exactly `d`, so these tests are deterministic.
 
+use crate::token::Prepared;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
 
@@ -816,7 +817,9 @@ async fn a_failed_reconfigure_changes_nothing() {
             key_path: "app-key.pem".into(),
         }),
     };
-    let err = broker.reconfigure(&bad_key, &cloud, &upstream).unwrap_err();
+    let err = Prepared::new(&bad_key, &cloud, &upstream)
+        .map(|p| broker.apply(p))
+        .unwrap_err();
     assert!(err.to_string().contains("app-key.pem"), "{err}");
     assert!(Arc::ptr_eq(&slot.get().await.unwrap(), &first));
     broker.fetch_once(TENANT, SCOPE).await.unwrap();
@@ -828,7 +831,7 @@ async fn a_failed_reconfigure_changes_nothing() {
         client_id: "1111".into(),
         credential: Credential::Secret(SecretString::from("s")),
     };
-    broker.reconfigure(&good, &cloud, &upstream).unwrap();
+    broker.apply(Prepared::new(&good, &cloud, &upstream).unwrap());
     assert!(format!("{broker:?}").contains("EntraClient"));
     assert!(slot.stats().expires_in.is_none(), "the token was dropped");
 }

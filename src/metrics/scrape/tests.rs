@@ -245,7 +245,8 @@ async fn a_reload_that_reorders_apis_keeps_each_apis_counts() {
         &proxy.broker,
         &snapshot.limiter,
         &proxy.metrics,
-    );
+    )
+    .unwrap();
     let reloaded = routes.lookup("contoso").unwrap();
     assert_eq!(reloaded.apis.len(), 2);
     assert!(Arc::ptr_eq(
