@@ -18,6 +18,7 @@ use crate::idle::IdleTimeout;
 use crate::inbound::{AuditEntry, AuditLog};
 use crate::metrics::{ApiLatency, Scrape, StatusCounts, TenantMetrics, UpstreamErrorKind};
 use crate::share::{Downstream, SharedBody};
+use crate::tenant::Tenant;
 
 pin_project_lite::pin_project! {
     #[project = InnerProj]
@@ -189,7 +190,8 @@ pub struct AccessLog {
     pub api: Option<Arc<ApiLatency>>,
     pub start: Instant,
     pub request_id: HeaderValue,
-    pub tenant: Option<Arc<str>>,
+    /// The routed tenant (its name, app and cloud are logged).
+    pub tenant: Option<Arc<Tenant>>,
     pub method: Method,
     /// The request target; only its path is logged (queries may carry secrets).
     pub uri: Uri,
@@ -211,6 +213,11 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
+    /// The routed tenant's name, `-` before routing found one.
+    pub(crate) fn tenant_name(&self) -> &str {
+        self.tenant.as_deref().map_or("-", |t| &*t.name)
+    }
+
     /// The API's body broke off or stalled: the client's response ends incomplete (hyper sends
     /// no last chunk, or closes the connection); said once here, counted as an upstream error.
     fn body_failed(&self, error: &BoxError) {
@@ -222,7 +229,7 @@ impl AccessLog {
         self.metrics.record_upstream_error(kind);
         tracing::warn!(
             request_id = self.request_id.to_str().unwrap_or("-"),
-            tenant = self.tenant.as_deref().unwrap_or("-"),
+            tenant = self.tenant_name(),
             bytes = self.bytes,
             error = %error,
             "upstream response body ended early; the client's response is incomplete"
@@ -244,7 +251,9 @@ impl Drop for AccessLog {
         tracing::info!(
             target: "defender_proxy::access",
             request_id = self.request_id.to_str().unwrap_or("-"),
-            tenant = self.tenant.as_deref().unwrap_or("-"),
+            tenant = self.tenant_name(),
+            app = self.tenant.as_deref().map(|t| &*t.app),
+            cloud = self.tenant.as_deref().map(|t| &*t.cloud),
             method = %self.method,
             path = self.uri.path(),
             status = self.status,
@@ -262,7 +271,9 @@ impl Drop for AccessLog {
                 request_id: self.request_id.to_str().unwrap_or("-").to_owned(),
                 client: self.client.clone(),
                 peer: self.peer,
-                tenant: self.tenant.clone(),
+                tenant: self.tenant.as_ref().map(|t| t.name.clone()),
+                app: self.tenant.as_ref().map(|t| t.app.clone()),
+                cloud: self.tenant.as_ref().map(|t| t.cloud.clone()),
                 method: self.method.clone(),
                 path: self.uri.path().to_owned(),
                 status: self.status,

@@ -222,10 +222,13 @@ fn consent_url(path: &std::path::Path, tenant: Option<&str>) -> ExitCode {
         .filter(|t| tenant.is_none_or(|n| n == t.name))
     {
         found = true;
+        // The tenant's own app on its own cloud's authority; then the names of both.
+        let (app_name, app) = cfg.app_of(t);
+        let (cloud_name, cloud) = cfg.cloud_of(t);
         println!(
-            "{}\t{}",
+            "{}\t{}\t{app_name}\t{cloud_name}",
             t.name,
-            cfg.cloud.consent_url(&t.id, &cfg.app.client_id)
+            cloud.consent_url(&t.id, &app.client_id)
         );
     }
     if found {

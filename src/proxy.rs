@@ -145,7 +145,7 @@ impl Proxy {
         log.metrics.record_upstream_error(kind);
         tracing::warn!(
             request_id = log.request_id.to_str().unwrap_or("-"),
-            tenant = log.tenant.as_deref().unwrap_or("-"),
+            tenant = log.tenant_name(),
             // The whole cause (DNS, TLS, IO), which the client's message leaves out. The sources
             // name hosts and OS or TLS errors, never a token or a secret (the token slot logs
             // the same chains).

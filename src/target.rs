@@ -98,7 +98,7 @@ impl Target {
 
     /// From here on the request counts as this tenant's and this API's.
     pub(crate) fn label(&self, log: &mut AccessLog) {
-        log.tenant = Some(self.tenant.name.clone());
+        log.tenant = Some(self.tenant.clone());
         log.metrics = self.tenant.metrics.clone();
         log.requests = Some(self.api().requests.clone());
         log.api = self.by_api.clone();

@@ -37,6 +37,9 @@ pub struct AuditEntry {
     pub peer: Option<SocketAddr>,
     /// The routed tenant's name; `None` when routing failed.
     pub tenant: Option<Arc<str>>,
+    /// The routed tenant's app and cloud (config names, `default` for `[app]` and `[cloud]`).
+    pub app: Option<Arc<str>>,
+    pub cloud: Option<Arc<str>>,
     /// The request method.
     pub method: http::Method,
     /// The request path as received. Anything from `?` on is cut off before writing.
@@ -59,6 +62,10 @@ struct Line<'a> {
     client: Option<&'a str>,
     peer: Option<String>,
     tenant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloud: Option<&'a str>,
     method: &'a str,
     path: &'a str,
     status: u16,
@@ -77,6 +84,8 @@ impl AuditEntry {
             client: self.client.as_deref(),
             peer: self.peer.map(|p| p.to_string()),
             tenant: self.tenant.as_deref(),
+            app: self.app.as_deref(),
+            cloud: self.cloud.as_deref(),
             method: self.method.as_str(),
             path,
             status: self.status,

@@ -11,6 +11,8 @@ fn entry(path: &str) -> AuditEntry {
         client: Some(Arc::from("grafana")),
         peer: Some("192.0.2.7:51234".parse().unwrap()),
         tenant: Some(Arc::from("contoso")),
+        app: Some(Arc::from("default")),
+        cloud: Some(Arc::from("gov")),
         method: http::Method::GET,
         path: path.into(),
         status: 200,
@@ -39,6 +41,8 @@ async fn writes_one_json_line_per_request_with_every_field() {
         client: None,
         peer: None,
         tenant: None,
+        app: None,
+        cloud: None,
         method: http::Method::POST,
         status: 401,
         complete: false,
@@ -65,6 +69,8 @@ async fn writes_one_json_line_per_request_with_every_field() {
         "client",
         "peer",
         "tenant",
+        "app",
+        "cloud",
         "method",
         "path",
         "status",
@@ -80,6 +86,10 @@ async fn writes_one_json_line_per_request_with_every_field() {
     assert_eq!(first["client"], "grafana");
     assert_eq!(first["peer"], "192.0.2.7:51234");
     assert_eq!(first["tenant"], "contoso");
+    assert_eq!(
+        (&first["app"], &first["cloud"]),
+        (&"default".into(), &"gov".into())
+    );
     assert_eq!(first["method"], "GET");
     assert_eq!(first["path"], "/contoso/api/incidents");
     assert_eq!(first["status"], 200);
