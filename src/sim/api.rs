@@ -61,9 +61,15 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
     if let Some(v) = headers.get_mut(AUTHORIZATION) {
         v.set_sensitive(true);
     }
-    let (body_len, body_sha256) = match &read {
-        Ok(r) => (r.len, r.sha256.clone()),
-        Err(_) => (0, support::sha256_hex(b"")),
+    let (body_len, body_sha256, body) = match &read {
+        Ok(r) => (
+            r.len,
+            r.sha256.clone(),
+            r.kept
+                .clone()
+                .filter(|b| b.len() <= ApiRequestRecord::BODY_KEPT),
+        ),
+        Err(_) => (0, support::sha256_hex(b""), None),
     };
     shared.record_api(ApiRequestRecord {
         received_at,
@@ -76,6 +82,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
         status: resp.status().as_u16(),
         body_len,
         body_sha256,
+        body,
     });
     resp
 }
@@ -217,7 +224,7 @@ async fn serve(
             if shared.modes(&info.tid).legacy_hunting_retired {
                 return retired();
             }
-            hunting(&tenant, read, base)
+            hunting(&tenant, read, base, shared.hunting_hold())
         }
         ["api", "incidents" | "alerts" | "machines", ..]
         | ["api", "advancedhunting" | "advancedqueries", "run"] => defender_error(
@@ -294,7 +301,12 @@ fn list(
 
 /// `POST /api/advancedhunting/run` (and `/api/advancedqueries/run`) with `{"Query": "..."}`:
 /// the rows of `hunting`, streamed in the legacy shape.
-fn hunting(tenant: &TenantData, read: &ReadBody, base: &str) -> Response<Body> {
+fn hunting(
+    tenant: &TenantData,
+    read: &ReadBody,
+    base: &str,
+    hold: Option<hunting::Hold>,
+) -> Response<Body> {
     let query = read
         .kept
         .as_ref()
@@ -302,7 +314,7 @@ fn hunting(tenant: &TenantData, read: &ReadBody, base: &str) -> Response<Body> {
         .and_then(|v| v.get("Query").and_then(Value::as_str).map(str::to_owned))
         .filter(|q| !q.trim().is_empty());
     match query {
-        Some(q) => hunting::response(tenant, &q, hunting::Shape::Legacy, base),
+        Some(q) => hunting::response(tenant, &q, hunting::Shape::Legacy, base, hold),
         None => defender_error(
             StatusCode::BAD_REQUEST,
             "InvalidRequestBody",

@@ -285,5 +285,11 @@ fn hunting(
             "Query execution has exceeded the allowed limits. The query may be retried after the CPU quota is replenished (15-minute cycles).",
         );
     }
-    hunting::response(tenant, &query, hunting::Shape::Graph, base)
+    hunting::response(
+        tenant,
+        &query,
+        hunting::Shape::Graph,
+        base,
+        shared.hunting_hold(),
+    )
 }

@@ -173,7 +173,16 @@ impl Simulator {
         self.shared.gzip_json()
     }
 
-    /// Lets every `/api/_test/stream` response started before this call send its second part.
+    /// Hunting answers (Graph and legacy) started from now on stop before their frame
+    /// `before_frame` (frames are 512 rows, about 100 KB; 0 holds back even the head) until the
+    /// next [`Simulator::release_streams`]; `None` stops holding new answers. A test sees what a
+    /// client got of an answer the simulator has not finished sending.
+    pub fn hold_hunting_streams(&self, before_frame: Option<u64>) {
+        self.shared.lock().hunting_hold = before_frame;
+    }
+
+    /// Lets every `/api/_test/stream` response started before this call send its second part,
+    /// and every held hunting answer ([`Simulator::hold_hunting_streams`]) the rest.
     pub fn release_streams(&self) {
         self.shared.release.send_modify(|g| *g += 1);
     }
@@ -217,9 +226,9 @@ impl Simulator {
         self.shared.counts.send_replace(Default::default());
     }
 
-    /// Forgets records, every tenant's modes, rate-limit windows and revocations, and sets
-    /// `gzip_json` back to its configured value (registered certificates and seen assertion ids
-    /// stay).
+    /// Forgets records, every tenant's modes, rate-limit windows, revocations and the hunting
+    /// hold, and sets `gzip_json` back to its configured value (registered certificates and seen
+    /// assertion ids stay).
     pub fn reset_all(&self) {
         self.shared.set_gzip_json(self.shared.config.gzip_json);
         let mut state = self.shared.lock();
@@ -228,6 +237,7 @@ impl Simulator {
         state.revoked.clear();
         state.lifetime = self.shared.config.token_lifetime;
         state.refresh_in = self.shared.config.refresh_in;
+        state.hunting_hold = None;
         drop(state);
         self.reset_records();
     }

@@ -8,7 +8,11 @@
 //! 10,000 as the real ones do; Graph's real cap (100,000 rows, 50 MB) is *not* enforced, up to
 //! [`MAX_GRAPH_ROWS`], so size tests can ask for a 50 MB answer (`take 300000` is about 52 MB).
 //! The body is a stream of frames of [`ROWS_PER_FRAME`] rows, each made only when the connection
-//! asks for it: a huge answer costs time, not memory.
+//! asks for it: a huge answer costs time, not memory. With a [`Hold`]
+//! ([`super::Simulator::hold_hunting_streams`]) the stream stops before a given frame until
+//! [`super::Simulator::release_streams`], so a test can see what reached a client mid-answer.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
@@ -16,6 +20,7 @@ use http::{Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use serde_json::Value;
+use tokio::sync::watch;
 
 use super::data::{TenantData, EPOCH, MACHINES};
 use super::support::{self, iso8601, Body};
@@ -143,17 +148,37 @@ impl Document {
     }
 }
 
-/// A 200 with the query's rows in `shape`, streamed.
+/// Where an answer stops until released: before frame `before` (0: before the first byte; past
+/// the last frame: never), until the `release_streams()` generation moves past `start`.
+#[derive(Debug, Clone)]
+pub(crate) struct Hold {
+    pub(crate) before: u64,
+    pub(crate) gate: watch::Receiver<u64>,
+    /// The generation when the answer started: a release made after that lets it go on.
+    pub(crate) start: u64,
+}
+
+/// A 200 with the query's rows in `shape`, streamed (held per `hold`).
 pub(crate) fn response(
     tenant: &TenantData,
     query: &str,
     shape: Shape,
     base: &str,
+    hold: Option<Hold>,
 ) -> Response<Body> {
-    let document = Document::new(tenant, query, shape, base);
-    // `iter` + `map` is lazy: a frame is made only when the connection asks for the next one.
-    let frames = stream::iter(0..document.frames())
-        .map(move |f| Ok::<_, std::convert::Infallible>(Frame::data(document.frame(f))));
+    let document = Arc::new(Document::new(tenant, query, shape, base));
+    // `iter` + `then` is lazy: a frame is made only when the connection asks for the next one.
+    let frames = stream::iter(0..document.frames()).then(move |f| {
+        let document = document.clone();
+        let held = hold.as_ref().filter(|h| h.before == f).cloned();
+        async move {
+            if let Some(mut held) = held {
+                // A closed channel means the simulator is gone: send the rest.
+                let _ = held.gate.wait_for(|g| *g > held.start).await;
+            }
+            Ok::<_, std::convert::Infallible>(Frame::data(document.frame(f)))
+        }
+    });
     let content_type = match shape {
         Shape::Legacy => support::JSON,
         Shape::Graph => support::ODATA_JSON,

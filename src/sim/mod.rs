@@ -29,7 +29,8 @@
 //!   ([`Simulator::fail_hunting_quota`]).
 //! - Both return the same deterministic rows; `take N` in the query asks for N rows, generated
 //!   as they are sent (legacy capped at 10,000; Graph up to 10 million, so `take 300000` makes
-//!   a cheap 52 MB answer).
+//!   a cheap 52 MB answer). [`Simulator::hold_hunting_streams`] stops answers mid-way until
+//!   [`Simulator::release_streams`]; request records keep small bodies (the query sent).
 //! - `control`: the `/_sim/` HTTP endpoints; `state`: modes and recorder; `records`: recorder
 //!   entries; `limits`: Defender's limits; `jwt`: token minting and assertion checks;
 //!   `support`: response helpers.

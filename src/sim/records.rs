@@ -75,6 +75,9 @@ pub struct ApiRequestRecord {
     pub body_len: u64,
     /// Hex SHA-256 of the request body.
     pub body_sha256: String,
+    /// The body itself when at most [`ApiRequestRecord::BODY_KEPT`] bytes (a hunting query, a
+    /// small JSON document), for tests to read; `None` for larger ones.
+    pub body: Option<bytes::Bytes>,
 }
 
 /// `Bearer …abcd`: enough to tell tokens apart, never enough to use one.
@@ -107,6 +110,9 @@ pub(crate) fn headers_json(headers: &HeaderMap) -> Value {
 }
 
 impl ApiRequestRecord {
+    /// The longest body a record keeps.
+    pub const BODY_KEPT: usize = 4096;
+
     /// The record as JSON for `GET /_sim/requests`, with the token redacted.
     pub(crate) fn to_json(&self) -> Value {
         json!({

@@ -14,6 +14,7 @@ use http::StatusCode;
 use ring::hmac;
 use tokio::sync::watch;
 
+use super::hunting::Hold;
 use super::limits::Limiter;
 use super::records::{ApiRequestRecord, TokenRequestRecord};
 use super::SimConfig;
@@ -133,6 +134,8 @@ pub(crate) struct State {
     pub(crate) limiter: Limiter,
     pub(crate) token_records: VecDeque<TokenRequestRecord>,
     pub(crate) api_records: VecDeque<ApiRequestRecord>,
+    /// Hunting answers started while set stop before this frame until `release_streams()`.
+    pub(crate) hunting_hold: Option<u64>,
 }
 
 /// State shared by the [`super::Simulator`] handle and all connections.
@@ -184,6 +187,7 @@ impl Shared {
             limiter: Limiter::default(),
             token_records: VecDeque::new(),
             api_records: VecDeque::new(),
+            hunting_hold: None,
         };
         Shared {
             key,
@@ -258,6 +262,18 @@ impl Shared {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The [`Hold`] of a hunting answer starting now, if `hold_hunting_streams` set one.
+    pub(crate) fn hunting_hold(&self) -> Option<Hold> {
+        let before = self.lock().hunting_hold?;
+        let mut gate = self.release.subscribe();
+        let start = *gate.borrow_and_update();
+        Some(Hold {
+            before,
+            gate,
+            start,
+        })
     }
 
     /// Configured tenant whose id is `tenant_id` (case-insensitive).

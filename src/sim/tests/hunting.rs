@@ -299,3 +299,51 @@ async fn graph_hunting_streams_many_rows() {
     // One `},` between rows, plus one closing each of the five schema columns but the last.
     assert_eq!(commas, 300_000 - 1 + 4);
 }
+
+#[tokio::test]
+async fn a_held_hunting_answer_stops_before_its_frame_until_released() {
+    let sim = start().await;
+    let graph = token_for(&sim, CONTOSO, GRAPH_SCOPE).await;
+    sim.hold_hunting_streams(Some(1));
+    let mut resp = client()
+        .post(graph_url(&sim))
+        .bearer_auth(&graph)
+        .body(r#"{"Query":"DeviceInfo | take 2000"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Everything before the held frame arrives; then nothing more until the release.
+    let mut got = Vec::new();
+    while let Ok(chunk) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), resp.chunk()).await
+    {
+        got.extend_from_slice(&chunk.unwrap().expect("the body is not over while held"));
+    }
+    let held = String::from_utf8_lossy(&got).into_owned();
+    assert!(held.contains("\"ReportId\":512}"), "frame 0 sent");
+    assert!(
+        !held.contains("\"ReportId\":513}"),
+        "frame 1 held: {}",
+        held.len()
+    );
+    sim.release_streams();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        got.extend_from_slice(&chunk);
+    }
+    let body: Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(body["results"].as_array().unwrap().len(), 2000);
+    // The record keeps the small body that was sent.
+    let record = sim.api_requests().pop().unwrap();
+    assert_eq!(
+        record.body.as_deref(),
+        Some(&br#"{"Query":"DeviceInfo | take 2000"}"#[..])
+    );
+    // Answers started after `None` are not held.
+    sim.hold_hunting_streams(None);
+    let (status, _, body) = post(&graph_url(&sim), &graph, r#"{"Query":"T | take 600"}"#).await;
+    assert_eq!(
+        (status, body["results"].as_array().map(Vec::len)),
+        (200, Some(600))
+    );
+}
