@@ -439,6 +439,19 @@ impl Logs {
         (logs, guard)
     }
 
+    /// [`Logs::capture`] in a test binary whose other tests run at the same time on other
+    /// threads. With one dispatcher registered in the process, tracing takes a shortcut: a
+    /// callsite's interest is asked of the default dispatcher of whichever thread registers it or
+    /// rebuilds the cache, and on another test's thread (no subscriber) a line is then cached as
+    /// heard by no one, for this capture too. An inert second dispatcher, kept for the rest of
+    /// the process, turns the shortcut off: every subscriber alive is asked.
+    #[must_use = "the capture ends when the guard drops"]
+    pub fn capture_among_other_tests() -> (Logs, tracing::subscriber::DefaultGuard) {
+        static INERT: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        INERT.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+        Self::capture()
+    }
+
     /// Every line so far.
     pub fn lines(&self) -> Vec<serde_json::Value> {
         let bytes = self.bytes.lock().unwrap().clone();
