@@ -7,7 +7,7 @@
 
 use std::num::NonZeroU32;
 
-use super::{defaults, Windows};
+use super::{defaults, CloudPreset, Windows};
 
 /// One `[[api]]` entry, validated.
 ///
@@ -31,8 +31,9 @@ pub struct ApiConfig {
     /// serve one resource, so one audience.
     pub scope: String,
     /// `[api.clouds.NAME]`: where this API is in cloud profile `NAME` and its scope there. After
-    /// validation every profile a tenant uses has an entry: written, or, for an API known by its
-    /// public host, the preset's host (see [`KnownApi`]).
+    /// validation every profile a tenant uses has an entry: written (kept for any configured
+    /// profile), or derived for a profile in use that wrote a `cloud` preset when `url` is a
+    /// well-known Microsoft host (see [`endpoint_in_cloud`]).
     pub clouds: std::collections::BTreeMap<String, ApiEndpoint>,
 }
 
@@ -163,8 +164,16 @@ fn is_within(host: &str, domain: &str) -> bool {
 /// that API's own host, whose audience every region accepts.
 pub(crate) fn default_scope(scheme: &str, authority: &http::uri::Authority) -> String {
     let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
-    let base = REGIONAL_BASES.iter().find(|base| {
-        // `eu.api.security.microsoft.com`, or MDE's older `api-eu.securitycenter.microsoft.com`.
+    match regional_base(&host) {
+        Some(base) => format!("https://{base}/.default"),
+        None => format!("{scheme}://{authority}/.default"),
+    }
+}
+
+/// The API host `host` (lower-case) is a regional variant of: `api.security.microsoft.com` for
+/// `eu.api.security.microsoft.com`, or for MDE's older `api-eu.securitycenter.microsoft.com`.
+fn regional_base(host: &str) -> Option<&'static str> {
+    REGIONAL_BASES.iter().copied().find(|base| {
         let dotted = host
             .strip_suffix(*base)
             .is_some_and(|head| head.ends_with('.') && !head[..head.len() - 1].contains('.'));
@@ -179,11 +188,76 @@ pub(crate) fn default_scope(scheme: &str, authority: &http::uri::Authority) -> S
                 })
         });
         dotted || dashed
-    });
-    match base {
-        Some(base) => format!("https://{base}/.default"),
-        None => format!("{scheme}://{authority}/.default"),
+    })
+}
+
+/// Defender for Endpoint's host in each cloud, in the order of [`CloudPreset::ALL`].
+const MDE_CLOUD_HOSTS: [&str; 4] = [
+    "api.securitycenter.microsoft.com",
+    "api-gcc.securitycenter.microsoft.us",
+    "api-gov.securitycenter.microsoft.us",
+    "api-gov.securitycenter.microsoft.us",
+];
+/// Graph's host in each cloud (GCC uses the public one), in the order of [`CloudPreset::ALL`].
+const GRAPH_CLOUD_HOSTS: [&str; 4] = [
+    "graph.microsoft.com",
+    "graph.microsoft.com",
+    "graph.microsoft.us",
+    "dod-graph.microsoft.us",
+];
+
+impl KnownApi {
+    /// Its host in `preset`'s cloud (see [`CloudPreset`] for the sources).
+    pub fn host_in(self, preset: CloudPreset) -> &'static str {
+        let hosts = match self {
+            KnownApi::DefenderForEndpoint => &MDE_CLOUD_HOSTS,
+            KnownApi::GraphSecurity => &GRAPH_CLOUD_HOSTS,
+        };
+        hosts[cloud_index(preset)]
     }
+}
+
+fn cloud_index(preset: CloudPreset) -> usize {
+    CloudPreset::ALL
+        .iter()
+        .position(|p| *p == preset)
+        .unwrap_or_default()
+}
+
+/// The table of well-known hosts per cloud: each row one API (Defender XDR, whose hosts are
+/// [`CloudPreset::api`]'s, Defender for Endpoint, Graph), each column a [`CloudPreset`].
+fn cloud_hosts() -> [[&'static str; 4]; 3] {
+    [
+        CloudPreset::ALL.map(|p| p.api().trim_start_matches("https://")),
+        CloudPreset::ALL.map(|p| KnownApi::DefenderForEndpoint.host_in(p)),
+        CloudPreset::ALL.map(|p| KnownApi::GraphSecurity.host_in(p)),
+    ]
+}
+
+/// Where the API at `url` (with `scope`) is in the cloud of `preset`, when `url`'s host is one of
+/// a well-known Microsoft API in any cloud, or a regional variant of one: `url` and `scope`
+/// themselves when that host is already `preset`'s (a regional host is kept), else
+/// `https://{that API's host in preset}` with its `/.default` scope. `None` for any other host:
+/// only the operator knows where that API is in another cloud.
+pub(crate) fn endpoint_in_cloud(
+    url: &http::Uri,
+    scope: &str,
+    preset: CloudPreset,
+) -> Option<ApiEndpoint> {
+    let host = url.host()?.trim_end_matches('.').to_ascii_lowercase();
+    let base = regional_base(&host).unwrap_or(&host);
+    let row = cloud_hosts().into_iter().find(|row| row.contains(&base))?;
+    let wanted = row[cloud_index(preset)];
+    if wanted == base {
+        return Some(ApiEndpoint {
+            url: url.clone(),
+            scope: scope.to_owned(),
+        });
+    }
+    Some(ApiEndpoint {
+        url: format!("https://{wanted}").parse().ok()?,
+        scope: format!("https://{wanted}/.default"),
+    })
 }
 
 #[cfg(test)]
@@ -261,6 +335,52 @@ mod tests {
             scope("https://graph.microsoft.com"),
             "https://graph.microsoft.com/.default"
         );
+    }
+
+    #[test]
+    fn endpoints_in_other_clouds() {
+        use CloudPreset::{Dod, Gcc, GccHigh, Public};
+        let at = |url: &str, preset| {
+            let uri: http::Uri = url.parse().expect("uri");
+            endpoint_in_cloud(&uri, "own-scope", preset).map(|e| (e.url.to_string(), e.scope))
+        };
+        let derived = |host: &str| {
+            Some((
+                format!("https://{host}/"),
+                format!("https://{host}/.default"),
+            ))
+        };
+        let mde = "https://api.securitycenter.microsoft.com";
+        assert_eq!(at(mde, Gcc), derived("api-gcc.securitycenter.microsoft.us"));
+        assert_eq!(
+            at(mde, GccHigh),
+            derived("api-gov.securitycenter.microsoft.us")
+        );
+        assert_eq!(at(mde, Dod), derived("api-gov.securitycenter.microsoft.us"));
+        let graph = "https://graph.microsoft.com";
+        assert_eq!(at(graph, GccHigh), derived("graph.microsoft.us"));
+        assert_eq!(at(graph, Dod), derived("dod-graph.microsoft.us"));
+        let xdr = "https://api.security.microsoft.com";
+        for preset in [Gcc, GccHigh, Dod] {
+            let host = preset.api().trim_start_matches("https://");
+            assert_eq!(at(xdr, preset), derived(host), "{preset}");
+        }
+        // A host already in the preset's cloud is kept, with its scope: Graph in GCC, a region.
+        let kept = |url: &str| Some((format!("{url}/"), "own-scope".to_owned()));
+        assert_eq!(at(graph, Gcc), kept(graph));
+        assert_eq!(at(mde, Public), kept(mde));
+        let eu = "https://eu.api.security.microsoft.com";
+        assert_eq!(at(eu, Public), kept(eu));
+        assert_eq!(at(eu, GccHigh), derived("api-gov.security.microsoft.us"));
+        // From a gov host the other way round.
+        assert_eq!(
+            at("https://graph.microsoft.us", Public),
+            derived("graph.microsoft.com")
+        );
+        // Other hosts are nobody's to guess.
+        assert_eq!(at("http://127.0.0.1:9001", GccHigh), None);
+        assert_eq!(at("https://api.example.com", Public), None);
+        assert_eq!(at("https://graph.microsoft.com.evil.example", Dod), None);
     }
 
     #[test]

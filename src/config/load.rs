@@ -11,7 +11,9 @@
 //! or sits under a misspelled key cannot be judged on its meaning.
 //!
 //! Validation is split by section: [`app`] (credentials and the files they come from), [`cloud`]
-//! (URLs, trust roots, timeouts), [`apis`] (`[[api]]` entries and their implicit route classes),
+//! (URLs, trust roots, timeouts), [`profiles`] (`[apps.NAME]`, `[clouds.NAME]`, their names and
+//! client ids, a tenant's `app` and `cloud`), [`apis`] (`[[api]]` entries and their implicit
+//! route classes) with [`api_clouds`] (their endpoints per cloud profile),
 //! [`ratelimit`] (limits, route classes, the shared backend), [`tenants`] (tenants and routing,
 //! each tenant's limits laid over `[rate_limit]`), [`listen`] (the client listener: limits, TLS)
 //! and [`inbound`] (clients, CORS, audit); this file holds the entry points, the problem list and
@@ -20,6 +22,7 @@
 //! Findings that do not stop the proxy (a secret file others can read) are collected as warnings
 //! in [`Config::warnings`].
 
+mod api_clouds;
 mod apis;
 mod app;
 mod cache;
@@ -28,6 +31,7 @@ mod cors;
 mod hunting;
 mod inbound;
 mod listen;
+mod profiles;
 mod ratelimit;
 mod tenants;
 #[cfg(test)]
@@ -42,6 +46,7 @@ use super::{
     defaults, AdminConfig, ClientConfig, ClientCredential, Config, CorsConfig, ListenConfig,
     MetricsConfig, ReloadConfig,
 };
+use api_clouds::CloudUse;
 use listen::InboundAuth;
 
 /// One thing wrong with the config file.
@@ -273,36 +278,30 @@ impl Validator<'_> {
             clients: !raw.clients.is_empty(),
         };
         let listen = self.listen(raw.listen, listen_addr, auth);
-        let app = self.app(raw.app);
-        let cloud = self.cloud(raw.cloud);
+        let profiles = self.profiles(raw.app, raw.apps, raw.cloud, raw.clouds);
+        let clouds = CloudUse::new(&profiles, &raw.tenants);
         let upstream = self.upstream(raw.upstream);
         let routing = self.routing(raw.routing, &raw.tenants);
         let clients = self.clients(raw.clients, &raw.tenants, client_ca);
         let cors = self.cors(raw.cors);
         let audit = self.audit(raw.audit);
-        let reload = ReloadConfig {
-            watch: raw.reload.and_then(|r| r.watch).unwrap_or(false),
-        };
-        // A bool: serde already refused any other type, naming the key and its line.
-        let metrics = MetricsConfig {
-            per_tenant_histograms: raw
-                .metrics
-                .and_then(|m| m.per_tenant_histograms)
-                .unwrap_or(defaults::PER_TENANT_HISTOGRAMS),
-        };
+        let (reload, metrics) = reload_and_metrics(raw.reload, raw.metrics);
         let (mut rate_limit, global_limits) = self.rate_limit(raw.rate_limit);
-        let apis = self.apis(
-            raw.apis,
-            &raw.tenants,
-            &global_limits,
-            &mut rate_limit.routes,
-        );
-        let tenants = self.tenants(raw.tenants, &global_limits);
+        let routes = &mut rate_limit.routes;
+        let apis = self.apis(raw.apis, &raw.tenants, &clouds, &global_limits, routes);
+        let tenants = self.tenants(raw.tenants, &global_limits, &profiles);
         let cache = self.cache(raw.cache);
         let hunting = self.hunting(raw.advanced_hunting, &apis);
 
         match (
-            listen, admin_addr, app, cloud, upstream, routing, cors, audit,
+            listen,
+            admin_addr,
+            profiles.app,
+            profiles.cloud,
+            upstream,
+            routing,
+            cors,
+            audit,
         ) {
             (
                 Some(listen),
@@ -319,9 +318,9 @@ impl Validator<'_> {
                     listen,
                     admin: AdminConfig { addr: admin },
                     app,
-                    apps: Default::default(),
+                    apps: profiles.apps,
                     cloud,
-                    clouds: Default::default(),
+                    clouds: profiles.clouds,
                     apis,
                     upstream,
                     routing,
@@ -387,6 +386,22 @@ impl Validator<'_> {
         self.watched.borrow_mut().push(resolved.clone());
         resolved
     }
+}
+
+/// `[reload]` and `[metrics]`, whose values serde already typed (a bool, or it named the key).
+fn reload_and_metrics(
+    reload: Option<raw::RawReload>,
+    metrics: Option<raw::RawMetrics>,
+) -> (ReloadConfig, MetricsConfig) {
+    let reload = ReloadConfig {
+        watch: reload.and_then(|r| r.watch).unwrap_or(false),
+    };
+    let metrics = MetricsConfig {
+        per_tenant_histograms: metrics
+            .and_then(|m| m.per_tenant_histograms)
+            .unwrap_or(defaults::PER_TENANT_HISTOGRAMS),
+    };
+    (reload, metrics)
 }
 
 fn is_guid(s: &str) -> bool {

@@ -11,6 +11,7 @@
 
 mod schema;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -30,8 +31,14 @@ pub(crate) struct RawConfig {
     pub(crate) admin: RawAdmin,
     #[serde(default)]
     pub(crate) app: RawApp,
+    /// `[apps.NAME]`, by name (as written: names are judged in validation).
+    #[serde(default)]
+    pub(crate) apps: BTreeMap<String, RawApp>,
     #[serde(default)]
     pub(crate) cloud: RawCloud,
+    /// `[clouds.NAME]`, by name.
+    #[serde(default)]
+    pub(crate) clouds: BTreeMap<String, RawCloud>,
     #[serde(default)]
     pub(crate) upstream: RawUpstream,
     #[serde(default)]
@@ -134,6 +141,17 @@ pub(crate) struct RawApi {
     pub(crate) per_minute: Option<i64>,
     pub(crate) per_hour: Option<i64>,
     pub(crate) burst: Option<i64>,
+    /// `[api.clouds.NAME]`: this API in cloud profile `NAME`.
+    #[serde(default)]
+    pub(crate) clouds: BTreeMap<String, RawApiEndpoint>,
+}
+
+/// `[api.clouds.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApiEndpoint {
+    pub(crate) url: Option<String>,
+    pub(crate) scope: Option<String>,
 }
 
 /// `[cors]`.
@@ -218,6 +236,10 @@ pub(crate) struct RawTenant {
     pub(crate) name: Option<String>,
     pub(crate) id: Option<String>,
     pub(crate) rate_limit: Option<RawLimitPolicy>,
+    /// A name of `[apps]`; `None`: `[app]`.
+    pub(crate) app: Option<String>,
+    /// A name of `[clouds]`; `None`: `[cloud]`.
+    pub(crate) cloud: Option<String>,
 }
 
 /// The keys of a limit policy, as `[rate_limit]` and a tenant's `rate_limit = { ... }` write them.

@@ -6,6 +6,9 @@
 //! `[rate_limit]`'s. `per_minute`, `per_hour` and `burst` in the `[[api]]` replace them one by
 //! one. A `[[rate_limit.route]]` with exactly the API's prefix wins over the implicit class.
 
+use http::Uri;
+
+use super::api_clouds::CloudUse;
 use super::ratelimit::{path_prefix_problem, GlobalLimits};
 use super::Validator;
 use crate::config::api::default_scope;
@@ -21,11 +24,13 @@ struct SeenPrefix {
 
 impl Validator<'_> {
     /// The `[[api]]`s; each valid one's implicit route class is appended to `routes` (the
-    /// `[[rate_limit.route]]`s, in file order).
+    /// `[[rate_limit.route]]`s, in file order), and its endpoint in every cloud profile a tenant
+    /// uses is filled in (see [`Self::api_clouds`]).
     pub(super) fn apis(
         &mut self,
         raw: Vec<RawApi>,
         tenants: &[RawTenant],
+        clouds: &CloudUse,
         global: &GlobalLimits,
         routes: &mut Vec<RouteLimit>,
     ) -> Vec<ApiConfig> {
@@ -44,6 +49,7 @@ impl Validator<'_> {
                 per_minute,
                 per_hour,
                 burst,
+                clouds: raw_clouds,
             } = api;
 
             let name = self.api_name(&key("name"), name, &names);
@@ -58,27 +64,13 @@ impl Validator<'_> {
                     index: i,
                 });
             }
-            let url = match url {
-                None => {
-                    self.problem(
-                        &key("url"),
-                        "is required: the API's base URL, like \
-                         \"https://api.securitycenter.microsoft.com\"",
-                    );
-                    None
-                }
-                Some(url) => self.base_url(&key("url"), &url),
-            };
-            let scope = match scope {
-                Some(scope) if scope.trim().is_empty() => {
-                    self.problem(&key("scope"), "must not be empty");
-                    None
-                }
-                Some(scope) => Some(scope.trim().to_owned()),
-                None => url
-                    .as_ref()
-                    .and_then(|url| Some(default_scope(url.scheme_str()?, url.authority()?))),
-            };
+            let (url, scope) = self.url_and_scope(
+                &at,
+                url,
+                scope,
+                "is required: the API's base URL, like \
+                 \"https://api.securitycenter.microsoft.com\"",
+            );
             let known = url
                 .as_ref()
                 .and_then(|u| u.host())
@@ -89,36 +81,84 @@ impl Validator<'_> {
                 burst,
             };
             let windows = self.api_windows(&at, known, global, written);
-
             if let Some(prefix) = &prefix {
-                let own = routes
-                    .iter()
-                    .position(|r| r.path_prefix.eq_ignore_ascii_case(prefix));
-                match own {
-                    Some(r) if written.any() => self.warnings.push(format!(
-                        "{at}: its per_minute, per_hour and burst are not used: \
-                         rate_limit.route[{r}] has the same path_prefix `{prefix}` and sets the \
-                         limits of that class"
-                    )),
-                    Some(_) => {}
-                    None => implicit.push(RouteLimit {
-                        path_prefix: prefix.clone(),
-                        windows,
-                    }),
-                }
+                implicit.extend(self.api_route(&at, prefix, windows, written, routes));
             }
+            let endpoint = url.as_ref().zip(scope.as_deref());
+            let in_clouds = self.api_clouds(&at, raw_clouds, endpoint, clouds);
             if let (Some(name), Some(prefix), Some(url), Some(scope)) = (name, prefix, url, scope) {
                 apis.push(ApiConfig {
                     name,
                     prefix,
                     url,
                     scope,
-                    clouds: Default::default(),
+                    clouds: in_clouds,
                 });
             }
         }
         routes.extend(implicit);
         apis
+    }
+
+    /// An API's (or an API's in a cloud profile) `url` and `scope`, whose keys are under `at`;
+    /// `required` is the message of a missing `url`. The scope defaults to the URL's.
+    pub(super) fn url_and_scope(
+        &mut self,
+        at: &str,
+        url: Option<String>,
+        scope: Option<String>,
+        required: &str,
+    ) -> (Option<Uri>, Option<String>) {
+        let (url_key, scope_key) = (format!("{at}.url"), format!("{at}.scope"));
+        let url = match url {
+            None => {
+                self.problem(&url_key, required);
+                None
+            }
+            Some(url) => self.base_url(&url_key, &url),
+        };
+        let scope = match scope {
+            Some(scope) if scope.trim().is_empty() => {
+                self.problem(&scope_key, "must not be empty");
+                None
+            }
+            Some(scope) => Some(scope.trim().to_owned()),
+            None => url
+                .as_ref()
+                .and_then(|url| Some(default_scope(url.scheme_str()?, url.authority()?))),
+        };
+        (url, scope)
+    }
+
+    /// The implicit route class of the API at `at` with `prefix`, unless a
+    /// `[[rate_limit.route]]` of `routes` has that very prefix (then a warning if the API wrote
+    /// limits of its own, which that route overrides).
+    fn api_route(
+        &mut self,
+        at: &str,
+        prefix: &str,
+        windows: Windows,
+        written: Written,
+        routes: &[RouteLimit],
+    ) -> Option<RouteLimit> {
+        let own = routes
+            .iter()
+            .position(|r| r.path_prefix.eq_ignore_ascii_case(prefix));
+        match own {
+            Some(r) if written.any() => self.warnings.push(format!(
+                "{at}: its per_minute, per_hour and burst are not used: \
+                 rate_limit.route[{r}] has the same path_prefix `{prefix}` and sets the \
+                 limits of that class"
+            )),
+            Some(_) => {}
+            None => {
+                return Some(RouteLimit {
+                    path_prefix: prefix.to_owned(),
+                    windows,
+                })
+            }
+        }
+        None
     }
 
     fn api_name(

@@ -4,6 +4,12 @@
 //! Workload identity follows the Azure SDKs' environment contract (`AZURE_CLIENT_ID`,
 //! `AZURE_FEDERATED_TOKEN_FILE`, injected by the AKS workload identity webhook), so a sidecar can
 //! run with an `[app]` section that names nothing but what the file doesn't get from the Pod.
+//!
+//! `[app]` and every `[apps.NAME]` go through the same [`Validator::app`], with every key and rule
+//! (secret sources, file modes, watched files), problems on their own keys (`apps.NAME.client_id`).
+//! Only `[app]` takes the environment's `AZURE_CLIENT_ID` and `AZURE_FEDERATED_TOKEN_FILE`: they
+//! describe the Pod's own identity, and a named app (a customer's own, say) is never that, so it
+//! must write its client id and credential.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,87 +27,137 @@ const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
 /// The projected service account token, as the Azure SDKs and the webhook name it.
 const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
 
+/// Whose app a section describes, which decides whether the environment may fill in for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AppSection {
+    /// `[app]`: the partner's own app, which the workload identity environment
+    /// (`AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE`) describes when the file leaves it out.
+    Default,
+    /// `[apps.NAME]`: typically a customer's own app. The environment describes the Pod's
+    /// identity, never a customer's app, so such a table must say its client id and credential.
+    Named,
+}
+
+/// An app's client id and credential, each `None` when it has a problem (reported).
+pub(super) struct AppParts {
+    pub(super) client_id: Option<String>,
+    pub(super) credential: Option<Credential>,
+}
+
+impl AppParts {
+    pub(super) fn config(self) -> Option<AppConfig> {
+        Some(AppConfig {
+            client_id: self.client_id?,
+            credential: self.credential?,
+        })
+    }
+}
+
 impl Validator<'_> {
-    pub(super) fn app(&mut self, raw: RawApp) -> Option<AppConfig> {
-        let client_id = match raw.client_id {
-            Some(id) => self.guid("app.client_id", &id),
-            // As the Azure SDKs do: a workload identity webhook injects the app's id here.
-            None => match self.env_var(AZURE_CLIENT_ID) {
-                Some(id) if is_guid(&id) => Some(id.to_ascii_lowercase()),
-                Some(id) => {
-                    self.problem(
-                        "app.client_id",
-                        format!(
-                            "not set, and {AZURE_CLIENT_ID} = `{id}` is not a GUID like \
-                             11111111-2222-3333-4444-555555555555"
-                        ),
-                    );
-                    None
-                }
-                None => {
-                    self.problem(
-                        "app.client_id",
-                        format!(
-                            "is required: the application (client) id of the partner's Entra ID \
-                             app (or set {AZURE_CLIENT_ID})"
-                        ),
-                    );
-                    None
-                }
-            },
-        };
+    /// `[app]` or an `[apps.NAME]` (at `at`: `app`, `apps.NAME`); problems are put on its keys.
+    pub(super) fn app(&mut self, at: &str, raw: RawApp, section: AppSection) -> AppParts {
+        let client_id = self.client_id(at, raw.client_id, section);
+        let RawApp {
+            client_secret,
+            certificate,
+            federated_token_file,
+            ..
+        } = raw;
         let given: Vec<&str> = [
-            raw.client_secret.as_ref().map(|_| "client_secret"),
-            raw.certificate.as_ref().map(|_| "certificate"),
-            raw.federated_token_file
+            client_secret.as_ref().map(|_| "client_secret"),
+            certificate.as_ref().map(|_| "certificate"),
+            federated_token_file
                 .as_ref()
                 .map(|_| "federated_token_file"),
         ]
         .into_iter()
         .flatten()
         .collect();
-        let credential = if given.len() > 1 {
-            // On the last one given: the key an operator most likely just added.
-            let key = format!("app.{}", given[given.len() - 1]);
-            self.problem(
-                &key,
-                format!(
-                    "set only one of client_secret, certificate or federated_token_file \
-                     (found {})",
-                    match given.split_last() {
-                        Some((last, [one])) => format!("both {one} and {last}"),
-                        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-                        None => String::new(),
-                    }
-                ),
-            );
-            None
-        } else if let Some(secret) = raw.client_secret {
-            self.secret("app.client_secret", secret)
-                .map(Credential::Secret)
-        } else if let Some(cert) = raw.certificate {
-            self.certificate(cert).map(Credential::Certificate)
-        } else if let Some(file) = raw.federated_token_file {
-            self.federated("app.federated_token_file", &file, None)
-                .map(Credential::Federated)
-        } else if let Some(file) = self.env_var(AZURE_FEDERATED_TOKEN_FILE) {
-            // Only when the file names no credential at all: an explicit one always wins over
-            // what a workload identity webhook put in the environment.
-            self.federated("app", &file, Some(AZURE_FEDERATED_TOKEN_FILE))
-                .map(Credential::Federated)
-        } else {
-            self.problem(
-                "app",
-                "no credential: set client_secret = { env = \"...\" } or { file = \"...\" }, \
-                 certificate = { cert = \"...\", key = \"...\" }, or federated_token_file \
-                 (or run with AZURE_FEDERATED_TOKEN_FILE set, as workload identity does)",
-            );
-            None
+        let key = |name: &str| format!("{at}.{name}");
+        let credential =
+            if let Some((last, rest)) = given.split_last().filter(|(_, r)| !r.is_empty()) {
+                // On the last one given: the key an operator most likely just added.
+                let found = match rest {
+                    [one] => format!("both {one} and {last}"),
+                    _ => format!("{} and {last}", rest.join(", ")),
+                };
+                self.problem(
+                    &key(last),
+                    format!(
+                        "set only one of client_secret, certificate or federated_token_file \
+                     (found {found})"
+                    ),
+                );
+                None
+            } else if let Some(secret) = client_secret {
+                self.secret(&key("client_secret"), secret)
+                    .map(Credential::Secret)
+            } else if let Some(cert) = certificate {
+                self.certificate(at, cert).map(Credential::Certificate)
+            } else if let Some(file) = federated_token_file {
+                self.federated(&key("federated_token_file"), &file, None)
+                    .map(Credential::Federated)
+            } else {
+                self.credential_from_env(at, section)
+            };
+        AppParts {
+            client_id,
+            credential,
+        }
+    }
+
+    /// `client_id`, or for `[app]` `AZURE_CLIENT_ID` as the Azure SDKs read it (a workload
+    /// identity webhook injects the app's id there).
+    fn client_id(&mut self, at: &str, id: Option<String>, section: AppSection) -> Option<String> {
+        let key = format!("{at}.client_id");
+        if let Some(id) = id {
+            return self.guid(&key, &id);
+        }
+        let message = match (section, self.env_var(AZURE_CLIENT_ID)) {
+            (AppSection::Named, _) => {
+                "is required: the application (client) id of this Entra ID app".to_owned()
+            }
+            (AppSection::Default, Some(id)) if is_guid(&id) => {
+                return Some(id.to_ascii_lowercase())
+            }
+            (AppSection::Default, Some(id)) => format!(
+                "not set, and {AZURE_CLIENT_ID} = `{id}` is not a GUID like \
+                 11111111-2222-3333-4444-555555555555"
+            ),
+            (AppSection::Default, None) => format!(
+                "is required: the application (client) id of the partner's Entra ID app (or set \
+                 {AZURE_CLIENT_ID})"
+            ),
         };
-        Some(AppConfig {
-            client_id: client_id?,
-            credential: credential?,
-        })
+        self.problem(&key, message);
+        None
+    }
+
+    /// The credential of an app whose table names none: for `[app]` `AZURE_FEDERATED_TOKEN_FILE`
+    /// (only then: an explicit one always wins over what a workload identity webhook put in the
+    /// environment), otherwise a problem on the table.
+    fn credential_from_env(&mut self, at: &str, section: AppSection) -> Option<Credential> {
+        const SET_ONE: &str = "no credential: set client_secret = { env = \"...\" } or \
+             { file = \"...\" }, certificate = { cert = \"...\", key = \"...\" }, or \
+             federated_token_file";
+        let message = match section {
+            AppSection::Default => match self.env_var(AZURE_FEDERATED_TOKEN_FILE) {
+                Some(file) => {
+                    return self
+                        .federated(at, &file, Some(AZURE_FEDERATED_TOKEN_FILE))
+                        .map(Credential::Federated)
+                }
+                None => format!(
+                    "{SET_ONE} (or run with {AZURE_FEDERATED_TOKEN_FILE} set, as workload \
+                     identity does)"
+                ),
+            },
+            AppSection::Named => format!(
+                "{SET_ONE} ({AZURE_FEDERATED_TOKEN_FILE} from the environment is [app]'s only)"
+            ),
+        };
+        self.problem(at, message);
+        None
     }
 
     /// An environment variable that is set and not empty (the Azure SDKs treat empty as unset).
@@ -226,13 +282,14 @@ impl Validator<'_> {
         }
     }
 
-    fn certificate(&mut self, raw: RawCertificate) -> Option<CertificateCredential> {
+    fn certificate(&mut self, at: &str, raw: RawCertificate) -> Option<CertificateCredential> {
+        let (cert_key, key_key) = (
+            format!("{at}.certificate.cert"),
+            format!("{at}.certificate.key"),
+        );
         let cert = match raw.cert {
             None => {
-                self.problem(
-                    "app.certificate.cert",
-                    "is required: the PEM certificate file",
-                );
+                self.problem(&cert_key, "is required: the PEM certificate file");
                 None
             }
             Some(cert) => {
@@ -240,7 +297,7 @@ impl Validator<'_> {
                 match first_certificate(&path) {
                     Ok(der) => Some((der, path)),
                     Err(message) => {
-                        self.problem("app.certificate.cert", message);
+                        self.problem(&cert_key, message);
                         None
                     }
                 }
@@ -248,21 +305,18 @@ impl Validator<'_> {
         };
         let key = match raw.key {
             None => {
-                self.problem(
-                    "app.certificate.key",
-                    "is required: the PEM private key file",
-                );
+                self.problem(&key_key, "is required: the PEM private key file");
                 None
             }
             Some(key) => {
                 let path = self.resolve_watched(&key);
                 match private_key(&path) {
                     Ok((der, format)) => {
-                        self.check_secret_file_mode("app.certificate.key", &path);
+                        self.check_secret_file_mode(&key_key, &path);
                         Some((der, format, path))
                     }
                     Err(message) => {
-                        self.problem("app.certificate.key", message);
+                        self.problem(&key_key, message);
                         None
                     }
                 }

@@ -2,7 +2,8 @@
 //! timeouts.
 //!
 //! A `cloud = ...` preset only supplies defaults: `authority`, `api` and `scope` written next to it
-//! win, so a regional API host or a corrected gov-cloud scope needs no new preset.
+//! win, so a regional API host or a corrected gov-cloud scope needs no new preset. `[cloud]` and
+//! every `[clouds.NAME]` profile go through the same [`Validator::cloud`].
 
 use std::time::Duration;
 
@@ -14,38 +15,37 @@ use crate::config::raw::{RawCloud, RawUpstream};
 use crate::config::{defaults, CloudConfig, CloudPreset, TokenEndpointVersion, UpstreamConfig};
 
 impl Validator<'_> {
-    pub(super) fn cloud(&mut self, raw: RawCloud) -> Option<CloudConfig> {
+    /// `[cloud]` (`at` = `cloud`) or a `[clouds.NAME]` profile (`at` = `clouds.NAME`, `named`),
+    /// problems on its own keys. A profile must say which cloud it is: its preset or its
+    /// authority (the public cloud is `[cloud]`'s default, never a profile's silent one).
+    pub(super) fn cloud(&mut self, at: &str, raw: RawCloud, named: bool) -> Option<CloudConfig> {
+        let key = |name: &str| format!("{at}.{name}");
+        let unnamed = named && raw.cloud.is_none() && raw.authority.is_none();
+        if unnamed {
+            self.problem(
+                at,
+                "a cloud profile must name its preset or its authority: cloud = \"gcc\", \
+                 \"gcc-high\", \"dod\" or \"public\", or authority = \"https://...\"",
+            );
+        }
         // An unknown preset is reported, and the public cloud's defaults stand in for it so the
         // other keys are still checked in the same run.
-        let preset = match raw.cloud.as_deref() {
-            None => Some(CloudPreset::Public),
-            Some(name) => CloudPreset::from_name(name).or_else(|| {
-                let known: Vec<String> = CloudPreset::ALL
-                    .iter()
-                    .map(|p| format!("\"{p}\""))
-                    .collect();
-                self.problem(
-                    "cloud.cloud",
-                    format!("`{name}` is not a cloud; use one of {}", known.join(", ")),
-                );
-                None
-            }),
-        };
+        let preset = self.cloud_preset(&key("cloud"), raw.cloud.as_deref());
         let hosts = preset.unwrap_or_default();
         let authority = raw.authority.as_deref().unwrap_or(hosts.authority());
-        let authority = self.base_url("cloud.authority", authority);
+        let authority = self.base_url(&key("authority"), authority);
         let api = raw.api.as_deref().unwrap_or(hosts.api());
-        let api = self.base_url("cloud.api", api);
+        let api = self.base_url(&key("api"), api);
         let scope = raw.scope.unwrap_or_else(|| hosts.scope().to_owned());
         if scope.trim().is_empty() {
-            self.problem("cloud.scope", "must not be empty");
+            self.problem(&key("scope"), "must not be empty");
         }
         let token_endpoint = match raw.token_endpoint.as_deref() {
             None | Some("v2") => Some(TokenEndpointVersion::V2),
             Some("v1") => Some(TokenEndpointVersion::V1),
             Some(other) => {
                 self.problem(
-                    "cloud.token_endpoint",
+                    &key("token_endpoint"),
                     format!("`{other}` is neither \"v2\" nor \"v1\""),
                 );
                 None
@@ -56,27 +56,20 @@ impl Validator<'_> {
             match count_certificates(&path) {
                 Ok(_) => Some(path),
                 Err(message) => {
-                    self.problem("cloud.ca", message);
+                    self.problem(&key("ca"), message);
                     None
                 }
             }
         });
         if let (Some(preset), true) = (preset, raw.cloud.is_some()) {
-            for (key, url) in [("cloud.authority", &authority), ("cloud.api", &api)] {
-                let host = url.as_ref().and_then(|u| u.host());
-                if let Some(other) = host.and_then(|h| foreign_cloud(h, preset)) {
-                    self.warnings.push(format!(
-                        "{key}: {} is a host of the {other} cloud, but cloud = \"{preset}\"; \
-                         tokens don't cross clouds",
-                        host.unwrap_or_default()
-                    ));
-                }
-            }
+            self.warn_of_foreign_hosts(at, preset, [&authority, &api]);
         }
-        let authority = authority?;
         // `Uri` renders an empty path as "/": keep the documented "no trailing slash" form so
         // `{authority}/{tenant}/...` joins cleanly.
-        let authority = authority.to_string().trim_end_matches('/').to_owned();
+        let authority = authority?.to_string().trim_end_matches('/').to_owned();
+        if unnamed {
+            return None;
+        }
         Some(CloudConfig {
             cloud: preset?,
             authority,
@@ -85,6 +78,39 @@ impl Validator<'_> {
             token_endpoint: token_endpoint?,
             ca,
         })
+    }
+
+    /// `cloud = ...` at `key`: a preset's name (`None`: public).
+    fn cloud_preset(&mut self, key: &str, name: Option<&str>) -> Option<CloudPreset> {
+        let Some(name) = name else {
+            return Some(CloudPreset::Public);
+        };
+        CloudPreset::from_name(name).or_else(|| {
+            let known: Vec<String> = CloudPreset::ALL
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect();
+            self.problem(
+                key,
+                format!("`{name}` is not a cloud; use one of {}", known.join(", ")),
+            );
+            None
+        })
+    }
+
+    /// Warns of an `authority` or `api` (as `[authority, api]`) on a host of another cloud than
+    /// the written `preset`.
+    fn warn_of_foreign_hosts(&mut self, at: &str, preset: CloudPreset, urls: [&Option<Uri>; 2]) {
+        for (name, url) in ["authority", "api"].into_iter().zip(urls) {
+            let host = url.as_ref().and_then(|u| u.host());
+            if let Some(other) = host.and_then(|h| foreign_cloud(h, preset)) {
+                self.warnings.push(format!(
+                    "{at}.{name}: {} is a host of the {other} cloud, but cloud = \"{preset}\"; \
+                     tokens don't cross clouds",
+                    host.unwrap_or_default()
+                ));
+            }
+        }
     }
 
     /// A base URL: scheme and host, no path or query. https, or http to a loopback host only,

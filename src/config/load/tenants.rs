@@ -1,9 +1,11 @@
-//! Who the proxy serves: `[[tenant]]` entries and how requests pick one (`[routing]`).
+//! Who the proxy serves: `[[tenant]]` entries (each on an app and a cloud, `[app]` and `[cloud]`
+//! unless it names another) and how requests pick one (`[routing]`).
 
 use std::collections::HashMap;
 
 use http::header::HeaderName;
 
+use super::profiles::{Profiles, APP, CLOUD};
 use super::ratelimit::GlobalLimits;
 use super::{is_guid, Validator};
 use crate::config::raw::{RawRouting, RawTenant};
@@ -87,11 +89,13 @@ impl Validator<'_> {
         })
     }
 
-    /// The tenants, each with its rate-limit policy laid over `[rate_limit]`.
+    /// The tenants, each with its rate-limit policy laid over `[rate_limit]`, and its app and
+    /// cloud one of `profiles`' names.
     pub(super) fn tenants(
         &mut self,
         raw: Vec<RawTenant>,
         limits: &GlobalLimits,
+        profiles: &Profiles,
     ) -> Vec<TenantConfig> {
         if raw.is_empty() {
             self.problem(
@@ -145,13 +149,16 @@ impl Validator<'_> {
                 limits,
                 tenant.rate_limit,
             );
-            if let (Some(name), Some(id)) = (name, id) {
+            let at = |key: &str| format!("tenant[{i}].{key}");
+            let app = self.profile_ref(&at("app"), tenant.app, &profiles.app_names, APP);
+            let cloud = self.profile_ref(&at("cloud"), tenant.cloud, &profiles.cloud_names, CLOUD);
+            if let (Some(name), Some(id), Some(app), Some(cloud)) = (name, id, app, cloud) {
                 tenants.push(TenantConfig {
                     name,
                     id,
                     rate_limit,
-                    app: None,
-                    cloud: None,
+                    app,
+                    cloud,
                 });
             }
         }

@@ -15,6 +15,7 @@ mod apis;
 mod credentials;
 mod inbound;
 mod listen;
+mod profiles;
 mod ratelimit;
 
 const CLIENT: &str = "11111111-1111-1111-1111-111111111111";
@@ -192,7 +193,19 @@ client_id = "x"
 client_secret = { env = "A", file = "B" }
 certificate = { cert = "c", key = "k" }
 federated_token_file = "f"
+[apps.x]
+client_id = "x"
+client_secret = { env = "A", file = "B" }
+certificate = { cert = "c", key = "k" }
+federated_token_file = "f"
 [cloud]
+cloud = "public"
+authority = "a"
+api = "b"
+scope = "c"
+token_endpoint = "v1"
+ca = "d"
+[clouds.x]
 cloud = "public"
 authority = "a"
 api = "b"
@@ -230,6 +243,8 @@ burst = 8
 name = "n"
 id = "i"
 rate_limit = { per_minute = 1, per_hour = 2, burst = 3, mode = "m", max_wait = "w", max_queue = 4 }
+app = "x"
+cloud = "x"
 [[client]]
 name = "n"
 key_sha256 = "h"
@@ -244,6 +259,9 @@ scope = "s"
 per_minute = 1
 per_hour = 2
 burst = 3
+[api.clouds.x]
+url = "u"
+scope = "s"
 [cors]
 allowed_origins = ["o"]
 max_age = "1s"
@@ -272,6 +290,7 @@ max_bytes_per_tenant = 2
                 raw::Shape::Value => {}
                 raw::Shape::Table(inner) => paths(&path, inner, out),
                 raw::Shape::Tables(inner) => paths(&format!("{path}[0]"), inner, out),
+                raw::Shape::Named(inner) => paths(&format!("{path}.x"), inner, out),
             }
             out.push(path);
         }

@@ -20,7 +20,34 @@ pub(crate) enum Shape {
     Table(&'static [(&'static str, Shape)]),
     /// `[[name]]`: each element is walked as a table, and named `name[i]`.
     Tables(&'static [(&'static str, Shape)]),
+    /// `[name.NAME]`: a table of tables whose keys are names the file chooses (`[apps.acme]`),
+    /// each walked as a table, and named `name.NAME`. The names are judged in validation.
+    Named(&'static [(&'static str, Shape)]),
 }
+
+/// The keys of `[app]` and of each `[apps.NAME]`.
+const APP: &[(&str, Shape)] = &[
+    ("client_id", Shape::Value),
+    (
+        "client_secret",
+        Shape::Table(&[("env", Shape::Value), ("file", Shape::Value)]),
+    ),
+    (
+        "certificate",
+        Shape::Table(&[("cert", Shape::Value), ("key", Shape::Value)]),
+    ),
+    ("federated_token_file", Shape::Value),
+];
+
+/// The keys of `[cloud]` and of each `[clouds.NAME]`.
+const CLOUD: &[(&str, Shape)] = &[
+    ("cloud", Shape::Value),
+    ("authority", Shape::Value),
+    ("api", Shape::Value),
+    ("scope", Shape::Value),
+    ("token_endpoint", Shape::Value),
+    ("ca", Shape::Value),
+];
 
 /// Every key the `Raw*` structs accept. A test checks that a file using all of them parses and
 /// that the walk finds nothing unknown in it, so this list and the structs cannot drift apart.
@@ -65,32 +92,10 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("quota_retry_after", Shape::Value),
         ]),
     ),
-    (
-        "app",
-        Shape::Table(&[
-            ("client_id", Shape::Value),
-            (
-                "client_secret",
-                Shape::Table(&[("env", Shape::Value), ("file", Shape::Value)]),
-            ),
-            (
-                "certificate",
-                Shape::Table(&[("cert", Shape::Value), ("key", Shape::Value)]),
-            ),
-            ("federated_token_file", Shape::Value),
-        ]),
-    ),
-    (
-        "cloud",
-        Shape::Table(&[
-            ("cloud", Shape::Value),
-            ("authority", Shape::Value),
-            ("api", Shape::Value),
-            ("scope", Shape::Value),
-            ("token_endpoint", Shape::Value),
-            ("ca", Shape::Value),
-        ]),
-    ),
+    ("app", Shape::Table(APP)),
+    ("apps", Shape::Named(APP)),
+    ("cloud", Shape::Table(CLOUD)),
+    ("clouds", Shape::Named(CLOUD)),
     (
         "upstream",
         Shape::Table(&[
@@ -149,6 +154,8 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
                     ("max_queue", Shape::Value),
                 ]),
             ),
+            ("app", Shape::Value),
+            ("cloud", Shape::Value),
         ]),
     ),
     (
@@ -171,6 +178,10 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("per_minute", Shape::Value),
             ("per_hour", Shape::Value),
             ("burst", Shape::Value),
+            (
+                "clouds",
+                Shape::Named(&[("url", Shape::Value), ("scope", Shape::Value)]),
+            ),
         ]),
     ),
     (
@@ -230,6 +241,19 @@ const MISPLACED: &[(&str, &str)] = &[
     (
         "tenant.rate_limit.path_prefix",
         "`path_prefix` belongs in a [[rate_limit.route]]; route classes apply to every tenant",
+    ),
+    (
+        "tenant.apps",
+        "a tenant names one app: app = \"NAME\", one of the [apps.NAME] tables",
+    ),
+    (
+        "tenant.clouds",
+        "a tenant names one cloud profile: cloud = \"NAME\", one of the [clouds.NAME] tables",
+    ),
+    (
+        "api.cloud",
+        "an API's URL in a cloud profile is a table of its own: [api.clouds.NAME] with url \
+         (and scope), right after the [[api]]",
     ),
     (
         "api.path_prefix",
@@ -434,6 +458,17 @@ fn walk(
                 for (i, item) in items.iter().enumerate() {
                     if let Node::Table(inner) = item {
                         let item_path = format!("{key_path}[{i}]");
+                        walk(inner, fields, &item_path, &key_generic, index, unknown);
+                    }
+                }
+            }
+            // Any name is a key here; its table's keys are walked. The generic path leaves the
+            // name out, as it leaves out `[i]`: `apps.client_id`.
+            (Shape::Named(fields), Node::Table(named)) => {
+                for (name, item) in named {
+                    let item_path = join(&key_path, name.get_ref());
+                    index.add(&item_path, name.span());
+                    if let Node::Table(inner) = item {
                         walk(inner, fields, &item_path, &key_generic, index, unknown);
                     }
                 }

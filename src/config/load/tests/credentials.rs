@@ -102,7 +102,7 @@ fn credential_is_required_and_unique() {
 }
 
 /// The test environment plus `vars`.
-fn env_with<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+pub(super) fn env_with<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
     move |name| {
         vars.iter()
             .find(|(k, _)| *k == name)
