@@ -49,7 +49,7 @@ pub fn dev_config(
         };
         (api, route)
     });
-    Config {
+    let mut config = Config {
         listen: ListenConfig {
             addr: listen,
             allow_unauthenticated: false,
@@ -111,7 +111,9 @@ pub fn dev_config(
         },
         watched_files: vec![],
         warnings: vec![],
-    }
+    };
+    config.add_hunting_route();
+    config
 }
 
 /// Start the simulator and the proxy; print how to try it; run until `shutdown`.

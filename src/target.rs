@@ -27,12 +27,16 @@ pub(crate) struct Target {
     pub(crate) uri: Uri,
     /// This proxy as the client reached it, with the tenant and API prefixes the client used.
     pub(crate) link_to: String,
-    /// The route class, matched on the path with the API prefix still on.
+    /// The route class, matched on the path with the API prefix still on; for a request
+    /// answered through Graph, Graph hunting's (see [`Target::settle_hunting`]).
     pub(crate) class: RouteClass,
     /// The API's histograms, when `[metrics] per_tenant_histograms = false` wants them.
     pub(crate) by_api: Option<Arc<ApiLatency>>,
     /// Whether this is a legacy advanced-hunting request, and where it goes.
     pub(crate) hunting: Hunting,
+    /// The class of Graph's hunting endpoint, which a request answered through Graph takes:
+    /// both legacy routes share Graph's per-tenant hunting limit, pauses and CPU quota.
+    graph_class: RouteClass,
 }
 
 impl Target {
@@ -68,6 +72,12 @@ impl Target {
         let class = route.tenant.limits.class_of(route.upstream_path.as_ref());
         let by_api = (!snapshot.metrics.per_tenant_histograms).then(|| target.latency.clone());
         let hunting = snapshot.hunting.classify(&parts.method, api, &api_path);
+        let graph_class = match hunting {
+            Hunting::Graph(_) | Hunting::Auto(_) => {
+                route.tenant.limits.class_of(snapshot.hunting.graph_path())
+            }
+            Hunting::No | Hunting::Legacy => class,
+        };
         Ok(Target {
             tenant: route.tenant,
             api,
@@ -76,6 +86,7 @@ impl Target {
             class,
             by_api,
             hunting,
+            graph_class,
         })
     }
 
@@ -87,6 +98,9 @@ impl Target {
         }
         self.hunting = self.hunting.settle(&self.tenant).await;
         let through_graph = matches!(self.hunting, Hunting::Graph(_));
+        if through_graph {
+            self.class = self.graph_class;
+        }
         self.tenant.metrics.record_hunting(through_graph);
         through_graph
     }

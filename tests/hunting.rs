@@ -38,6 +38,7 @@ async fn start_tweaked(
             "the default names the dev config's Graph"
         );
         c.hunting.via = via;
+        c.add_hunting_route();
         tweak(c);
     })
     .await

@@ -27,6 +27,9 @@ pub const MDE_PER_HOUR: u32 = 1500;
 /// The Graph security API's documented limit (no hourly one): the default of an `[[api]]`
 /// on a Graph host.
 pub const GRAPH_PER_MINUTE: u32 = 150;
+/// Graph's advanced hunting: "at least 45 calls per minute per tenant" (its own limit and CPU
+/// quota, whichever route a query came by).
+pub const GRAPH_HUNTING_PER_MINUTE: u32 = 45;
 pub const MDE_SCOPE: &str = "https://api.securitycenter.microsoft.com/.default";
 pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 pub const MAX_WAIT: Duration = Duration::from_secs(30);

@@ -314,7 +314,7 @@ impl Validator<'_> {
                 Some(audit),
             ) if self.problems.is_empty() => {
                 self.warn_of_exposure(&listen, &clients, &cors);
-                Ok(Config {
+                let mut config = Config {
                     listen,
                     admin: AdminConfig { addr: admin },
                     app,
@@ -335,7 +335,9 @@ impl Validator<'_> {
                     hunting,
                     watched_files: self.watched.take(),
                     warnings: self.warnings,
-                })
+                };
+                config.add_hunting_route();
+                Ok(config)
             }
             _ => {
                 debug_assert!(!self.problems.is_empty(), "a part failed without a problem");

@@ -28,7 +28,7 @@ use http::header::HeaderName;
 pub use api::{strip_api_prefix, ApiConfig, ApiEndpoint, KnownApi};
 pub use app::{AppConfig, CertificateCredential, Credential, FederatedCredential, KeyFormat};
 pub use cloud::{CloudConfig, CloudPreset, TokenEndpointVersion};
-pub use hunting::{HuntingConfig, HuntingVia};
+pub use hunting::{HuntingConfig, HuntingVia, GRAPH_HUNTING_PATH};
 pub use inbound::{AuditTarget, ClientConfig, ClientCredential, CorsConfig, TenantAllow};
 pub use listen::{AdminConfig, ConnectionOverflow, ListenConfig, ListenLimits, ServerTlsConfig};
 pub use load::{load_file, parse_str, ConfigErrors, Problem};

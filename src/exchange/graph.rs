@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::{build, request_body, send, REPLAY_LIMIT};
 use crate::api::ApiTarget;
+use crate::config::GRAPH_HUNTING_PATH;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::hunting::{query, reply::GraphError};
@@ -23,8 +24,6 @@ use crate::target::Target;
 use crate::token::AccessToken;
 use crate::upstream::{RequestBody, UpstreamBody};
 
-/// Graph's advanced-hunting endpoint.
-const RUN_HUNTING_QUERY: &str = "/v1.0/security/runHuntingQuery";
 /// The most of a Graph error body read (Graph's are a few hundred bytes).
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
 /// `; charset=utf-8`: Graph wants it said for queries that are not ASCII.
@@ -56,7 +55,7 @@ pub(super) async fn forward(
         RequestBody::Streamed(_) => return Err(ProxyError::BodyTooLarge(limit)),
     };
 
-    // The tenant's limit for the route the client called (its hunting class).
+    // The tenant's Graph hunting class (Graph's per-tenant limit; a 429 pauses only it).
     let admission = tenant.limits.admit(target.class).await?;
     if let Some(latency) = &target.by_api {
         latency.observe_wait(admission.waited);
@@ -98,7 +97,7 @@ fn graph_uri(api: &ApiTarget) -> Result<Uri, ProxyError> {
     Uri::builder()
         .scheme(api.base.scheme.clone())
         .authority(api.base.authority.clone())
-        .path_and_query(RUN_HUNTING_QUERY)
+        .path_and_query(GRAPH_HUNTING_PATH)
         .build()
         .map_err(|_| routing::PathError::NotAbsolute.into())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use crate::config::{ApiConfig, HuntingConfig, HuntingVia};
+use crate::config::{ApiConfig, HuntingConfig, HuntingVia, GRAPH_HUNTING_PATH};
 use crate::tenant::Tenant;
 
 /// The application permission Graph's `runHuntingQuery` needs.
@@ -57,6 +57,9 @@ pub(crate) struct HuntingRoutes {
     /// The index of the Graph API among the snapshot's APIs (`[cloud]`'s is 0); `None` when
     /// `via = "legacy"` names none (the config is refused otherwise).
     graph: Option<usize>,
+    /// Graph's hunting endpoint on the proxy (`/graph/v1.0/security/runHuntingQuery`): what a
+    /// translated request is rate limited (and paused) as, whichever legacy route it came by.
+    graph_path: Box<str>,
     /// The `Retry-After` given for Graph's CPU-quota refusal, and the hunting class's pause.
     pub(crate) quota_retry_after: Duration,
 }
@@ -64,15 +67,21 @@ pub(crate) struct HuntingRoutes {
 impl HuntingRoutes {
     /// `config` over the APIs `apis` (the `[[api]]` entries; the snapshot puts `[cloud]`'s first).
     pub(crate) fn new(config: &HuntingConfig, apis: &[ApiConfig]) -> HuntingRoutes {
-        let graph = apis
-            .iter()
-            .position(|a| a.name == config.graph_api)
-            .map(|i| i + 1);
+        let graph = apis.iter().position(|a| a.name == config.graph_api);
+        let graph_path = graph.map_or(String::new(), |i| {
+            format!("{}{GRAPH_HUNTING_PATH}", apis[i].prefix)
+        });
         HuntingRoutes {
             via: config.via,
-            graph,
+            graph: graph.map(|i| i + 1),
+            graph_path: graph_path.into(),
             quota_retry_after: config.quota_retry_after,
         }
+    }
+
+    /// The path translated requests are rate limited as (see [`HuntingRoutes::graph_path`]).
+    pub(crate) fn graph_path(&self) -> &str {
+        &self.graph_path
     }
 
     /// What a request with `method` to the API at index `api`, with the path `api_path` (its
@@ -107,6 +116,7 @@ mod tests {
         HuntingRoutes {
             via,
             graph: Some(2),
+            graph_path: "/graph/v1.0/security/runHuntingQuery".into(),
             quota_retry_after: Duration::from_secs(900),
         }
     }

@@ -110,6 +110,36 @@ mod tests {
     }
 
     #[test]
+    fn through_graph_hunting_gets_graphs_own_class_unless_one_is_written() {
+        let path = "/graph/v1.0/security/runHuntingQuery";
+        let class = |text: &str| {
+            ok(&with(text))
+                .rate_limit
+                .routes
+                .into_iter()
+                .filter(|r| r.path_prefix.eq_ignore_ascii_case(path))
+                .map(|r| r.windows.per_minute.map(|n| n.get()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            class(&format!("[advanced_hunting]\nvia = \"graph\"\n{GRAPH}")),
+            [Some(45)]
+        );
+        assert_eq!(
+            class(&format!("[advanced_hunting]\nvia = \"auto\"\n{GRAPH}")),
+            [Some(45)]
+        );
+        assert_eq!(
+            class(&format!("[advanced_hunting]\nvia = \"legacy\"\n{GRAPH}")),
+            []
+        );
+        let written = format!(
+            "[advanced_hunting]\nvia = \"graph\"\n[[rate_limit.route]]\npath_prefix = \"{path}\"\nper_minute = 30\n{GRAPH}"
+        );
+        assert_eq!(class(&written), [Some(30)]);
+    }
+
+    #[test]
     fn bad_values_name_key_and_line() {
         let found = keys("via = \"sometimes\"\nquota_retry_after = \"0s\"", GRAPH);
         for key in ["advanced_hunting.via", "advanced_hunting.quota_retry_after"] {
