@@ -828,7 +828,7 @@ async fn the_access_line_says_translated_for_requests_answered_through_graph() {
             .filter(|b| *b > 0.0)
     })
     .await;
-    let (logs, _guard) = Logs::capture_among_other_tests();
+    let (logs, _guard) = Logs::capture();
     let requests: [(&Harness, &str, bool); 5] = [
         (&graph, XDR_RUN, true),
         (&graph, "/contoso/mde/api/advancedqueries/run", true),

@@ -414,9 +414,18 @@ pub struct Logs {
 
 impl Logs {
     /// Capture INFO and above (the access lines included) until the guard drops.
+    ///
+    /// Other tests of the binary run at the same time on other threads. With one dispatcher
+    /// registered in the process, tracing takes a shortcut: a callsite's interest is asked of the
+    /// default dispatcher of whichever thread registers it or rebuilds the cache, and on another
+    /// test's thread (no subscriber) a line is then cached as heard by no one, for this capture
+    /// too. An inert second dispatcher, kept for the rest of the process, turns the shortcut off:
+    /// every subscriber alive is asked.
     #[must_use = "the capture ends when the guard drops"]
     pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
         use tracing_subscriber::layer::SubscriberExt as _;
+        static INERT: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        INERT.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
         use tracing_subscriber::Layer as _;
         let logs = Logs::default();
         let writer = logs.clone();
@@ -437,19 +446,6 @@ impl Logs {
         // listens" before this subscriber existed: ask every callsite again.
         tracing::callsite::rebuild_interest_cache();
         (logs, guard)
-    }
-
-    /// [`Logs::capture`] in a test binary whose other tests run at the same time on other
-    /// threads. With one dispatcher registered in the process, tracing takes a shortcut: a
-    /// callsite's interest is asked of the default dispatcher of whichever thread registers it or
-    /// rebuilds the cache, and on another test's thread (no subscriber) a line is then cached as
-    /// heard by no one, for this capture too. An inert second dispatcher, kept for the rest of
-    /// the process, turns the shortcut off: every subscriber alive is asked.
-    #[must_use = "the capture ends when the guard drops"]
-    pub fn capture_among_other_tests() -> (Logs, tracing::subscriber::DefaultGuard) {
-        static INERT: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
-        INERT.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-        Self::capture()
     }
 
     /// Every line so far.
