@@ -202,7 +202,15 @@ async fn expect_hunting_count(h: &Harness, tenant: &str, via: &str, want: f64) {
 #[tokio::test]
 async fn graph_mode_answers_both_legacy_routes_through_graph_on_the_default_and_mde_apis_in_path_and_header_mode(
 ) {
-    let h = start(HuntingVia::Graph).await;
+    // Ten queries of one tenant: more than Graph hunting's 45/minute lets pass at once.
+    let h = start_tweaked(SimConfig::demo(), HuntingVia::Graph, |c| {
+        for route in &mut c.rate_limit.routes {
+            if route.path_prefix.ends_with("/runHuntingQuery") {
+                route.windows.per_minute = std::num::NonZeroU32::new(6000);
+            }
+        }
+    })
+    .await;
     let contoso = h.tenant_id(CONTOSO);
     // Contoso's legacy APIs are retired: a 200 can only come through Graph.
     h.sim.set_legacy_hunting_retired(&contoso, true);
