@@ -295,11 +295,18 @@ impl Translator {
             let b = bytes[i];
             match self.state {
                 State::Results => {
-                    if self.scan.step(b).map_err(|w| self.err(w, i))? {
-                        let start = pass_start.take().unwrap_or(i);
-                        out.push(input.slice(start..=i));
-                        self.state = State::AfterValue;
-                    }
+                    let ended = self
+                        .scan
+                        .run(&bytes[i..])
+                        .map_err(|(what, at)| self.err(what, i + at))?;
+                    let Some(last) = ended.map(|n| i + n) else {
+                        break; // The rest of the frame is inside the results.
+                    };
+                    let start = pass_start.take().unwrap_or(i);
+                    out.push(input.slice(start..=last));
+                    self.state = State::AfterValue;
+                    i = last + 1;
+                    continue;
                 }
                 _ if is_ws(b)
                     && !matches!(
