@@ -112,7 +112,7 @@ impl Snapshot {
         // connector itself changes.
         let upstream = match previous {
             Some(p)
-                if p.config.cloud.ca == config.cloud.ca
+                if p.config.ca_files() == config.ca_files()
                     && p.config.upstream.connect_timeout == config.upstream.connect_timeout =>
             {
                 p.snapshot.upstream.with_timeouts(&config.upstream)

@@ -26,11 +26,11 @@ pub enum TlsError {
     EmptyCa { path: String },
 }
 
-/// The rustls client config: webpki roots, plus every certificate in `ca` when given.
-pub(crate) fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+/// The rustls client config: webpki roots, plus every certificate in each file of `cas`.
+pub(crate) fn client_config(cas: &[&Path]) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca {
+    for &path in cas {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
             .map_err(|source| TlsError::ReadCa {

@@ -142,7 +142,8 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &Config) -> Result<Self, TlsError> {
-        let tls = tls::client_config(config.cloud.ca.as_deref())?;
+        // API hosts of every cloud profile share the pool: every profile's extra roots.
+        let tls = tls::client_config(&config.ca_files())?;
         let connector = tls::https_connector(tls, &config.upstream);
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())

@@ -19,11 +19,13 @@
 //! hundreds of tenants neither waits for each in turn nor floods Entra ID. Nothing secret is
 //! reported: no token, only its claims `tid` and `roles`.
 
+use std::fmt::Write as _;
+
 use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::config::{Config, TenantConfig};
+use crate::config::{Config, TenantConfig, DEFAULT_PROFILE};
 use crate::token::{AccessToken, TokenBrokers, TokenError, TokenInitError};
 
 mod failure;
@@ -70,6 +72,10 @@ pub struct TenantCheck {
     pub name: String,
     /// The tenant's configured id.
     pub tenant_id: String,
+    /// The app its tokens are issued to and the cloud it lives in (config names, `default` for
+    /// `[app]` and `[cloud]`).
+    pub app: String,
+    pub cloud: String,
     pub verdict: Verdict,
     /// Whether a token came back whose `tid` is the tenant's id; `None` when no token was issued.
     pub tid_ok: Option<bool>,
@@ -161,6 +167,14 @@ fn judge_token(
     let mut check = TenantCheck {
         name: tenant.name.clone(),
         tenant_id: tenant.id.clone(),
+        app: tenant
+            .app
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PROFILE.to_owned()),
+        cloud: tenant
+            .cloud
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PROFILE.to_owned()),
         verdict: Verdict::Fail,
         tid_ok: None,
         tid: None,
@@ -235,6 +249,10 @@ pub fn render_text(checks: &[TenantCheck]) -> String {
     let mut out = String::new();
     for c in checks {
         let mut line = format!("{:<width$}  {:<4}  ", c.name, c.verdict.label());
+        // A tenant on its own app or cloud says which (the others are on [app] and [cloud]).
+        if c.app != DEFAULT_PROFILE || c.cloud != DEFAULT_PROFILE {
+            let _ = write!(line, "app {}, cloud {}  ", c.app, c.cloud);
+        }
         if c.tid_ok == Some(true) {
             line.push_str("tid ok  ");
             if c.roles.is_empty() {
@@ -291,6 +309,8 @@ mod tests {
         TenantCheck {
             name: name.into(),
             tenant_id: "2222".into(),
+            app: DEFAULT_PROFILE.into(),
+            cloud: DEFAULT_PROFILE.into(),
             verdict: Verdict::Ok,
             tid_ok: Some(true),
             tid: None,
@@ -336,6 +356,15 @@ mod tests {
                 "fabrikam-long  FAIL  AADSTS700016: the app is not consented; consent: https://login/x/adminconsent?client_id=1",
                 "acme           WARN  tid ok  roles: Incident.Read.All; missing: AdvancedHunting.Read.All",
             ]
+        );
+        let own = TenantCheck {
+            app: "agency-app".into(),
+            cloud: "gov".into(),
+            ..base("agency")
+        };
+        assert_eq!(
+            render_text(&[own]),
+            "agency  ok    app agency-app, cloud gov  tid ok  roles: Incident.Read.All, AdvancedHunting.Read.All\n"
         );
     }
 

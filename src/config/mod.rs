@@ -94,6 +94,14 @@ impl Config {
             .map_or((DEFAULT_PROFILE, &self.app), |(n, a)| (n.as_str(), a))
     }
 
+    /// The extra trust roots of `[cloud]` and of every `[clouds.NAME]` (`ca`), in that order.
+    pub fn ca_files(&self) -> Vec<&std::path::Path> {
+        std::iter::once(&self.cloud)
+            .chain(self.clouds.values())
+            .filter_map(|c| c.ca.as_deref())
+            .collect()
+    }
+
     /// The cloud `tenant` lives in: its profile's name (`default` for `[cloud]`) and settings
     /// (as [`Config::app_of`]).
     pub fn cloud_of<'a>(&'a self, tenant: &'a TenantConfig) -> (&'a str, &'a CloudConfig) {

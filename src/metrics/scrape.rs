@@ -209,7 +209,7 @@ fn routed(s: &Scrape) -> usize {
 
 /// The request, token and process families; the rate limiter's follow
 /// ([`ratelimit::metrics::FAMILIES`]).
-const FAMILIES: [Family; 12] = [
+const FAMILIES: [Family; 13] = [
     Family {
         name: "defender_proxy_build_info",
         kind: "gauge",
@@ -282,6 +282,23 @@ const FAMILIES: [Family; 12] = [
                 let n = m.upstream_errors[kind.index()].load(Ordering::Relaxed);
                 let _ = writeln!(out, "{name}{{{tenant},kind=\"{}\"}} {n}", kind.label());
             }
+        },
+    },
+    Family {
+        name: "defender_proxy_tenant_info",
+        kind: "gauge",
+        help: "Always 1: each configured tenant's app and cloud (config names; default: [app] and [cloud]), to join on tenant.",
+        latency: false,
+        rows: routed,
+        row: |s, name, i, out| {
+            let tenant = &s.routed[i];
+            let _ = writeln!(
+                out,
+                "{name}{{{},{},{}}} 1",
+                Label("tenant", &tenant.name),
+                Label("app", &tenant.app),
+                Label("cloud", &tenant.cloud)
+            );
         },
     },
     Family {

@@ -235,7 +235,7 @@ fn entra_source(
     cloud: &CloudConfig,
     upstream: &UpstreamConfig,
 ) -> Result<Arc<dyn TokenSource>, TokenInitError> {
-    let tls = crate::tls::client_config(cloud.ca.as_deref())?;
+    let tls = crate::tls::client_config(cloud.ca.as_deref().as_slice())?;
     let connector = crate::tls::https_connector(tls, upstream);
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(connector);

@@ -66,7 +66,7 @@ async fn streams_in_bounded_chunks_at_thousands_of_tenants() {
     assert!(chunks.len() >= total / bound, "{} chunks", chunks.len());
     // Every family once, the last one last.
     let text = String::from_utf8(chunks.concat()).unwrap();
-    assert_eq!(text.matches("# TYPE ").count(), 21);
+    assert_eq!(text.matches("# TYPE ").count(), 22);
     assert!(text.ends_with("defender_proxy_ratelimit_fallback_decisions_total 0\n"));
     let tenant_rows = text
         .lines()
@@ -121,6 +121,8 @@ async fn every_family_is_rendered_as_before() {
         "defender_proxy_upstream_errors_total{tenant=\"fabrikam\",kind=\"token\"} 0",
         "defender_proxy_token_refreshes_total{tenant=\"contoso\",api=\"default\",result=\"failure\"} 0",
         "defender_proxy_tenants 2",
+        "defender_proxy_tenant_info{tenant=\"contoso\",app=\"default\",cloud=\"default\"} 1",
+        "defender_proxy_hunting_requests_total{tenant=\"contoso\",via=\"graph\"} 0",
         "defender_proxy_reloads_total{result=\"success\"} 0",
         "defender_proxy_ratelimit_admitted_total{tenant=\"contoso\"} 1",
         "defender_proxy_ratelimit_queued_total{tenant=\"contoso\"} 0",
