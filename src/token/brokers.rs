@@ -99,3 +99,109 @@ fn prepare(config: &Config) -> Result<Vec<(Pair, Prepared)>, TokenInitError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// `[app]` and `[apps.own]`, `[cloud]` and `[clouds.gov]`; `tenants` as TOML.
+    fn config(tenants: &str, own_secret_env: &str) -> Config {
+        let text = format!(
+            r#"
+[app]
+client_id = "11111111-1111-1111-1111-111111111111"
+client_secret = {{ env = "S" }}
+[apps.own]
+client_id = "22222222-2222-2222-2222-222222222222"
+client_secret = {{ env = "{own_secret_env}" }}
+[clouds.gov]
+cloud = "gcc-high"
+{tenants}
+"#
+        );
+        let env = |name: &str| (name == "S" || name == "S2").then(|| "secret".to_owned());
+        crate::config::parse_str(&text, Path::new("/nonexistent/proxy.toml"), &env).unwrap()
+    }
+
+    const TENANTS: &str = r#"
+[[tenant]]
+name = "a"
+id = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
+[[tenant]]
+name = "b"
+id = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb"
+app = "own"
+[[tenant]]
+name = "c"
+id = "cccccccc-cccc-cccc-cccc-cccccccccccc"
+cloud = "gov"
+"#;
+
+    fn pairs(brokers: &TokenBrokers) -> Vec<(String, String)> {
+        brokers.brokers.locked().keys().cloned().collect()
+    }
+
+    #[test]
+    fn one_broker_per_pair_in_use_and_default_always() {
+        let brokers = TokenBrokers::new(&config(TENANTS, "S")).unwrap();
+        let pair = |a: &str, c: &str| (a.to_owned(), c.to_owned());
+        assert_eq!(
+            pairs(&brokers),
+            [
+                pair("default", "default"),
+                pair("default", "gov"),
+                pair("own", "default")
+            ]
+        );
+        assert!(brokers.of("own", "gov").is_none(), "no tenant uses it");
+        let own = brokers.of("own", "default").unwrap();
+        let default = brokers.of("default", "default").unwrap();
+        let scope = "https://api.security.microsoft.com/.default";
+        let id = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb";
+        assert!(!Arc::ptr_eq(&own.slot(id, scope), &default.slot(id, scope)));
+    }
+
+    #[test]
+    fn a_reload_keeps_the_brokers_of_pairs_that_stay_and_drops_the_rest() {
+        let brokers = TokenBrokers::new(&config(TENANTS, "S")).unwrap();
+        let scope = "https://api.security.microsoft.com/.default";
+        let a = brokers.of("default", "default").unwrap().slot("a", scope);
+        let b = brokers.of("own", "default").unwrap().slot("b", scope);
+        // b moves to [app]; c leaves gov; own's secret is rotated (another env var).
+        let moved = TENANTS
+            .replace("app = \"own\"\n", "")
+            .replace("cloud = \"gov\"\n", "app = \"own\"\n");
+        brokers.reconfigure(&config(&moved, "S2")).unwrap();
+        assert!(brokers.of("default", "gov").is_none());
+        let default = brokers.of("default", "default").unwrap();
+        assert!(
+            Arc::ptr_eq(&default.slot("a", scope), &a),
+            "a's slot survives"
+        );
+        let own = brokers.of("own", "default").unwrap();
+        assert!(
+            Arc::ptr_eq(&own.slot("b", scope), &b),
+            "own's broker is reconfigured, not new"
+        );
+        assert!(
+            !Arc::ptr_eq(&default.slot("b", scope), &b),
+            "b on [app] has another slot"
+        );
+    }
+
+    #[test]
+    fn a_failing_reload_changes_nothing() {
+        let brokers = TokenBrokers::new(&config(TENANTS, "S")).unwrap();
+        // b leaves `own` (a success would forget that pair), and gov's CA file is missing.
+        let mut bad = config(&TENANTS.replace("app = \"own\"\n", ""), "S");
+        bad.clouds.get_mut("gov").unwrap().ca = Some("/nonexistent/ca.pem".into());
+        let err = brokers.reconfigure(&bad).unwrap_err();
+        assert!(err.to_string().contains("ca.pem"), "{err}");
+        assert_eq!(pairs(&brokers).len(), 3);
+        assert!(brokers.of("own", "default").is_some());
+    }
+}
