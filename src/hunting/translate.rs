@@ -26,6 +26,7 @@ use bytes::Bytes;
 
 pub(crate) use super::scan::MAX_DEPTH;
 use super::scan::{check_escape, is_ws, key_is, rename_keys, Scan};
+use state::{Kind, State, Step};
 
 /// The longest top-level key held; longer keys are never `schema`/`results`, so they are dropped.
 pub(crate) const MAX_KEY: usize = 256;
@@ -44,52 +45,6 @@ pub(crate) enum TranslateError {
     /// The body ended before the object did.
     #[error("Graph hunting answer ended before its JSON object did")]
     Truncated,
-}
-
-/// Which top-level member a value belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Schema,
-    Results,
-    Drop,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Before the top-level `{`.
-    Start,
-    /// After `{`: a key or `}`.
-    FirstKey,
-    /// After `,`: a key.
-    Key,
-    /// Inside a top-level key.
-    InKey,
-    /// After a key: `:`.
-    Colon,
-    /// After `:`: the value.
-    Value,
-    /// Inside a dropped string value.
-    SkipString,
-    /// Inside a dropped object or array.
-    SkipContainer,
-    /// Inside a dropped number or literal.
-    SkipScalar,
-    /// After `"schema": [`: an entry or `]`.
-    SchemaFirst,
-    /// Inside a schema entry.
-    SchemaEntry,
-    /// After a schema entry: `,` or `]`.
-    SchemaAfter,
-    /// After a `,` in the schema: an entry.
-    SchemaNext,
-    /// Inside the results array (passed through).
-    Results,
-    /// After a top-level value: `,` or `}`.
-    AfterValue,
-    /// After the top-level `}`: whitespace only.
-    Done,
-    /// An error was returned.
-    Failed,
 }
 
 /// The streaming translation of one Graph hunting answer (see the module docs).
@@ -491,12 +446,6 @@ impl Translator {
     }
 }
 
-/// After a byte: go on to the next, or give the same byte to the new state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Next,
-    Again,
-}
-
+mod state;
 #[cfg(test)]
 mod tests;
