@@ -5,6 +5,9 @@
 //! paging, Graph paths handed to `graph`, the `gzip_json` mode, and the recorder entry for every
 //! request.
 //!
+//! Each listener is one cloud's API (see `profiles`): it accepts the tokens its own authority
+//! issued, for its cloud's audiences, and records which listener and `Host` a request came to.
+//!
 //! Any path that is neither the token endpoint nor `/_sim/` lands here, so a request the proxy
 //! routes to the wrong place is still recorded (and answered 404) rather than lost.
 
@@ -14,11 +17,12 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::data::TenantData;
+use super::data::{TenantData, INCIDENTS, MACHINES};
 use super::family::{Audience, Family};
 use super::limits::Class;
-use super::paging::Paging;
+use super::paging::{Items, Paging};
 use super::records::{ApiRequestRecord, TokenInfo};
+use super::site::{self, Site};
 use super::state::Shared;
 use super::support::{self, defender_error, Body, ReadBody};
 use super::{graph, gzip, hunting, jwt, testapi};
@@ -28,8 +32,9 @@ use super::{graph, gzip, hunting, jwt, testapi};
 const BODY_KEEP: usize = 1024 * 1024;
 
 /// Answers and records one API request.
-pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) -> Response<Body> {
+pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, site: &Site) -> Response<Body> {
     let received_at = std::time::Instant::now();
+    let host = site::host_of(&req);
     let (parts, body) = req.into_parts();
     let path_and_query = parts
         .uri
@@ -37,10 +42,10 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
     let read = support::read_hashed(body, BODY_KEEP).await;
     let family = Family::of_path(parts.uri.path());
-    let auth = authenticate(shared, &parts, family);
+    let auth = authenticate(shared, &parts, family, site);
     let known = match &auth {
-        Ok(info) | Err((Some(info), _)) => Some(info.clone()),
-        Err((None, _)) => None,
+        Ok(info) => Some(info.clone()),
+        Err(refused) => refused.info.as_deref().cloned(),
     };
     let resp = match (&read, auth) {
         (Err(_), _) => family.error(
@@ -48,8 +53,8 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
             "BadRequest",
             "The request body could not be read.",
         ),
-        (Ok(_), Err((_, message))) => family.unauthorized(message),
-        (Ok(read), Ok(info)) => serve(shared, &parts, read, &info, family, base).await,
+        (Ok(_), Err(refused)) => family.unauthorized(refused.message),
+        (Ok(read), Ok(info)) => serve(shared, &parts, read, &info, family, &site.base).await,
     };
     // Decided on the request's headers before they move into the record.
     let resp = if shared.gzip_json() && gzip::accepts_gzip(&parts.headers) {
@@ -78,7 +83,12 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
         path_and_query,
         headers,
         tid: known.as_ref().map(|i| i.tid.clone()),
-        aud: known.map(|i| i.aud),
+        aud: known.as_ref().map(|i| i.aud.clone()),
+        app_id: known.as_ref().map(|i| i.app_id.clone()),
+        issuer: known.map(|i| i.iss),
+        host,
+        cloud: site.cloud.to_string(),
+        listener: site.local,
         status: resp.status().as_u16(),
         body_len,
         body_sha256,
@@ -87,30 +97,65 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, base: &str) 
     resp
 }
 
+/// Why a token is refused, with its facts when it was genuinely ours.
+struct Refused {
+    info: Option<Box<TokenInfo>>,
+    message: &'static str,
+}
+
+impl Refused {
+    fn unknown(message: &'static str) -> Self {
+        Refused {
+            info: None,
+            message,
+        }
+    }
+
+    fn of(info: TokenInfo, message: &'static str) -> Self {
+        Refused {
+            info: Some(Box::new(info)),
+            message,
+        }
+    }
+}
+
 /// The token's facts, or why it is refused (with its facts when it was genuinely ours): a token
-/// this simulator signed, still valid, for an audience it serves that `family`'s paths accept.
+/// this simulator signed, still valid, issued by this listener's authority for one of its
+/// cloud's audiences that `family`'s paths accept.
 fn authenticate(
     shared: &Shared,
     parts: &Parts,
     family: Family,
-) -> Result<TokenInfo, (Option<TokenInfo>, &'static str)> {
+    site: &Site,
+) -> Result<TokenInfo, Refused> {
     let header = parts
         .headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let Some(header) = header else {
-        return Err((None, "Authorization header is missing."));
+        return Err(Refused::unknown("Authorization header is missing."));
     };
     let token = match header.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return Err((None, "Authorization header must be a Bearer token.")),
+        _ => {
+            return Err(Refused::unknown(
+                "Authorization header must be a Bearer token.",
+            ))
+        }
     };
     let Some(claims) = jwt::verify_hs256(&shared.key, token) else {
-        return Err((None, "Invalid access token: signature validation failed."));
+        return Err(Refused::unknown(
+            "Invalid access token: signature validation failed.",
+        ));
     };
+    let text = |name: &str| claims[name].as_str().unwrap_or("").to_owned();
     let info = TokenInfo {
-        tid: claims["tid"].as_str().unwrap_or("").to_owned(),
-        aud: claims["aud"].as_str().unwrap_or("").to_owned(),
+        tid: text("tid"),
+        aud: text("aud"),
+        app_id: claims["appid"]
+            .as_str()
+            .map_or_else(|| text("azp"), str::to_owned),
+        iss: text("iss"),
         has_roles: claims["roles"].as_array().is_some_and(|r| !r.is_empty()),
         roles: claims["roles"]
             .as_array()
@@ -121,21 +166,24 @@ fn authenticate(
     };
     let now = shared.clock.unix_secs();
     if !matches!(claims["exp"].as_u64(), Some(exp) if exp > now) {
-        return Err((Some(info), "Access token has expired."));
+        return Err(Refused::of(info, "Access token has expired."));
     }
     if claims["nbf"].as_u64().is_some_and(|nbf| nbf > now) {
-        return Err((Some(info), "Access token is not yet valid."));
+        return Err(Refused::of(info, "Access token is not yet valid."));
     }
-    let config = &shared.config;
-    let aud_ok = std::iter::once(&config.api_audience)
-        .chain(&config.extra_audiences)
+    if !site.issued(&info.iss) {
+        return Err(Refused::of(info, "Invalid access token: wrong issuer."));
+    }
+    let aud_ok = shared
+        .config
+        .audiences(&site.cloud)
         .any(|a| a.trim_end_matches('/') == info.aud.trim_end_matches('/'));
     if !aud_ok || !family.accepts(Audience::of(&info.aud)) {
-        return Err((Some(info), "Invalid access token: wrong audience."));
+        return Err(Refused::of(info, "Invalid access token: wrong audience."));
     }
     let uti = claims["uti"].as_str().unwrap_or("");
     if shared.lock().revoked.contains(uti) {
-        return Err((Some(info), "Access token has been revoked."));
+        return Err(Refused::of(info, "Access token has been revoked."));
     }
     Ok(info)
 }
@@ -186,45 +234,54 @@ async fn serve(
     if family == Family::Graph {
         return graph::serve(shared, info, parts, read, &tenant, base);
     }
+    defender(shared, parts, read, info, &tenant, base)
+}
+
+/// The Defender XDR and Defender for Endpoint paths.
+fn defender(
+    shared: &Shared,
+    parts: &Parts,
+    read: &ReadBody,
+    info: &TokenInfo,
+    tenant: &TenantData,
+    base: &str,
+) -> Response<Body> {
+    let path = parts.uri.path();
     let lower = path.to_ascii_lowercase();
     let segments: Vec<&str> = lower.trim_start_matches('/').split('/').collect();
     let query = parts.uri.query();
     let get = parts.method == Method::GET;
     match segments.as_slice() {
         ["api", "incidents"] if get => {
-            list(base, path, query, tenant.incidents(), 100, "Incidents")
+            let incidents =
+                Items::Lazy(INCIDENTS as usize, Box::new(|i| tenant.incident(i as u64)));
+            list(base, path, query, incidents, 100, "Incidents")
         }
-        ["api", "alerts"] if get => list(base, path, query, tenant.alerts(), 10_000, "Alerts"),
-        ["api", "machines"] if get => {
-            list(base, path, query, tenant.machines(), 10_000, "Machines")
+        ["api", "alerts"] if get => {
+            list(base, path, query, tenant.alerts().into(), 10_000, "Alerts")
         }
-        ["api", "machines", id] if get => {
-            match tenant.machines().into_iter().find(|m| m["id"] == *id) {
-                Some(mut machine) => {
-                    machine["@odata.context"] =
-                        format!("{base}/api/$metadata#Machines/$entity").into();
-                    support::odata(&machine)
-                }
-                None => defender_error(
-                    StatusCode::NOT_FOUND,
-                    "ResourceNotFound",
-                    &format!("Machine {id} was not found"),
-                ),
-            }
-        }
+        ["api", "machines"] if get => list(
+            base,
+            path,
+            query,
+            Items::Lazy(MACHINES as usize, Box::new(|i| tenant.machine(i as u64))),
+            10_000,
+            "Machines",
+        ),
+        ["api", "machines", id] if get => machine(tenant, id, base),
         ["api", "machines", id, "alerts"] if get => {
             let alerts = tenant
                 .alerts()
                 .into_iter()
                 .filter(|a| a["machineId"] == *id)
                 .collect();
-            list(base, path, query, alerts, 10_000, "Alerts")
+            list(base, path, query, Items::All(alerts), 10_000, "Alerts")
         }
         ["api", "advancedhunting" | "advancedqueries", "run"] if parts.method == Method::POST => {
             if shared.modes(&info.tid).legacy_hunting_retired {
                 return retired();
             }
-            hunting(&tenant, read, base, shared.hunting_hold())
+            hunting(tenant, read, base, shared.hunting_hold())
         }
         ["api", "incidents" | "alerts" | "machines", ..]
         | ["api", "advancedhunting" | "advancedqueries", "run"] => defender_error(
@@ -236,6 +293,21 @@ async fn serve(
             StatusCode::NOT_FOUND,
             "ResourceNotFound",
             &format!("No resource at {path}"),
+        ),
+    }
+}
+
+/// `GET /api/machines/{id}`.
+fn machine(tenant: &TenantData, id: &str, base: &str) -> Response<Body> {
+    match tenant.machines().into_iter().find(|m| m["id"] == *id) {
+        Some(mut machine) => {
+            machine["@odata.context"] = format!("{base}/api/$metadata#Machines/$entity").into();
+            support::odata(&machine)
+        }
+        None => defender_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!("Machine {id} was not found"),
         ),
     }
 }
@@ -279,7 +351,7 @@ fn list(
     base: &str,
     path: &str,
     query: Option<&str>,
-    items: Vec<Value>,
+    items: Items<'_>,
     max_top: usize,
     entity: &str,
 ) -> Response<Body> {

@@ -1,7 +1,8 @@
 //! Client-assertion checks of the simulated token endpoint, as Entra ID makes them for
-//! certificate credentials: `alg` PS256 or RS256, a registered certificate named by `x5t#S256`
-//! (or legacy `x5t`), a valid signature, `aud` = the token endpoint URL, `iss` = `sub` = the
-//! client id, a time window of at most 10 minutes, and a `jti` never seen before.
+//! certificate credentials: `alg` PS256 or RS256, a certificate registered for the app named by
+//! `x5t#S256` (or legacy `x5t`), a valid signature, `aud` = the token endpoint URL, `iss` =
+//! `sub` = the app's client id, a time window of at most 10 minutes, and a `jti` never seen
+//! before.
 //!
 //! Federated assertions (workload identity) are checked as Entra checks them against the app's
 //! federated identity credentials: `iss` and `sub` equal to a registered pair, `aud` =
@@ -16,6 +17,7 @@ use http::StatusCode;
 
 use super::entra_error::{err, EntraError};
 use super::jwt;
+use super::profiles::AppRef;
 use super::state::Shared;
 
 /// Clock skew Entra tolerates on an assertion's `nbf`.
@@ -43,8 +45,13 @@ pub(crate) fn subject(assertion: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Checks a federated assertion against the registered federations (see the module docs).
-pub(crate) fn check_federated(shared: &Shared, assertion: &str) -> Result<(), EntraError> {
+/// Checks a federated assertion for `app` against the registered federations (see the module
+/// docs); only the main app has any.
+pub(crate) fn check_federated(
+    shared: &Shared,
+    app: AppRef<'_>,
+    assertion: &str,
+) -> Result<(), EntraError> {
     let bad = |code, text: &str| err(StatusCode::UNAUTHORIZED, "invalid_client", code, text);
     let parts =
         jwt::parse(assertion).ok_or_else(|| bad(50027, "JWT token is invalid or malformed."))?;
@@ -57,10 +64,11 @@ pub(crate) fn check_federated(shared: &Shared, assertion: &str) -> Result<(), En
         serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).collect(),
         _ => vec![],
     };
-    let known = shared
-        .lock()
-        .federations
-        .contains(&(iss.to_owned(), sub.to_owned()));
+    let known = app.main
+        && shared
+            .lock()
+            .federations
+            .contains(&(iss.to_owned(), sub.to_owned()));
     if !known {
         return Err(bad(70021, &format!("No matching federated identity record found for presented assertion. Assertion Issuer: '{iss}'. Assertion Subject: '{sub}'. Assertion Audience: '{}'.", auds.join(","))));
     }
@@ -81,13 +89,14 @@ pub(crate) fn check_federated(shared: &Shared, assertion: &str) -> Result<(), En
     Ok(())
 }
 
-/// Checks a client assertion presented to the token endpoint at one of `endpoint_urls`.
+/// Checks a client assertion of the app `client_id` presented to the token endpoint at one of
+/// `endpoint_urls`: signed with one of that app's certificates.
 pub(crate) fn check(
     shared: &Shared,
+    client_id: &str,
     endpoint_urls: &[String],
     assertion: &str,
 ) -> Result<(), EntraError> {
-    let client_id = &shared.config.client_id;
     let bad = |code, text: &str| err(StatusCode::UNAUTHORIZED, "invalid_client", code, text);
     let parts =
         jwt::parse(assertion).ok_or_else(|| bad(50027, "JWT token is invalid or malformed."))?;
@@ -99,7 +108,11 @@ pub(crate) fn check(
         .as_str()
         .or(parts.header["x5t"].as_str())
         .unwrap_or("");
-    let key = shared.lock().certs.get(thumb).cloned();
+    let key = shared
+        .lock()
+        .certs
+        .get(&(client_id.to_ascii_lowercase(), thumb.to_owned()))
+        .cloned();
     let Some(key) = key else {
         return Err(bad(700027, &format!("Client assertion failed signature validation. (Reason - The key was not found., Thumbprint of key used by client: '{thumb}')")));
     };
@@ -116,7 +129,12 @@ pub(crate) fn check(
             ),
         ));
     }
-    if claims["iss"].as_str() != Some(client_id) || claims["sub"].as_str() != Some(client_id) {
+    let names_app = |claim: &str| {
+        claims[claim]
+            .as_str()
+            .is_some_and(|c| c.eq_ignore_ascii_case(client_id))
+    };
+    if !names_app("iss") || !names_app("sub") {
         return Err(bad(
             700021,
             "Client assertion application identifier doesn't match 'client_id' parameter.",

@@ -1,7 +1,8 @@
 //! `/_sim/` control endpoints, for black-box tests and dashboard developers driving
 //! `defender-proxy simulate` over HTTP instead of through a [`Simulator`] handle:
 //!
-//! - `GET /_sim` — client id, tenants and base URL (never the secret).
+//! - `GET /_sim` — client id, tenants, base URL, the other apps (client ids and credential kinds,
+//!   never a secret), the consents and the clouds (base URL and audiences of each listener).
 //! - `GET /_sim/requests` — both records as JSON, `authorization` values as `Bearer …last4`.
 //! - `POST /_sim/reset` — forget records, every tenant's modes, limit windows and revocations.
 //! - `POST /_sim/release` — release pending `/api/_test/stream` responses.
@@ -14,9 +15,10 @@
 //!   "tid_override": "..." ("" clears it), "token_suffix": "..." ("" clears it),
 //!   "force_api_429": n, "retry_after": "2", "revoke": true, "hunting_429": n,
 //!   "hunting_retry_after": s, "hunting_quota": n, "legacy_hunting_retired": bool,
-//!   "threat_hunting_role": bool}` (the last four: see [`Simulator::fail_hunting_429`],
-//!   [`Simulator::fail_hunting_quota`], [`Simulator::set_legacy_hunting_retired`],
-//!   [`Simulator::set_threat_hunting_granted`]).
+//!   "threat_hunting_role": bool, "app_consent": {"<client id>": bool}}` (see
+//!   [`Simulator::fail_hunting_429`], [`Simulator::fail_hunting_quota`],
+//!   [`Simulator::set_legacy_hunting_retired`], [`Simulator::set_threat_hunting_granted`],
+//!   [`Simulator::set_app_consent`]).
 //!
 //! No authentication: the simulator is a loopback test tool holding nothing real.
 
@@ -28,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::support::{self, Body};
-use super::Simulator;
+use super::{Simulator, PUBLIC_CLOUD};
 
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -67,6 +69,7 @@ struct TenantUpdate {
     hunting_quota: Option<u32>,
     legacy_hunting_retired: Option<bool>,
     threat_hunting_role: Option<bool>,
+    app_consent: Option<std::collections::BTreeMap<String, bool>>,
 }
 
 fn bad_request(message: String) -> Response<Body> {
@@ -140,6 +143,19 @@ fn info(sim: &Simulator) -> Value {
         .iter()
         .map(|t| json!({"name": t.name, "id": t.id, "roles": t.roles}))
         .collect();
+    let apps: Vec<Value> = config
+        .apps
+        .iter()
+        .map(|a| json!({"name": a.name, "client_id": a.client_id, "credential": a.credential.kind()}))
+        .collect();
+    let bases = sim.shared.base_urls();
+    let clouds: Vec<Value> = std::iter::once(PUBLIC_CLOUD)
+        .chain(config.clouds.iter().map(|c| c.name.as_str()))
+        .map(|cloud| {
+            let audiences: Vec<&str> = config.audiences(cloud).collect();
+            json!({"name": cloud, "base_url": bases.get(cloud), "audiences": audiences})
+        })
+        .collect();
     json!({
         "base_url": sim.base_url(),
         "client_id": config.client_id,
@@ -147,6 +163,10 @@ fn info(sim: &Simulator) -> Value {
         "extra_audiences": config.extra_audiences,
         "gzip_json": sim.gzip_json(),
         "tenants": tenants,
+        "apps": apps,
+        "consents": config.consents,
+        "clouds": clouds,
+        "tenant_clouds": config.tenant_clouds,
     })
 }
 
@@ -194,6 +214,9 @@ fn apply(sim: &Simulator, tenant: &str, u: TenantUpdate) -> Result<(), String> {
     }
     if let Some(granted) = u.threat_hunting_role {
         sim.set_threat_hunting_granted(tenant, granted);
+    }
+    for (client_id, consented) in u.app_consent.into_iter().flatten() {
+        sim.set_app_consent(tenant, &client_id, consented);
     }
     if u.revoke == Some(true) {
         sim.revoke_tokens(tenant);

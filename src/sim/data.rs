@@ -72,7 +72,8 @@ impl TenantData {
         (0..INCIDENTS).map(|i| self.incident(i)).collect()
     }
 
-    fn incident(&self, i: u64) -> Value {
+    /// Incident `i` (of [`INCIDENTS`]), as `GET /api/incidents` lists it.
+    pub(crate) fn incident(&self, i: u64) -> Value {
         let created = self.created(i);
         let machine = i % MACHINES;
         let alerts: Vec<Value> = (0..ALERTS_PER_INCIDENT)
@@ -151,22 +152,23 @@ impl TenantData {
 
     /// All machines, as `GET /api/machines` lists them.
     pub(crate) fn machines(&self) -> Vec<Value> {
-        (0..MACHINES)
-            .map(|i| {
-                json!({
-                    "id": self.machine_id(i),
-                    "computerDnsName": self.machine_dns(i),
-                    "firstSeen": iso8601(EPOCH - 90 * 86_400),
-                    "lastSeen": iso8601(EPOCH - i * 600),
-                    "osPlatform": pick(&PLATFORMS, i),
-                    "onboardingStatus": "Onboarded",
-                    "healthStatus": "Active",
-                    "riskScore": pick(&["None", "Low", "Medium", "High"], i),
-                    "exposureLevel": pick(&["Low", "Medium", "High"], i),
-                    "lastIpAddress": format!("10.0.{}.{}", self.ordinal, i + 10),
-                    "machineTags": [self.name.clone()],
-                })
-            })
-            .collect()
+        (0..MACHINES).map(|i| self.machine(i)).collect()
+    }
+
+    /// Machine `i` (of [`MACHINES`]), as `GET /api/machines` lists it.
+    pub(crate) fn machine(&self, i: u64) -> Value {
+        json!({
+            "id": self.machine_id(i),
+            "computerDnsName": self.machine_dns(i),
+            "firstSeen": iso8601(EPOCH - 90 * 86_400),
+            "lastSeen": iso8601(EPOCH - i * 600),
+            "osPlatform": pick(&PLATFORMS, i),
+            "onboardingStatus": "Onboarded",
+            "healthStatus": "Active",
+            "riskScore": pick(&["None", "Low", "Medium", "High"], i),
+            "exposureLevel": pick(&["Low", "Medium", "High"], i),
+            "lastIpAddress": format!("10.0.{}.{}", self.ordinal, i + 10),
+            "machineTags": [self.name.clone()],
+        })
     }
 }

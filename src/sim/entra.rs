@@ -3,6 +3,9 @@
 //! `resource`), with a client secret, a certificate-signed client assertion, or a federated
 //! assertion (workload identity: a token of another issuer the app trusts).
 //!
+//! Each listener is a cloud's authority (see `profiles`): it knows that cloud's resources and
+//! the tenants homed there, and its tokens name it as issuer and the app they were issued to.
+//!
 //! Errors use Entra's real shape and AADSTS codes, because the proxy decides between retrying,
 //! remembering a failure and showing a consent link from `error` and `error_codes` alone.
 //! Checks run in roughly Entra's order: tenant, request syntax, app and consent, credential.
@@ -15,8 +18,10 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::entra_error::{err, missing, no_store, EntraError};
+use super::profiles::AppRef;
 use super::records::{CredentialKind, TokenEndpoint, TokenRequestRecord};
-use super::state::Shared;
+use super::site::{self, Site};
+use super::state::{Shared, TenantModes};
 use super::support::{self, Body};
 use super::{assertion, jwt};
 
@@ -38,6 +43,7 @@ pub(crate) fn match_token_path(path: &str) -> Option<(String, TokenEndpoint)> {
 /// One token request being evaluated.
 struct Ctx<'a> {
     shared: &'a Shared,
+    site: &'a Site,
     tenant: String,
     version: TokenEndpoint,
     /// The endpoint URL as the client could have addressed it: assertion `aud` candidates.
@@ -51,13 +57,16 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     tenant: String,
     version: TokenEndpoint,
-    base: &str,
+    site: &Site,
 ) -> Response<Body> {
-    let mut endpoint_urls = vec![format!("{base}{}", req.uri().path())];
+    let host = site::host_of(&req);
+    let mut endpoint_urls = vec![format!("{}{}", site.base, req.uri().path())];
     // Also the host the client named (h1 `Host` or h2 `:authority`), so a client configured
     // with `localhost` instead of the IP still gets its assertion audience accepted.
-    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
-    for host in host
+    for host in req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
         .into_iter()
         .chain(req.uri().authority().map(|a| a.as_str()))
     {
@@ -69,16 +78,10 @@ pub(crate) async fn handle(
             .or_default() += 1;
     });
     let method = req.method().clone();
-    let body = support::read_hashed(req.into_body(), FORM_LIMIT).await;
-    let form: Option<HashMap<String, String>> = match &body {
-        Ok(read) => read
-            .kept
-            .as_ref()
-            .map(|b| form_urlencoded::parse(b).into_owned().collect()),
-        Err(_) => None,
-    };
+    let form = read_form(req.into_body()).await;
     let ctx = Ctx {
         shared,
+        site,
         tenant,
         version,
         endpoint_urls,
@@ -105,23 +108,7 @@ pub(crate) async fn handle(
         )),
         Some(_) => ctx.evaluate(),
     };
-    let record = TokenRequestRecord {
-        tenant: ctx.tenant.clone(),
-        version,
-        client_id: ctx.field("client_id").to_owned(),
-        credential: ctx.credential_kind(),
-        assertion_subject: match ctx.credential_kind() {
-            CredentialKind::Federated => assertion::subject(ctx.field("client_assertion")),
-            _ => None,
-        },
-        scope_or_resource: ctx.field(ctx.resource_field()).to_owned(),
-        status: match &outcome {
-            Ok(_) => 200,
-            Err(e) => e.status.as_u16(),
-        },
-        error_code: outcome.as_ref().err().map(|e| e.code),
-    };
-    shared.record_token(record);
+    shared.record_token(ctx.record(&outcome, host));
     match outcome {
         Ok(body) => {
             let mut resp = support::json(StatusCode::OK, &body);
@@ -130,9 +117,17 @@ pub(crate) async fn handle(
         }
         Err(e) => {
             tracing::debug!(tenant = %ctx.tenant, code = e.code, "simulated Entra error");
-            e.response(shared, base)
+            e.response(shared, &site.base)
         }
     }
+}
+
+/// The form of a token request; `None` when it cannot be read within [`FORM_LIMIT`].
+async fn read_form(body: Incoming) -> Option<HashMap<String, String>> {
+    let read = support::read_hashed(body, FORM_LIMIT).await.ok()?;
+    read.kept
+        .as_ref()
+        .map(|b| form_urlencoded::parse(b).into_owned().collect())
 }
 
 impl Ctx<'_> {
@@ -158,7 +153,7 @@ impl Ctx<'_> {
             (false, true)
                 if assertion::is_federated(
                     self.field("client_assertion"),
-                    &self.shared.config.client_id,
+                    self.field("client_id"),
                 ) =>
             {
                 CredentialKind::Federated
@@ -168,31 +163,64 @@ impl Ctx<'_> {
         }
     }
 
-    /// All checks, then a token; the JSON success body or the error to answer.
-    fn evaluate(&self) -> Result<Value, EntraError> {
-        let failing = self.shared.with_modes(&self.tenant, |m| {
+    /// The recorder's entry for this request, answered with `outcome`, sent to `host`.
+    fn record(&self, outcome: &Result<Value, EntraError>, host: String) -> TokenRequestRecord {
+        let credential = self.credential_kind();
+        TokenRequestRecord {
+            tenant: self.tenant.clone(),
+            version: self.version,
+            client_id: self.field("client_id").to_owned(),
+            credential,
+            assertion_subject: match credential {
+                CredentialKind::Federated => assertion::subject(self.field("client_assertion")),
+                _ => None,
+            },
+            scope_or_resource: self.field(self.resource_field()).to_owned(),
+            status: match outcome {
+                Ok(_) => 200,
+                Err(e) => e.status.as_u16(),
+            },
+            error_code: outcome.as_ref().err().map(|e| e.code),
+            host,
+            cloud: self.site.cloud.to_string(),
+        }
+    }
+
+    /// The next of the tenant's forced failures, if one is left.
+    fn forced_failure(&self) -> Option<EntraError> {
+        let (status, retry_after) = self.shared.with_modes(&self.tenant, |m| {
             (m.fail_remaining > 0).then(|| {
                 m.fail_remaining -= 1;
                 (m.fail_status, m.fail_retry_after)
             })
-        });
-        if let Some((status, retry_after)) = failing {
-            let (code, text) = if status == StatusCode::TOO_MANY_REQUESTS {
-                (
-                    90055,
-                    "There are too many incoming requests. Please retry later.",
-                )
-            } else {
-                (
-                    50000,
-                    "There was an error issuing a token or an issue with our sign-in service.",
-                )
-            };
-            let mut e = err(status, "temporarily_unavailable", code, text);
-            e.retry_after = retry_after;
+        })?;
+        let (code, text) = if status == StatusCode::TOO_MANY_REQUESTS {
+            (
+                90055,
+                "There are too many incoming requests. Please retry later.",
+            )
+        } else {
+            (
+                50000,
+                "There was an error issuing a token or an issue with our sign-in service.",
+            )
+        };
+        let mut e = err(status, "temporarily_unavailable", code, text);
+        e.retry_after = retry_after;
+        Some(e)
+    }
+
+    /// All checks, then a token; the JSON success body or the error to answer.
+    fn evaluate(&self) -> Result<Value, EntraError> {
+        if let Some(e) = self.forced_failure() {
             return Err(e);
         }
-        let Some(tenant) = self.shared.tenant_by_id(&self.tenant) else {
+        let config = &self.shared.config;
+        let tenant = self
+            .shared
+            .tenant_by_id(&self.tenant)
+            .filter(|t| config.tenant_in_cloud(&t.id, &self.site.cloud));
+        let Some(tenant) = tenant else {
             return Err(err(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -220,9 +248,10 @@ impl Ctx<'_> {
             .get("client_id")
             .ok_or_else(|| missing("client_id"))?;
         let resource = self.resource()?;
-        let config = &self.shared.config;
-        let consented = self.shared.modes(&tenant.id).consented;
-        if !client_id.eq_ignore_ascii_case(&config.client_id) || !consented {
+        let app = config
+            .app(client_id)
+            .filter(|app| self.shared.consented(&tenant.id, app.client_id));
+        let Some(app) = app else {
             return Err(err(
                 StatusCode::BAD_REQUEST,
                 "unauthorized_client",
@@ -232,12 +261,12 @@ impl Ctx<'_> {
                     tenant.id
                 ),
             ));
-        }
-        self.check_credential()?;
-        Ok(self.issue(tenant, resource))
+        };
+        self.check_credential(app)?;
+        Ok(self.issue(tenant, resource, app))
     }
 
-    /// The requested resource, which must be one the simulator serves.
+    /// The requested resource, which must be one of this listener's cloud.
     fn resource(&self) -> Result<String, EntraError> {
         let field = self.resource_field();
         let value = self.form.get(field).ok_or_else(|| missing(field))?;
@@ -252,11 +281,11 @@ impl Ctx<'_> {
                 )
             })?,
         };
-        let config = &self.shared.config;
-        std::iter::once(&config.api_audience)
-            .chain(&config.extra_audiences)
+        self.shared
+            .config
+            .audiences(&self.site.cloud)
             .find(|a| a.trim_end_matches('/') == resource.trim_end_matches('/'))
-            .cloned()
+            .map(str::to_owned)
             .ok_or_else(|| {
                 err(
                     StatusCode::BAD_REQUEST,
@@ -267,18 +296,16 @@ impl Ctx<'_> {
             })
     }
 
-    fn check_credential(&self) -> Result<(), EntraError> {
-        let config = &self.shared.config;
+    fn check_credential(&self, app: AppRef<'_>) -> Result<(), EntraError> {
         let invalid_client =
             |code, text: String| err(StatusCode::UNAUTHORIZED, "invalid_client", code, text);
         match self.credential_kind() {
             CredentialKind::Secret => {
                 // Compare digests so the comparison time says nothing about the secret.
                 let given = support::sha256_hex(self.field("client_secret").as_bytes());
-                if given == support::sha256_hex(config.client_secret.as_bytes()) {
-                    Ok(())
-                } else {
-                    Err(invalid_client(7000215, format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", config.client_id)))
+                match app.secret {
+                    Some(secret) if given == support::sha256_hex(secret.as_bytes()) => Ok(()),
+                    _ => Err(invalid_client(7000215, format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id))),
                 }
             }
             kind @ (CredentialKind::Assertion | CredentialKind::Federated) => {
@@ -287,20 +314,59 @@ impl Ctx<'_> {
                 }
                 let assertion = self.field("client_assertion");
                 if kind == CredentialKind::Federated {
-                    assertion::check_federated(self.shared, assertion)
+                    assertion::check_federated(self.shared, app, assertion)
                 } else {
-                    assertion::check(self.shared, &self.endpoint_urls, assertion)
+                    assertion::check(self.shared, app.client_id, &self.endpoint_urls, assertion)
                 }
             }
             CredentialKind::None => Err(invalid_client(7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into())),
         }
     }
 
+    /// The token's claims: v1 or v2 by the endpoint, naming `app` and this listener's authority.
+    fn claims(&self, tid: &str, resource: &str, app: AppRef<'_>, now: u64, exp: u64) -> Value {
+        let base = &self.site.base;
+        let acr = if self.credential_kind() == CredentialKind::Secret {
+            "1"
+        } else {
+            "2"
+        };
+        let mut claims = json!({
+            "aud": resource,
+            "iat": now, "nbf": now, "exp": exp,
+            "app_displayname": app.name,
+            "oid": support::uuid(),
+            "tid": tid,
+        });
+        let version = match self.version {
+            TokenEndpoint::V1 => json!({
+                "iss": format!("{base}/{tid}/"),
+                "idp": format!("{base}/{tid}/"),
+                "appid": app.client_id,
+                "appidacr": acr,
+                "ver": "1.0",
+            }),
+            TokenEndpoint::V2 => json!({
+                "iss": format!("{base}/{tid}/v2.0"),
+                "azp": app.client_id,
+                "azpacr": acr,
+                "ver": "2.0",
+            }),
+        };
+        if let (Some(claims), Value::Object(more)) = (claims.as_object_mut(), version) {
+            claims.extend(more);
+        }
+        claims
+    }
+
     /// Mints the access token and builds the success body of this endpoint version.
-    fn issue(&self, tenant: &super::SimTenant, resource: String) -> Value {
+    fn issue(&self, tenant: &super::SimTenant, resource: String, app: AppRef<'_>) -> Value {
         let shared = self.shared;
         let modes = shared.modes(&tenant.id);
-        let tid = modes.tid_override.unwrap_or_else(|| tenant.id.clone());
+        let tid = modes
+            .tid_override
+            .clone()
+            .unwrap_or_else(|| tenant.id.clone());
         let now = shared.clock.unix_secs();
         let uti = jwt::b64url(&fastrand::u128(..).to_le_bytes());
         let (lifetime, refresh_in) = {
@@ -314,34 +380,9 @@ impl Ctx<'_> {
             )
         };
         let exp = now + lifetime;
-        let mut claims = json!({
-            "aud": resource,
-            "iss": format!("https://sts.windows.net/{tid}/"),
-            "iat": now, "nbf": now, "exp": exp,
-            "app_displayname": "defender-proxy simulator",
-            "appid": shared.config.client_id,
-            "appidacr": if self.credential_kind() == CredentialKind::Secret { "1" } else { "2" },
-            "idp": format!("https://sts.windows.net/{tid}/"),
-            "oid": support::uuid(),
-            "tid": tid,
-            "uti": uti,
-            "ver": "1.0",
-        });
-        // The configured roles, less those withheld, plus those granted by a test.
-        let mut roles: Vec<String> = tenant
-            .roles
-            .iter()
-            .filter(|r| modes.role_overrides.get(*r) != Some(&false))
-            .cloned()
-            .collect();
-        let mut granted: Vec<&String> = modes
-            .role_overrides
-            .iter()
-            .filter(|(r, on)| **on && !roles.contains(r))
-            .map(|(r, _)| r)
-            .collect();
-        granted.sort();
-        roles.extend(granted.into_iter().cloned());
+        let mut claims = self.claims(&tid, &resource, app, now, exp);
+        claims["uti"] = json!(uti);
+        let roles = roles(tenant, &modes);
         // Like Entra, no `roles` claim at all when nothing is granted.
         if !roles.is_empty() {
             claims["roles"] = json!(roles);
@@ -369,4 +410,23 @@ impl Ctx<'_> {
             }),
         }
     }
+}
+
+/// The tenant's configured roles, less those withheld, plus those granted by a test.
+fn roles(tenant: &super::SimTenant, modes: &TenantModes) -> Vec<String> {
+    let mut roles: Vec<String> = tenant
+        .roles
+        .iter()
+        .filter(|r| modes.role_overrides.get(*r) != Some(&false))
+        .cloned()
+        .collect();
+    let mut granted: Vec<&String> = modes
+        .role_overrides
+        .iter()
+        .filter(|(r, on)| **on && !roles.contains(r))
+        .map(|(r, _)| r)
+        .collect();
+    granted.sort();
+    roles.extend(granted.into_iter().cloned());
+    roles
 }

@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 
 use http::header::{HeaderValue, RETRY_AFTER};
 
-use super::data::TenantData;
+use super::data::{TenantData, INCIDENTS};
 use super::hunting;
-use super::paging::{self, Paging};
+use super::paging::{self, Items, Paging};
 use super::records::TokenInfo;
 use super::state::Shared;
 use super::support::{self, iso8601, uuid, Body, ReadBody};
@@ -59,11 +59,10 @@ pub(crate) fn serve(
     let get = parts.method == Method::GET;
     match segments.as_slice() {
         ["v1.0", "security", "incidents"] if get => {
-            let items = tenant
-                .incidents()
-                .iter()
-                .map(|i| incident(tenant, i))
-                .collect();
+            let items = Items::Lazy(
+                INCIDENTS as usize,
+                Box::new(|i| incident(tenant, &tenant.incident(i as u64))),
+            );
             list(
                 base,
                 path,
@@ -74,42 +73,18 @@ pub(crate) fn serve(
             )
         }
         ["v1.0", "security", "alerts_v2"] if get => {
-            let items = tenant.alerts().iter().map(|a| alert(tenant, a)).collect();
+            let items: Vec<Value> = tenant.alerts().iter().map(|a| alert(tenant, a)).collect();
             list(
                 base,
                 path,
                 query,
-                items,
+                items.into(),
                 MAX_TOP_ALERTS,
                 "security/alerts_v2",
             )
         }
         ["v1.0", "security", kind @ ("incidents" | "alerts_v2"), id] if get => {
-            let found = if *kind == "incidents" {
-                tenant
-                    .incidents()
-                    .iter()
-                    .map(|i| incident(tenant, i))
-                    .find(|i| i["id"] == *id)
-            } else {
-                tenant
-                    .alerts()
-                    .iter()
-                    .map(|a| alert(tenant, a))
-                    .find(|a| a["id"] == *id)
-            };
-            match found {
-                Some(mut one) => {
-                    one["@odata.context"] =
-                        format!("{base}/v1.0/$metadata#security/{kind}/$entity").into();
-                    support::odata(&one)
-                }
-                None => error(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    &format!("No {kind} with id '{id}' was found."),
-                ),
-            }
+            entity(tenant, kind, id, base)
         }
         ["v1.0", "security", "runhuntingquery"] if parts.method == Method::POST => {
             hunting(shared, info, tenant, read, base)
@@ -127,12 +102,40 @@ pub(crate) fn serve(
     }
 }
 
+/// `GET /v1.0/security/{kind}/{id}`, `kind` being `incidents` or `alerts_v2`.
+fn entity(tenant: &TenantData, kind: &str, id: &str, base: &str) -> Response<Body> {
+    let found = if kind == "incidents" {
+        tenant
+            .incidents()
+            .iter()
+            .map(|i| incident(tenant, i))
+            .find(|i| i["id"] == *id)
+    } else {
+        tenant
+            .alerts()
+            .iter()
+            .map(|a| alert(tenant, a))
+            .find(|a| a["id"] == *id)
+    };
+    match found {
+        Some(mut one) => {
+            one["@odata.context"] = format!("{base}/v1.0/$metadata#security/{kind}/$entity").into();
+            support::odata(&one)
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("No {kind} with id '{id}' was found."),
+        ),
+    }
+}
+
 /// A page as Graph writes it: context, `@odata.count` when asked, next link, then the values.
 fn list(
     base: &str,
     path: &str,
     query: Option<&str>,
-    items: Vec<Value>,
+    items: Items<'_>,
     max_top: usize,
     entity: &str,
 ) -> Response<Body> {

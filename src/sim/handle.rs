@@ -10,18 +10,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::records::{ApiRequestRecord, TokenEndpoint, TokenRequestRecord};
-use super::{jwt, Simulator, THREAT_HUNTING_ROLE};
+use super::state::add_certificate;
+use super::{Simulator, PUBLIC_CLOUD, THREAT_HUNTING_ROLE};
 
 impl Simulator {
-    /// `false`: the app is not consented in the tenant; its token requests get 400
-    /// `unauthorized_client` AADSTS700016. All tenants start consented.
+    /// `false`: no app is consented in the tenant; its token requests get 400
+    /// `unauthorized_client` AADSTS700016. `true` restores the consents of
+    /// [`super::SimConfig::consents`] and [`Simulator::set_app_consent`]. All tenants start
+    /// consented.
     pub fn set_consent(&self, tenant_id: &str, consented: bool) {
         self.shared
             .with_modes(tenant_id, |m| m.consented = consented);
+    }
+
+    /// Gives (`true`) or withdraws (`false`) the tenant's consent to the app `client_id` (the
+    /// main one or a [`super::SimApp`]), whatever [`super::SimConfig::consents`] says: without
+    /// it, that app's token requests for the tenant get AADSTS700016.
+    pub fn set_app_consent(&self, tenant_id: &str, client_id: &str, consented: bool) {
+        self.shared.with_modes(tenant_id, |m| {
+            m.app_consent
+                .insert(client_id.to_ascii_lowercase(), consented);
+        });
     }
 
     /// The tenant's next `count` token requests fail with 503 `temporarily_unavailable`
@@ -139,15 +152,29 @@ impl Simulator {
         self.set_role(tenant_id, THREAT_HUNTING_ROLE, granted);
     }
 
-    /// Accepts client assertions whose header names this certificate (`x5t#S256`, or the
-    /// legacy SHA-1 `x5t`), verified with `rsa_public_key_pkcs1_der` (a PKCS#1 `RSAPublicKey`).
+    /// Accepts the main app's client assertions whose header names this certificate
+    /// (`x5t#S256`, or the legacy SHA-1 `x5t`), verified with `rsa_public_key_pkcs1_der` (a
+    /// PKCS#1 `RSAPublicKey`).
     pub fn register_certificate(&self, cert_der: &[u8], rsa_public_key_pkcs1_der: &[u8]) {
+        let main = self.shared.config.client_id.clone();
+        self.register_app_certificate(&main, cert_der, rsa_public_key_pkcs1_der);
+    }
+
+    /// As [`Simulator::register_certificate`], for the app `client_id` (a certificate is one
+    /// app's: another app's assertions signed with it are refused).
+    pub fn register_app_certificate(
+        &self,
+        client_id: &str,
+        cert_der: &[u8],
+        rsa_public_key_pkcs1_der: &[u8],
+    ) {
         let mut state = self.shared.lock();
-        let key = rsa_public_key_pkcs1_der.to_vec();
-        state
-            .certs
-            .insert(jwt::thumbprint_s256(cert_der), key.clone());
-        state.certs.insert(jwt::thumbprint_sha1(cert_der), key);
+        add_certificate(
+            &mut state.certs,
+            client_id,
+            cert_der,
+            rsa_public_key_pkcs1_der,
+        );
     }
 
     /// Adds a federated identity credential to the app (workload identity federation): from
@@ -267,15 +294,18 @@ impl Simulator {
     }
 }
 
-/// A simulator serving on `127.0.0.1:<ephemeral>` in a background task. Dereferences to the
-/// [`Simulator`]; stops when dropped or on [`RunningSim::shutdown`].
+/// A simulator serving on `127.0.0.1:<ephemeral>` in a background task, and each of its
+/// [`super::SimConfig::clouds`] on a port of its own. Dereferences to the [`Simulator`]; stops
+/// when dropped or on [`RunningSim::shutdown`].
 #[derive(Debug)]
 pub struct RunningSim {
     sim: Simulator,
     addr: SocketAddr,
     base_url: String,
-    /// Dropping it resolves the server's shutdown future.
-    stop: Option<oneshot::Sender<()>>,
+    /// Every listener: cloud, address, base URL; [`PUBLIC_CLOUD`] first.
+    listeners: Vec<(String, SocketAddr, String)>,
+    /// Dropping it resolves every listener's shutdown future.
+    stop: Option<watch::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -289,47 +319,90 @@ impl RunningSim {
         sim: Simulator,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let base_url = super::base_url_for(addr, tls.is_some());
-        // Set now, not when the task first runs, so `base_url()` is right at once.
-        *sim.shared
-            .base_url
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(base_url.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let stopped = async move {
-            let _ = stopped.await;
-        };
-        let task = match tls {
-            None => tokio::spawn(sim.clone().serve(listener, stopped)),
-            Some(tls) => tokio::spawn(sim.clone().serve_tls(listener, tls, stopped)),
-        };
+        let clouds = std::iter::once(PUBLIC_CLOUD.to_owned())
+            .chain(sim.config().clouds.iter().map(|c| c.name.clone()));
+        let (stop, stopped) = watch::channel(());
+        let mut listeners = Vec::new();
+        let mut serving = Vec::new();
+        for cloud in clouds {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+            let addr = listener.local_addr()?;
+            let base_url = super::base_url_for(addr, tls.is_some());
+            // Set now, not when the task first runs, so `base_url()` is right at once.
+            sim.shared.set_base_url(&cloud, &base_url);
+            let mut stopped = stopped.clone();
+            let shutdown = async move {
+                let _ = stopped.changed().await;
+            };
+            let sim = sim.clone();
+            let (name, tls) = (cloud.clone(), tls.clone());
+            serving.push(async move { sim.serve_cloud(&name, listener, tls, shutdown).await });
+            listeners.push((cloud, addr, base_url));
+        }
+        let task =
+            tokio::spawn(
+                async move { futures_util::future::try_join_all(serving).await.map(drop) },
+            );
+        let (_, addr, base_url) = listeners[0].clone();
         Ok(RunningSim {
             sim,
             addr,
             base_url,
+            listeners,
             stop: Some(stop),
             task: Some(task),
         })
     }
 
-    /// The listening address.
+    /// The listening address of the main cloud.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`: the authority for Entra and the API base for the proxy.
+    /// `http://127.0.0.1:PORT`: the authority for Entra and the API base for the proxy, in the
+    /// main cloud.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
 
+    /// The base URL of `cloud`'s listener ([`PUBLIC_CLOUD`] or one of the config's clouds).
+    pub fn cloud_base_url(&self, cloud: &str) -> Option<&str> {
+        self.listeners
+            .iter()
+            .find(|(name, ..)| name == cloud)
+            .map(|(.., base)| base.as_str())
+    }
+
+    /// The listening address of `cloud`.
+    pub fn cloud_addr(&self, cloud: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(name, ..)| name == cloud)
+            .map(|(_, addr, _)| *addr)
+    }
+
+    /// Every listener's cloud and base URL, the main cloud first (what
+    /// [`crate::dev::dev_config_in`] takes).
+    pub fn base_urls(&self) -> Vec<(String, String)> {
+        self.listeners
+            .iter()
+            .map(|(cloud, _, base)| (cloud.clone(), base.clone()))
+            .collect()
+    }
+
     /// The token endpoint URL of a tenant (the `aud` a client assertion must carry).
     pub fn token_url(&self, tenant_id: &str, version: TokenEndpoint) -> String {
-        match version {
-            TokenEndpoint::V2 => format!("{}/{tenant_id}/oauth2/v2.0/token", self.base_url),
-            TokenEndpoint::V1 => format!("{}/{tenant_id}/oauth2/token", self.base_url),
-        }
+        token_url(&self.base_url, tenant_id, version)
+    }
+
+    /// The token endpoint URL of a tenant in `cloud`.
+    pub fn cloud_token_url(
+        &self,
+        cloud: &str,
+        tenant_id: &str,
+        version: TokenEndpoint,
+    ) -> Option<String> {
+        Some(token_url(self.cloud_base_url(cloud)?, tenant_id, version))
     }
 
     /// The simulator handle (also reachable through `Deref`).
@@ -344,6 +417,13 @@ impl RunningSim {
             Some(task) => task.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
             None => Ok(()),
         }
+    }
+}
+
+fn token_url(base: &str, tenant_id: &str, version: TokenEndpoint) -> String {
+    match version {
+        TokenEndpoint::V2 => format!("{base}/{tenant_id}/oauth2/v2.0/token"),
+        TokenEndpoint::V1 => format!("{base}/{tenant_id}/oauth2/token"),
     }
 }
 

@@ -1,12 +1,15 @@
 //! The built-in simulator: a simulated Entra ID token endpoint and a subset of the Microsoft 365
-//! Defender API on one loopback listener, plus `/_sim/` control endpoints.
+//! Defender API on one loopback listener per cloud, plus `/_sim/` control endpoints.
 //!
 //! It serves three users: the proxy's integration tests (which hold a [`Simulator`] handle, set
 //! failure modes and assert on what it recorded), `defender-proxy simulate` and `serve --dev`
 //! (demo tenants from [`SimConfig::demo`]). It behaves like the real services where the proxy
 //! depends on it: Entra's error shapes and AADSTS codes, certificate assertions, the Defender XDR,
 //! Defender for Endpoint and Graph security APIs each with its token audience and error shape,
-//! absolute `@odata.nextLink`s, per-tenant rate limits and (on request) gzip-encoded JSON.
+//! absolute `@odata.nextLink`s, per-tenant rate limits and (on request) gzip-encoded JSON. It
+//! knows more apps than the main one (a customer's own, with a secret or a certificate), which
+//! apps each tenant consented to, and more clouds than the public one (a US government cloud on
+//! a listener of its own, with its own authority, issuer and audiences): see `profiles`.
 //!
 //! # Layout
 //! - `entra`: the token endpoint (v1 and v2, secret and certificate assertion); `assertion`:
@@ -31,6 +34,7 @@
 //!   as they are sent (legacy capped at 10,000; Graph up to 10 million, so `take 300000` makes
 //!   a cheap 52 MB answer). [`Simulator::hold_hunting_streams`] stops answers mid-way until
 //!   [`Simulator::release_streams`]; request records keep small bodies (the query sent).
+//! - `profiles`: apps, consents and clouds; `site`: which listener (cloud) a request came to.
 //! - `control`: the `/_sim/` HTTP endpoints; `state`: modes and recorder; `records`: recorder
 //!   entries; `limits`: Defender's limits; `jwt`: token minting and assertion checks;
 //!   `support`: response helpers.
@@ -50,7 +54,9 @@ mod hunting;
 mod jwt;
 mod limits;
 mod paging;
+mod profiles;
 mod records;
+mod site;
 mod state;
 mod support;
 mod testapi;
@@ -58,6 +64,7 @@ mod testapi;
 #[allow(clippy::unwrap_used)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,7 +76,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+pub(crate) use family::Audience;
 pub use handle::RunningSim;
+pub use profiles::{
+    SimApp, SimCloud, SimCredential, DEV_GOV_CLOUD, DEV_OWN_APP, GOV_AUDIENCES, PUBLIC_CLOUD,
+};
 pub use records::{ApiRequestRecord, CredentialKind, TokenEndpoint, TokenRequestRecord};
 
 /// One customer tenant the simulated Entra ID knows.
@@ -113,6 +124,15 @@ pub struct SimConfig {
     /// ends do. Off by default; changed at run time by [`Simulator::set_gzip_json`] or
     /// `POST /_sim/config`.
     pub gzip_json: bool,
+    /// Apps besides the main one (see `profiles`).
+    pub apps: Vec<SimApp>,
+    /// Tenant id -> the client ids of the apps it has consented to; a tenant not listed has
+    /// consented to the main app only.
+    pub consents: BTreeMap<String, Vec<String>>,
+    /// Clouds besides [`PUBLIC_CLOUD`], each served on a listener of its own.
+    pub clouds: Vec<SimCloud>,
+    /// Tenant id -> the one cloud it is known in; a tenant not listed is known in every cloud.
+    pub tenant_clouds: BTreeMap<String, String>,
 }
 
 /// The application permission Graph's `runHuntingQuery` requires.
@@ -156,6 +176,10 @@ impl SimConfig {
             ],
             max_records: 50_000,
             gzip_json: false,
+            apps: vec![],
+            consents: BTreeMap::new(),
+            clouds: vec![],
+            tenant_clouds: BTreeMap::new(),
         }
     }
 }
@@ -193,6 +217,10 @@ impl std::fmt::Debug for SimConfig {
             .field("extra_audiences", &self.extra_audiences)
             .field("max_records", &self.max_records)
             .field("gzip_json", &self.gzip_json)
+            .field("apps", &self.apps)
+            .field("consents", &self.consents)
+            .field("clouds", &self.clouds)
+            .field("tenant_clouds", &self.tenant_clouds)
             .finish()
     }
 }
@@ -230,20 +258,28 @@ impl Simulator {
         &self.shared.config
     }
 
-    /// `http://ip:port` of the listener being served, once [`Simulator::serve`] has started.
+    /// `http://ip:port` of the main listener ([`PUBLIC_CLOUD`]), once [`Simulator::serve`] has
+    /// started.
     pub fn base_url(&self) -> Option<String> {
-        self.shared.base_url()
+        self.shared.base_url(PUBLIC_CLOUD)
     }
 
-    /// Serves HTTP/1.1 and h2c on `listener` until `shutdown` resolves, then closes every
-    /// connection (open streams included) and returns. Absolute links (`@odata.nextLink`, the
-    /// assertion audience) use `http://{listener address}`.
+    /// The base URL of `cloud`'s listener, once it is served.
+    pub fn cloud_base_url(&self, cloud: &str) -> Option<String> {
+        self.shared.base_url(cloud)
+    }
+
+    /// Serves HTTP/1.1 and h2c on `listener` as the main cloud ([`PUBLIC_CLOUD`]) until
+    /// `shutdown` resolves, then closes every connection (open streams included) and returns.
+    /// Absolute links (`@odata.nextLink`, the assertion audience, the tokens' issuer) use
+    /// `http://{listener address}`.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        self.serve_with(listener, None, shutdown).await
+        self.serve_with(PUBLIC_CLOUD, listener, None, shutdown)
+            .await
     }
 
     /// As [`Simulator::serve`], over TLS (HTTP/2 or HTTP/1.1 by ALPN), as the real hosts are;
@@ -254,68 +290,95 @@ impl Simulator {
         tls: Arc<rustls::ServerConfig>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        self.serve_with(listener, Some(tls), shutdown).await
+        self.serve_with(PUBLIC_CLOUD, listener, Some(tls), shutdown)
+            .await
     }
 
-    async fn serve_with(
+    /// As [`Simulator::serve`], as `cloud` (one of [`SimConfig::clouds`], or [`PUBLIC_CLOUD`]):
+    /// the listener is that cloud's authority and API base, sharing everything else with the
+    /// simulator's other listeners (see `profiles`). One listener per cloud. An unknown cloud is
+    /// an `InvalidInput` error.
+    pub async fn serve_cloud(
         self,
+        cloud: &str,
         listener: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let base: Arc<str> = base_url_for(listener.local_addr()?, tls.is_some()).into();
+        self.serve_with(cloud, listener, tls, shutdown).await
+    }
+
+    async fn serve_with(
+        self,
+        cloud: &str,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if !self.shared.config.has_cloud(cloud) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the simulator has no cloud `{cloud}`"),
+            ));
+        }
+        let local = listener.local_addr()?;
+        let base = base_url_for(local, tls.is_some());
+        self.shared.set_base_url(cloud, &base);
+        tracing::info!(base_url = %base, cloud, "simulator listening");
+        let site = Arc::new(site::Site {
+            cloud: cloud.into(),
+            base: base.into(),
+            local,
+        });
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-        *self
-            .shared
-            .base_url
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(base.to_string());
-        tracing::info!(base_url = %base, "simulator listening");
         let mut conns = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "simulator accept failed");
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let sim = self.clone();
-                    let base = base.clone();
-                    let acceptor = acceptor.clone();
-                    conns.spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let sim = sim.clone();
-                            let base = base.clone();
-                            async move { Ok::<_, Infallible>(sim.dispatch(req, &base).await) }
-                        });
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let served = match acceptor {
-                            None => builder.serve_connection(TokioIo::new(stream), svc).await,
-                            Some(acceptor) => match acceptor.accept(stream).await {
-                                Ok(tls) => builder.serve_connection(TokioIo::new(tls), svc).await,
-                                Err(e) => {
-                                    tracing::debug!(%peer, error = %e, "simulator TLS handshake failed");
-                                    return;
-                                }
-                            },
-                        };
-                        if let Err(e) = served {
-                            tracing::debug!(%peer, error = %e, "simulator connection ended");
-                        }
-                    });
-                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let conn = self.clone().connection(stream, peer, site.clone(), acceptor.clone());
+                        conns.spawn(conn);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "simulator accept failed"),
+                },
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
         }
         conns.abort_all();
         while conns.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// Serves one accepted connection (after its TLS handshake, if any) until it closes.
+    async fn connection(
+        self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        site: Arc<site::Site>,
+        acceptor: Option<tokio_rustls::TlsAcceptor>,
+    ) {
+        let svc = service_fn(move |req| {
+            let sim = self.clone();
+            let site = site.clone();
+            async move { Ok::<_, Infallible>(sim.dispatch(req, &site).await) }
+        });
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let served = match acceptor {
+            None => builder.serve_connection(TokioIo::new(stream), svc).await,
+            Some(acceptor) => match acceptor.accept(stream).await {
+                Ok(tls) => builder.serve_connection(TokioIo::new(tls), svc).await,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "simulator TLS handshake failed");
+                    return;
+                }
+            },
+        };
+        if let Err(e) = served {
+            tracing::debug!(%peer, error = %e, "simulator connection ended");
+        }
     }
 
     /// Binds `127.0.0.1:0` and serves in a background task; see [`RunningSim`].
@@ -335,15 +398,15 @@ impl Simulator {
     async fn dispatch(
         &self,
         req: http::Request<hyper::body::Incoming>,
-        base: &str,
+        site: &site::Site,
     ) -> http::Response<support::Body> {
         let path = req.uri().path().to_owned();
         if path == "/_sim" || path.starts_with("/_sim/") {
             return control::handle(self, req).await;
         }
         if let Some((tenant, version)) = entra::match_token_path(&path) {
-            return entra::handle(&self.shared, req, tenant, version, base).await;
+            return entra::handle(&self.shared, req, tenant, version, site).await;
         }
-        api::handle(&self.shared, req, base).await
+        api::handle(&self.shared, req, site).await
     }
 }

@@ -14,6 +14,21 @@ pub(crate) struct Paging {
     others: String,
 }
 
+/// A collection to page through.
+pub(crate) enum Items<'a> {
+    /// Every item, made beforehand.
+    All(Vec<Value>),
+    /// `total` items, item `i` made by the function: only the requested page is made (a
+    /// collection request costs its page, not the whole collection).
+    Lazy(usize, Box<dyn Fn(usize) -> Value + 'a>),
+}
+
+impl From<Vec<Value>> for Items<'_> {
+    fn from(items: Vec<Value>) -> Self {
+        Items::All(items)
+    }
+}
+
 /// One page of a collection.
 #[derive(Debug)]
 pub(crate) struct Page {
@@ -61,9 +76,17 @@ impl Paging {
     }
 
     /// The requested page of `items`, with the link to the next one at `{base}{path}`.
-    pub(crate) fn page(&self, base: &str, path: &str, items: Vec<Value>) -> Page {
-        let total = items.len();
-        let page = items.into_iter().skip(self.skip).take(self.top).collect();
+    pub(crate) fn page(&self, base: &str, path: &str, items: Items<'_>) -> Page {
+        let (total, page) = match items {
+            Items::All(items) => (
+                items.len(),
+                items.into_iter().skip(self.skip).take(self.top).collect(),
+            ),
+            Items::Lazy(total, make) => {
+                let end = self.skip.saturating_add(self.top).min(total);
+                (total, (self.skip.min(end)..end).map(make).collect())
+            }
+        };
         let next = self.skip.saturating_add(self.top);
         let next_link = (self.top > 0 && next < total)
             .then(|| format!("{base}{path}?$top={}&$skip={next}{}", self.top, self.others));

@@ -50,6 +50,11 @@ pub struct TokenRequestRecord {
     pub status: u16,
     /// The AADSTS code of an error answer.
     pub error_code: Option<u32>,
+    /// The host the client named (`Host`, or HTTP/2's `:authority`); empty when neither.
+    pub host: String,
+    /// The cloud of the listener it arrived on ([`super::PUBLIC_CLOUD`] or a
+    /// [`super::SimCloud`]'s name): the authority it was sent to.
+    pub cloud: String,
 }
 
 /// One request to the simulated Defender API (anything that is neither the token endpoint nor a
@@ -69,6 +74,18 @@ pub struct ApiRequestRecord {
     pub tid: Option<String>,
     /// `aud` of that token.
     pub aud: Option<String>,
+    /// The app that token was issued to (its `appid`, or `azp` in a v2 token).
+    pub app_id: Option<String>,
+    /// `iss` of that token: the authority it was requested at, `{base}/{tid}/` (v1) or
+    /// `{base}/{tid}/v2.0` (v2).
+    pub issuer: Option<String>,
+    /// The host the client named (`Host`, or HTTP/2's `:authority`); empty when neither.
+    pub host: String,
+    /// The cloud of the listener it arrived on ([`super::PUBLIC_CLOUD`] or a
+    /// [`super::SimCloud`]'s name).
+    pub cloud: String,
+    /// The address of that listener.
+    pub listener: std::net::SocketAddr,
     /// HTTP status answered.
     pub status: u16,
     /// Length of the request body.
@@ -121,6 +138,11 @@ impl ApiRequestRecord {
             "headers": headers_json(&self.headers),
             "tid": self.tid,
             "aud": self.aud,
+            "app_id": self.app_id,
+            "issuer": self.issuer,
+            "host": self.host,
+            "cloud": self.cloud,
+            "listener": self.listener.to_string(),
             "status": self.status,
             "body_len": self.body_len,
             "body_sha256": self.body_sha256,
@@ -133,6 +155,9 @@ impl ApiRequestRecord {
 pub(crate) struct TokenInfo {
     pub(crate) tid: String,
     pub(crate) aud: String,
+    /// `appid` (v1) or `azp` (v2).
+    pub(crate) app_id: String,
+    pub(crate) iss: String,
     pub(crate) has_roles: bool,
     /// The `roles` claim.
     pub(crate) roles: Vec<String>,

@@ -5,7 +5,7 @@
 //! One `std::sync::Mutex` guards it all: every critical section is a few map operations and no
 //! lock is ever held across an `.await`, so contention is no concern even under benchmarks.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::hunting::Hold;
 use super::limits::Limiter;
 use super::records::{ApiRequestRecord, TokenRequestRecord};
-use super::SimConfig;
+use super::{jwt, SimConfig, SimCredential};
 use crate::sync::LockExt;
 
 /// Time as the simulator sees it. Derived from tokio's clock (anchored to the wall clock at
@@ -53,8 +53,11 @@ impl Clock {
 /// Failure modes of one tenant, keyed by lower-case tenant id.
 #[derive(Debug, Clone)]
 pub(crate) struct TenantModes {
-    /// `false`: the app is not consented in the tenant -> AADSTS700016.
+    /// `false`: no app is consented in the tenant -> AADSTS700016.
     pub(crate) consented: bool,
+    /// Consent to one app (lower-case client id) given (`true`) or withdrawn (`false`) at run
+    /// time, over [`SimConfig::consents`].
+    pub(crate) app_consent: HashMap<String, bool>,
     /// Token requests still to fail, with what status and `Retry-After`.
     pub(crate) fail_remaining: u32,
     pub(crate) fail_status: StatusCode,
@@ -87,6 +90,7 @@ impl Default for TenantModes {
     fn default() -> Self {
         TenantModes {
             consented: true,
+            app_consent: HashMap::new(),
             fail_remaining: 0,
             fail_status: StatusCode::SERVICE_UNAVAILABLE,
             fail_retry_after: None,
@@ -121,8 +125,9 @@ pub(crate) struct State {
     pub(crate) lifetime: Duration,
     pub(crate) refresh_in: Option<Duration>,
     pub(crate) tenants: HashMap<String, TenantModes>,
-    /// Certificate thumbprint (`x5t#S256` and `x5t`) -> PKCS#1 public key DER.
-    pub(crate) certs: HashMap<String, Vec<u8>>,
+    /// (Lower-case client id, certificate thumbprint (`x5t#S256` and `x5t`)) -> PKCS#1 public
+    /// key DER: the certificates each app's assertions may be signed with.
+    pub(crate) certs: HashMap<(String, String), Vec<u8>>,
     /// Federated identity credentials of the app: (`iss`, `sub`) pairs whose tokens are accepted
     /// as client assertions.
     pub(crate) federations: HashSet<(String, String)>,
@@ -148,8 +153,8 @@ pub(crate) struct Shared {
     pub(crate) counts: watch::Sender<Counts>,
     /// Generation counter of `release_streams()`; `/api/_test/stream` waits for it to move.
     pub(crate) release: watch::Sender<u64>,
-    /// `http://ip:port` of the listener being served, once `serve` started.
-    pub(crate) base_url: RwLock<Option<String>>,
+    /// Cloud -> `http://ip:port` of its listener, once served (or bound by `RunningSim`).
+    bases: RwLock<BTreeMap<String, String>>,
     /// Gzip successful JSON answers for clients that accept it (`SimConfig::gzip_json`, changed
     /// by `set_gzip_json`); outside the lock since every API answer reads it.
     gzip_json: AtomicBool,
@@ -159,7 +164,7 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("config", &self.config)
-            .field("base_url", &self.base_url)
+            .field("bases", &self.bases)
             .finish_non_exhaustive()
     }
 }
@@ -175,11 +180,21 @@ impl Shared {
                 .collect();
             hmac::Key::new(hmac::HMAC_SHA256, &bytes)
         });
+        let mut certs = HashMap::new();
+        for app in &config.apps {
+            if let SimCredential::Certificate {
+                cert_der,
+                public_key_pkcs1_der,
+            } = &app.credential
+            {
+                add_certificate(&mut certs, &app.client_id, cert_der, public_key_pkcs1_der);
+            }
+        }
         let state = State {
             lifetime: config.token_lifetime,
             refresh_in: config.refresh_in,
             tenants: HashMap::new(),
-            certs: HashMap::new(),
+            certs,
             federations: HashSet::new(),
             seen_jti: HashSet::new(),
             issued: HashMap::new(),
@@ -195,7 +210,7 @@ impl Shared {
             state: Mutex::new(state),
             counts: watch::Sender::new(Counts::default()),
             release: watch::Sender::new(0),
-            base_url: RwLock::new(None),
+            bases: RwLock::new(BTreeMap::new()),
             gzip_json: AtomicBool::new(config.gzip_json),
             config,
         }
@@ -256,12 +271,36 @@ impl Shared {
         self.gzip_json.store(on, Ordering::Relaxed);
     }
 
-    /// The base URL used in absolute links, falling back to the request's `Host`.
-    pub(crate) fn base_url(&self) -> Option<String> {
-        self.base_url
+    /// The base URL of `cloud`'s listener, once known.
+    pub(crate) fn base_url(&self, cloud: &str) -> Option<String> {
+        self.bases
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .get(cloud)
+            .cloned()
+    }
+
+    pub(crate) fn set_base_url(&self, cloud: &str, base: &str) {
+        self.bases
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cloud.to_owned(), base.to_owned());
+    }
+
+    /// Every cloud's listener base URL known so far, by cloud.
+    pub(crate) fn base_urls(&self) -> BTreeMap<String, String> {
+        self.bases.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the tenant has consented to the app with `client_id` (see `profiles`).
+    pub(crate) fn consented(&self, tenant_id: &str, client_id: &str) -> bool {
+        let modes = self.modes(tenant_id);
+        modes.consented
+            && modes
+                .app_consent
+                .get(&client_id.to_ascii_lowercase())
+                .copied()
+                .unwrap_or_else(|| self.config.consented_by_default(tenant_id, client_id))
     }
 
     /// The [`Hold`] of a hunting answer starting now, if `hold_hunting_streams` set one.
@@ -282,5 +321,21 @@ impl Shared {
             .tenants
             .iter()
             .find(|t| t.id.eq_ignore_ascii_case(tenant_id))
+    }
+}
+
+/// Registers a certificate of the app `client_id` under both its thumbprints.
+pub(crate) fn add_certificate(
+    certs: &mut HashMap<(String, String), Vec<u8>>,
+    client_id: &str,
+    cert_der: &[u8],
+    public_key_pkcs1_der: &[u8],
+) {
+    let client = client_id.to_ascii_lowercase();
+    for thumb in [
+        jwt::thumbprint_s256(cert_der),
+        jwt::thumbprint_sha1(cert_der),
+    ] {
+        certs.insert((client.clone(), thumb), public_key_pkcs1_der.to_vec());
     }
 }

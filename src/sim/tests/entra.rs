@@ -40,8 +40,10 @@ async fn v2_secret_grant_issues_a_jwt_with_the_tenant_claims() {
     let c = claims(body["access_token"].as_str().unwrap());
     assert_eq!(c["tid"], CONTOSO);
     assert_eq!(c["aud"], "https://api.security.microsoft.com");
-    assert_eq!(c["iss"], format!("https://sts.windows.net/{CONTOSO}/"));
-    assert_eq!(c["appid"], sim.config().client_id);
+    // A v2 token: the authority it was requested at as issuer, the app as `azp`.
+    assert_eq!(c["iss"], format!("{}/{CONTOSO}/v2.0", sim.base_url()));
+    assert_eq!(c["azp"], sim.config().client_id);
+    assert_eq!((&c["ver"], c.get("appid")), (&json!("2.0"), None));
     assert_eq!(c["roles"][0], "Incident.Read.All");
     assert_eq!(
         c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(),
@@ -76,10 +78,15 @@ async fn v1_answers_lifetimes_as_strings_with_the_resource() {
     let exp: u64 = body["expires_on"].as_str().unwrap().parse().unwrap();
     let nbf: u64 = body["not_before"].as_str().unwrap().parse().unwrap();
     assert_eq!(exp - nbf, 3599);
+    let c = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(c["tid"], FABRIKAM);
+    // A v1 token: the issuer without `/v2.0`, the app as `appid`.
+    assert_eq!(c["iss"], format!("{}/{FABRIKAM}/", sim.base_url()));
     assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["tid"],
-        FABRIKAM
+        (&c["appid"], &c["appidacr"]),
+        (&json!(sim.config().client_id), &json!("1"))
     );
+    assert_eq!((&c["ver"], c.get("azp")), (&json!("1.0"), None));
     assert_eq!(sim.token_requests()[0].version, TokenEndpoint::V1);
 }
 
@@ -268,7 +275,7 @@ async fn certificate_assertions_are_verified_and_replays_refused() {
     let (status, body) = post_assertion(&sim, &url, &good).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["appidacr"],
+        claims(body["access_token"].as_str().unwrap())["azpacr"],
         "2"
     );
     let (status, body) = post_assertion(&sim, &url, &good).await;
@@ -346,7 +353,7 @@ async fn federated_assertions_are_matched_against_registered_federations() {
     let (status, body) = post_assertion(&sim, &url, &token).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["appidacr"],
+        claims(body["access_token"].as_str().unwrap())["azpacr"],
         "2"
     );
     // The same projected token serves many requests until it rotates: no replay check.

@@ -3,6 +3,7 @@
 //! certificate (generated once, RSA keygen being the slow part).
 
 mod api;
+mod clouds;
 mod control;
 mod encoding;
 mod entra;
