@@ -294,6 +294,102 @@ async fn serve_dev_works_as_the_quick_start_says() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// The URL on the printed curl line that ends in `comment`.
+fn curl_url(printed: &[String], comment: &str) -> String {
+    let line = printed
+        .iter()
+        .find(|l| l.contains(comment))
+        .unwrap_or_else(|| panic!("no line with {comment}: {printed:#?}"));
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .replace("\\$", "$")
+}
+
+#[tokio::test]
+async fn serve_dev_shows_a_tenant_on_its_own_app_and_one_in_a_gov_cloud() {
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "text",
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let printed = read_until(&mut lines, "/metrics").await;
+    let dev = SimConfig::dev();
+    let (northwind, agency) = (&dev.tenants[2], &dev.tenants[3]);
+    let tenants = printed.iter().find(|l| l.starts_with("tenants: ")).unwrap();
+    assert!(
+        tenants.contains(&format!("northwind ({}, app northwind-own)", northwind.id))
+            && tenants.contains(&format!("agency ({}, cloud gov)", agency.id)),
+        "{tenants}"
+    );
+    // The simulator's two listeners, as printed.
+    let head = printed.iter().find(|l| l.contains("dev mode")).unwrap();
+    let base_after = |marker: &str| {
+        head.split(marker)
+            .nth(1)
+            .unwrap()
+            .split([';', ' '])
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (sim_base, gov_base) = (base_after("Defender API on "), base_after("`gov` on "));
+    assert_ne!(sim_base, gov_base);
+
+    for comment in [
+        "# its own app: [apps.northwind-own]",
+        "# gov cloud: [clouds.gov]",
+    ] {
+        let url = curl_url(&printed, comment);
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["value"].as_array().is_some_and(|v| !v.is_empty()),
+            "{body}"
+        );
+    }
+    // What the simulator saw: northwind's token of its own app, agency's request at the gov host.
+    let seen: serde_json::Value = reqwest::get(format!("{sim_base}/_sim/requests"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api = seen["api_requests"].as_array().unwrap();
+    let of = |tid: &str| {
+        api.iter()
+            .find(|r| r["tid"] == tid)
+            .unwrap_or_else(|| panic!("{seen:#}"))
+    };
+    assert_eq!(of(&northwind.id)["app_id"], dev.apps[0].client_id.as_str());
+    assert_eq!(of(&northwind.id)["cloud"], "public");
+    let gov = of(&agency.id);
+    assert_eq!(
+        (&gov["cloud"], &gov["app_id"]),
+        (&"gov".into(), &dev.client_id.as_str().into())
+    );
+    assert_eq!(gov["host"], gov_base.trim_start_matches("http://"));
+    assert_eq!(gov["aud"], "https://api-gov.securitycenter.microsoft.us");
+    terminate(&child);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 #[tokio::test]
 async fn consent_url_prints_each_tenants_link() {
     let dir = temp_dir("consent");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use defender_proxy::app::{App, Listeners};
 use defender_proxy::config::{Config, LimitPolicy, Windows};
-use defender_proxy::dev::dev_config;
+use defender_proxy::dev::{dev_config, dev_config_in};
 use defender_proxy::proxy::Proxy;
 use defender_proxy::reload::ReloadError;
 use defender_proxy::sim::{RunningSim, SimConfig, Simulator};
@@ -69,6 +69,39 @@ impl Harness {
             .await
             .expect("simulator starts");
         let path = write(sim.base_url());
+        let config = defender_proxy::config::load_file(&path).expect("the config is valid");
+        Self::serve(sim, sim_config, config, Some(path)).await
+    }
+
+    /// Proxy + simulator, every cloud of `sim_config` on a listener of its own, the proxy's
+    /// config what [`dev_config_in`] makes of it (its apps with a secret as `[apps.NAME]`, its
+    /// clouds as `[clouds.NAME]`, tenants on them) with unlimited tenant policies, then `tweak`.
+    pub async fn start_clouds(sim_config: SimConfig, tweak: impl FnOnce(&mut Config)) -> Harness {
+        let sim = Simulator::start(sim_config.clone())
+            .await
+            .expect("simulator starts");
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = dev_config_in(&sim_config, &sim.base_urls(), loopback, loopback);
+        set_policy(&mut config, |p| {
+            p.windows = Windows {
+                per_minute: None,
+                per_hour: None,
+                burst: None,
+            }
+        });
+        tweak(&mut config);
+        Self::serve(sim, sim_config, config, None).await
+    }
+
+    /// As [`Harness::start_file`], `write` given the running simulator (every cloud's base URL).
+    pub async fn start_file_in(
+        sim_config: SimConfig,
+        write: impl FnOnce(&RunningSim) -> std::path::PathBuf,
+    ) -> Harness {
+        let sim = Simulator::start(sim_config.clone())
+            .await
+            .expect("simulator starts");
+        let path = write(&sim);
         let config = defender_proxy::config::load_file(&path).expect("the config is valid");
         Self::serve(sim, sim_config, config, Some(path)).await
     }
