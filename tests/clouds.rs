@@ -2,7 +2,7 @@
 //! records: each token request carries its tenant's app (client id and credential) and goes to
 //! its cloud's authority; each API request goes to its cloud's host with a token of its own app,
 //! tenant, audience and issuer, also in 10,000 mixed concurrent requests; a reload that moves one
-//! tenant to another app touches only that tenant's tokens; `check` and `consent-url` name each
+//! tenant to another app or cloud touches only that tenant's tokens, and a rotated secret none; `check` and `consent-url` name each
 //! tenant's app and authority.
 
 #![allow(clippy::unwrap_used)]
@@ -518,7 +518,7 @@ async fn get_each(h: &Harness, tenants: &[Spec]) {
 }
 
 #[tokio::test]
-async fn a_reload_moving_one_tenant_to_another_app_keeps_every_other_token() {
+async fn a_reload_moving_one_tenant_to_another_app_or_cloud_keeps_every_other_token() {
     let dir = temp_dir("reload");
     let mut tenants = [
         spec("contoso", CONTOSO, false, false),
@@ -568,8 +568,9 @@ async fn a_reload_moving_one_tenant_to_another_app_keeps_every_other_token() {
         ]
     );
 
-    // `own`'s secret rotates: the tokens of both its tenants stay (no token request at all; a
-    // new one would fail, the simulator knowing only the old secret).
+    // `own`'s secret rotates (in Entra ID, then in its file): the tokens of both its tenants
+    // stay, no token request at all.
+    h.sim.set_app_secret(OWN_ID, "own-secret-rotated");
     std::fs::write(&own_secret, "own-secret-rotated").unwrap();
     rewrite_and_reload(&h, &path, &text(&h.sim, &tenants)).await;
     get_each(&h, &tenants).await;
@@ -577,6 +578,31 @@ async fn a_reload_moving_one_tenant_to_another_app_keeps_every_other_token() {
     let api = h.sim.api_requests();
     assert_eq!(api.len(), 12);
     assert!(api.iter().all(|r| r.status == 200));
+    // The next token of a tenant on it (its token revoked) is asked with the new secret, which
+    // alone the simulator now accepts.
+    h.sim.revoke_tokens(NORTHWIND);
+    get_each(&h, &tenants[2..3]).await;
+    let tokens = tokens_of(&h.sim, NORTHWIND);
+    let last = tokens.last().unwrap();
+    assert_eq!(
+        (tokens.len(), last.client_id.as_str(), last.status),
+        (2, OWN_ID, 200)
+    );
+
+    // contoso moves to the gov cloud: one new token request, contoso's, at the gov authority,
+    // and its next request at the gov host; the others' tokens stay.
+    let before = h.sim.total_token_request_count();
+    tenants[0].gov = true;
+    rewrite_and_reload(&h, &path, &text(&h.sim, &tenants)).await;
+    get_each(&h, &tenants).await;
+    let tokens = h.sim.token_requests();
+    assert_eq!(tokens.len(), before + 1, "{tokens:#?}");
+    let last = tokens.last().unwrap();
+    assert_eq!((last.tenant.as_str(), last.cloud.as_str()), (CONTOSO, GOV));
+    let contoso = api_of(&h.sim, CONTOSO);
+    let moved = contoso.last().unwrap();
+    assert_eq!((moved.cloud.as_str(), moved.status), (GOV, 200));
+    assert_eq!(moved.aud.as_deref(), Some(APIS[0].3));
     h.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

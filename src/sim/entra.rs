@@ -303,7 +303,13 @@ impl Ctx<'_> {
             CredentialKind::Secret => {
                 // Compare digests so the comparison time says nothing about the secret.
                 let given = support::sha256_hex(self.field("client_secret").as_bytes());
-                match app.secret {
+                let rotated = self
+                    .shared
+                    .lock()
+                    .secrets
+                    .get(&app.client_id.to_ascii_lowercase())
+                    .cloned();
+                match rotated.as_deref().or(app.secret) {
                     Some(secret) if given == support::sha256_hex(secret.as_bytes()) => Ok(()),
                     _ => Err(invalid_client(7000215, format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id))),
                 }

@@ -152,6 +152,16 @@ impl Simulator {
         self.set_role(tenant_id, THREAT_HUNTING_ROLE, granted);
     }
 
+    /// From now on the app `client_id` (the main one or a [`super::SimApp`]) authenticates with
+    /// `secret` instead of its configured one, which is refused (a secret rotated in Entra ID:
+    /// the new one added, the old one removed). `reset_all` keeps it.
+    pub fn set_app_secret(&self, client_id: &str, secret: &str) {
+        self.shared
+            .lock()
+            .secrets
+            .insert(client_id.to_ascii_lowercase(), secret.to_owned());
+    }
+
     /// Accepts the main app's client assertions whose header names this certificate
     /// (`x5t#S256`, or the legacy SHA-1 `x5t`), verified with `rsa_public_key_pkcs1_der` (a
     /// PKCS#1 `RSAPublicKey`).

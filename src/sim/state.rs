@@ -136,6 +136,9 @@ pub(crate) struct State {
     /// `uti` of every issued token -> the tenant id it was issued for, so revocation can find them.
     pub(crate) issued: HashMap<String, String>,
     pub(crate) revoked: HashSet<String>,
+    /// Lower-case client id -> the secret accepted instead of the configured one
+    /// (`set_app_secret`: a rotated secret).
+    pub(crate) secrets: HashMap<String, String>,
     pub(crate) limiter: Limiter,
     pub(crate) token_records: VecDeque<TokenRequestRecord>,
     pub(crate) api_records: VecDeque<ApiRequestRecord>,
@@ -199,6 +202,7 @@ impl Shared {
             seen_jti: HashSet::new(),
             issued: HashMap::new(),
             revoked: HashSet::new(),
+            secrets: HashMap::new(),
             limiter: Limiter::default(),
             token_records: VecDeque::new(),
             api_records: VecDeque::new(),

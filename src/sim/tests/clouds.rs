@@ -135,6 +135,16 @@ async fn each_app_gets_tokens_naming_it_where_its_tenant_consented() {
     let (status, body) = assertion_token(&fabrikam, &main).await;
     assert_eq!((status, code(&body)), (401, 700027), "{body}");
 
+    // A rotated secret replaces the configured one.
+    sim.set_app_secret(OWN_ID, "rotated");
+    let (status, body) = secret_token(&fabrikam, OWN_ID, OWN_SECRET, SCOPE).await;
+    assert_eq!((status, code(&body)), (401, 7000215), "{body}");
+    assert_eq!(
+        secret_token(&fabrikam, OWN_ID, "rotated", SCOPE).await.0,
+        200
+    );
+    sim.set_app_secret(OWN_ID, OWN_SECRET);
+
     // Consent changes at run time, per app.
     sim.set_app_consent(CONTOSO, OWN_ID, true);
     assert_eq!(
