@@ -142,10 +142,9 @@ fn main() -> ExitCode {
             admin,
             workers,
             ..
-        } => runtime_result(run_async(
-            workers,
-            dev::run(listen, admin, shutdown_signal()),
-        )),
+        } => runtime_result(run_async(workers, async move {
+            dev::run(listen, admin, shutdown_signal()).await
+        })),
         Command::Simulate {
             addr,
             extra_tenants,
@@ -354,22 +353,37 @@ fn runtime_result(result: anyhow::Result<()>) -> ExitCode {
 }
 
 /// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT or SIGTERM. The handlers are installed when this is called (inside the runtime), not
+/// when the future is first polled: a SIGTERM that comes while the proxy is still starting (its
+/// warnings logged, the listener up) must drain it, not kill it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async move {
+        #[cfg(unix)]
+        {
+            let (interrupt, terminate) = signals;
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! { _ = wait(interrupt) => {}, _ = wait(terminate) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn init_logging(format: Option<LogFormat>) {
