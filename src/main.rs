@@ -352,37 +352,29 @@ fn runtime_result(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// SIGINT or SIGTERM.
-/// SIGINT or SIGTERM. The handlers are installed when this is called (inside the runtime), not
-/// when the future is first polled: a SIGTERM that comes while the proxy is still starting (its
-/// warnings logged, the listener up) must drain it, not kill it.
+/// SIGINT or SIGTERM, handled from the moment this is called (in the runtime), not from the
+/// first poll: a SIGTERM while the proxy still starts must drain it, not kill it.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let signals = {
-        use tokio::signal::unix::{signal, SignalKind};
-        (
-            signal(SignalKind::interrupt()).ok(),
-            signal(SignalKind::terminate()).ok(),
-        )
-    };
+    let signals = [
+        tokio::signal::unix::SignalKind::interrupt(),
+        tokio::signal::unix::SignalKind::terminate(),
+    ]
+    .map(|kind| tokio::signal::unix::signal(kind).ok());
     async move {
         #[cfg(unix)]
         {
-            let (interrupt, terminate) = signals;
             let wait = |s: Option<tokio::signal::unix::Signal>| async move {
-                match s {
-                    Some(mut s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
+                let Some(mut s) = s else {
+                    return std::future::pending::<()>().await;
+                };
+                s.recv().await;
             };
+            let [interrupt, terminate] = signals;
             tokio::select! { _ = wait(interrupt) => {}, _ = wait(terminate) => {} }
         }
         #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
