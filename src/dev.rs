@@ -17,8 +17,8 @@ use crate::app::{self, Listeners};
 use crate::config::{
     defaults, AdminConfig, ApiConfig, ApiEndpoint, AppConfig, CloudConfig, CloudPreset, Config,
     CorsConfig, Credential, KnownApi, LimitBackend, LimitPolicy, ListenConfig, ListenLimits,
-    RateLimitConfig, ReloadConfig, RouteLimit, RoutingConfig, TenantConfig, TokenEndpointVersion,
-    UpstreamConfig,
+    RateLimitConfig, ReloadConfig, RouteLimit, RoutingConfig, TenantConfig, TenantSource,
+    TokenEndpointVersion, UpstreamConfig,
 };
 use crate::sim::{Audience, SimConfig, SimCredential, Simulator, PUBLIC_CLOUD};
 
@@ -68,7 +68,7 @@ pub fn dev_config_in(
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             public_url: None,
         },
-        admin: AdminConfig { addr: admin },
+        admin: AdminConfig::on(admin),
         app: AppConfig {
             client_id: sim.client_id.clone(),
             credential: Credential::Secret(SecretString::from(sim.client_secret.clone())),
@@ -88,6 +88,8 @@ pub fn dev_config_in(
             backend: LimitBackend::Local,
         },
         tenants,
+        tenants_file: None,
+        onboarding: None,
         clients: vec![],
         cors: CorsConfig {
             allowed_origins: vec![],
@@ -239,6 +241,7 @@ fn dev_tenants(
                 rate_limit: LimitPolicy::default(),
                 app,
                 cloud,
+                source: TenantSource::Config,
             })
         })
         .collect()

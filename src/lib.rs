@@ -73,6 +73,7 @@ pub(crate) mod sniff;
 pub(crate) mod sync;
 mod target;
 pub(crate) mod tenant;
+mod tenants;
 pub(crate) mod tls;
 pub(crate) mod token;
 pub(crate) mod upstream;

@@ -97,6 +97,30 @@ impl Reloader {
         }
     }
 
+    /// Run `work` on the blocking pool under the reload lock, as a reload runs, with what it
+    /// needs to apply a config ([`Locked`]): the tenants file's changes go through here, so a
+    /// change never interleaves with a reload or another change. `None` when `work` panicked.
+    pub(crate) async fn exclusive<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Locked<'_>) -> T + Send + 'static,
+    ) -> Option<T> {
+        let guard = self.wait_turn().await;
+        let proxy = self.proxy.clone();
+        let tls = self.tls.clone();
+        let path = self.path.clone();
+        let started = self.started.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _turn = guard;
+            work(&Locked {
+                proxy: &proxy,
+                tls: tls.as_deref(),
+                started: &started,
+                path: &path,
+            })
+        });
+        task.await.ok()
+    }
+
     /// The lock, at once or after the running reload.
     async fn wait_turn(&self) -> OwnedMutexGuard<()> {
         if let Ok(guard) = self.lock.clone().try_lock_owned() {
@@ -121,6 +145,25 @@ impl Reloader {
         tokio::task::spawn_blocking(move || fingerprint(&files))
             .await
             .unwrap_or_default()
+    }
+}
+
+/// What a change running under the reload lock ([`Reloader::exclusive`]) may use.
+pub(crate) struct Locked<'a> {
+    pub(crate) proxy: &'a Proxy,
+    tls: Option<&'a TlsAcceptor>,
+    started: &'a RestartOnly,
+    /// The config file.
+    pub(crate) path: &'a Path,
+}
+
+impl Locked<'_> {
+    /// Replace the running config with `new` (already validated), as a reload does; logs and
+    /// counts it like one.
+    pub(crate) fn apply(&self, new: Config) -> Result<(), ReloadError> {
+        let result = apply(self.proxy, self.tls, self.started, new);
+        self.proxy.metrics.record_reload(result.is_ok());
+        result
     }
 }
 

@@ -70,4 +70,44 @@ pub enum ConnectionOverflow {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub addr: SocketAddr,
+    /// `key_sha256`: SHA-256 of the admin key, which `/tenants` writes (and, off loopback, every
+    /// `/tenants` request) must present as `Authorization: Bearer`. Only the hash is held.
+    pub key_sha256: Option<[u8; 32]>,
+    /// `allow_unauthenticated`: off loopback without `key_sha256`, serve the probes and
+    /// `/metrics` anyway (the admin API then answers 401 to everyone).
+    pub allow_unauthenticated: bool,
+}
+
+impl AdminConfig {
+    /// The admin listener on `addr` without a key: loopback only, or for tests.
+    pub fn on(addr: SocketAddr) -> Self {
+        AdminConfig {
+            addr,
+            key_sha256: None,
+            allow_unauthenticated: false,
+        }
+    }
+}
+
+/// `[onboarding]`: the listener a customer's browser comes back to after admin consent.
+#[derive(Clone)]
+pub struct OnboardingConfig {
+    pub addr: SocketAddr,
+    /// `redirect_uri`: the URL of `/consent/callback` as the customer's browser reaches it; a
+    /// Web redirect URI of every app a link is made for.
+    pub redirect_uri: String,
+    /// `state_key`: the HMAC key that signs consent `state`s.
+    pub state_key: secrecy::SecretString,
+    /// `[onboarding.tls]`: HTTPS on the onboarding listener.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+impl std::fmt::Debug for OnboardingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnboardingConfig")
+            .field("addr", &self.addr)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }

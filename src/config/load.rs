@@ -22,6 +22,7 @@
 //! Findings that do not stop the proxy (a secret file others can read) are collected as warnings
 //! in [`Config::warnings`].
 
+mod admin;
 mod api_clouds;
 mod apis;
 mod app;
@@ -34,6 +35,7 @@ mod listen;
 mod profiles;
 mod ratelimit;
 mod tenants;
+mod tenants_file;
 #[cfg(test)]
 mod tests;
 
@@ -43,8 +45,8 @@ use std::path::{Path, PathBuf};
 
 use super::raw::{self, KeyIndex, RawConfig};
 use super::{
-    defaults, AdminConfig, ClientConfig, ClientCredential, Config, CorsConfig, ListenConfig,
-    MetricsConfig, ReloadConfig,
+    defaults, ClientConfig, ClientCredential, Config, CorsConfig, ListenConfig, MetricsConfig,
+    ReloadConfig,
 };
 use api_clouds::CloudUse;
 use listen::InboundAuth;
@@ -52,6 +54,8 @@ use listen::InboundAuth;
 /// One thing wrong with the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The file it is in when that is not the config file itself (the tenants file).
+    pub file: Option<PathBuf>,
     /// Dotted path of the key, e.g. `tenant[1].id` or `app.client_secret`; empty for a problem
     /// with the file as a whole (unreadable, not TOML).
     pub key: String,
@@ -62,6 +66,9 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}: ", file.display())?;
+        }
         if let Some(line) = self.line {
             write!(f, "line {line}: ")?;
         }
@@ -111,6 +118,7 @@ impl Config {
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         problems: vec![Problem {
+            file: None,
             key: String::new(),
             line: None,
             message: format!("cannot read config file {}: {e}", path.display()),
@@ -127,10 +135,23 @@ pub fn parse_str(
     origin: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    parse_with(text, origin, env, None)
+}
+
+/// As [`parse_str`]; with `tenants`, that text stands for the content of `[tenants] file`
+/// instead of the file on disk (a change the admin API validates before writing it).
+pub(crate) fn parse_with(
+    text: &str,
+    origin: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    tenants: Option<&str>,
+) -> Result<Config, ConfigErrors> {
     let (index, unknown) = raw::index(text).unwrap_or_default();
     let mut v = Validator {
         text,
         index,
+        given_tenants: tenants,
+        file_tenants: None,
         base: origin.parent().map(Path::to_path_buf).unwrap_or_default(),
         env,
         problems: Vec::new(),
@@ -164,6 +185,10 @@ pub fn parse_str(
 struct Validator<'a> {
     text: &'a str,
     index: KeyIndex,
+    /// The tenants file's content when the caller gives it (see [`parse_with`]).
+    given_tenants: Option<&'a str>,
+    /// The tenants file, once read: problems on its tenants are recorded there.
+    file_tenants: Option<tenants_file::FileTenants>,
     /// Directory of the config file; relative paths in it are relative to here.
     base: PathBuf,
     env: &'a dyn Fn(&str) -> Option<String>,
@@ -177,41 +202,36 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn push(&mut self, key: String, offset: Option<usize>, message: String) {
-        // Bytes, not `str` slicing: an offset inside a multi-byte character must not panic.
-        let line = offset.map(|o| {
-            let before = &self.text.as_bytes()[..o.min(self.text.len())];
-            before.iter().filter(|&&b| b == b'\n').count() + 1
+        let line = offset.map(|o| line_at(self.text, o));
+        self.problems.push(Problem {
+            file: None,
+            key,
+            line,
+            message,
         });
-        self.problems.push(Problem { key, line, message });
     }
 
     /// Records a problem on `key`, on the line of that key, or failing that of the nearest
     /// enclosing key that is written (a missing `app.client_id` points at `[app]`).
+    /// A problem on a tenant of the tenants file is recorded there.
     fn problem(&mut self, key: &str, message: impl Into<String>) {
-        let offset = self.offset_of(key);
-        self.push(key.to_owned(), offset, message.into());
+        let message = message.into();
+        if self.problem_in_file(key, &message) {
+            return;
+        }
+        let offset = offset_in(&self.index, key);
+        self.push(key.to_owned(), offset, message);
     }
 
     fn offset_of(&self, key: &str) -> Option<usize> {
-        let mut path = key;
-        loop {
-            if let Some(offset) = self.index.offset(path) {
-                return Some(offset);
-            }
-            // `tenant[1]` has no key of its own: use its first key.
-            if path.ends_with(']') {
-                let first = self.index.first_under(path);
-                if first.is_some() {
-                    return first;
-                }
-            }
-            path = &path[..path.rfind(['.', '['])?];
-        }
+        offset_in(&self.index, key)
     }
 
     fn into_errors(mut self) -> ConfigErrors {
-        // Stable: problems on one line keep the order they were found in; no line goes last.
-        self.problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        // Stable: problems on one line keep the order they were found in; no line goes last;
+        // the config file's before the tenants file's.
+        self.problems
+            .sort_by_key(|p| (p.file.is_some(), p.line.unwrap_or(usize::MAX)));
         ConfigErrors {
             problems: self.problems,
         }
@@ -268,7 +288,15 @@ impl Validator<'_> {
     }
 
     fn validate(mut self, mut raw: RawConfig) -> Result<Config, ConfigErrors> {
-        let (listen_addr, admin_addr) = self.addresses(raw.listen.addr.take(), raw.admin.addr);
+        let tenants_file = self.tenants_file(raw.tenants_section.take(), &mut raw.tenants);
+        let (listen_addr, admin_addr) =
+            self.addresses(raw.listen.addr.take(), raw.admin.addr.take());
+        let admin = self.admin(&raw.admin, admin_addr);
+        let onboarding = self.onboarding(
+            raw.onboarding.take(),
+            [listen_addr, admin_addr],
+            tenants_file.is_some(),
+        );
         let client_ca = raw
             .listen
             .tls
@@ -289,13 +317,19 @@ impl Validator<'_> {
         let (mut rate_limit, global_limits) = self.rate_limit(raw.rate_limit);
         let routes = &mut rate_limit.routes;
         let apis = self.apis(raw.apis, &raw.tenants, &clouds, &global_limits, routes);
-        let tenants = self.tenants(raw.tenants, &global_limits, &profiles);
+        let tenants = self.tenants(
+            raw.tenants,
+            &global_limits,
+            &profiles,
+            tenants_file.is_some(),
+        );
         let cache = self.cache(raw.cache);
         let hunting = self.hunting(raw.advanced_hunting, &apis);
 
         match (
             listen,
-            admin_addr,
+            admin,
+            onboarding,
             profiles.app,
             profiles.cloud,
             upstream,
@@ -306,6 +340,7 @@ impl Validator<'_> {
             (
                 Some(listen),
                 Some(admin),
+                Some(onboarding),
                 Some(app),
                 Some(cloud),
                 Some(upstream),
@@ -316,7 +351,7 @@ impl Validator<'_> {
                 self.warn_of_exposure(&listen, &clients, &cors);
                 let mut config = Config {
                     listen,
-                    admin: AdminConfig { addr: admin },
+                    admin,
                     app,
                     apps: profiles.apps,
                     cloud,
@@ -326,6 +361,8 @@ impl Validator<'_> {
                     routing,
                     rate_limit,
                     tenants,
+                    tenants_file,
+                    onboarding,
                     clients,
                     cors,
                     audit,
@@ -404,6 +441,32 @@ fn reload_and_metrics(
             .unwrap_or(defaults::PER_TENANT_HISTOGRAMS),
     };
     (reload, metrics)
+}
+
+/// Where `key` is written in the file `index` describes, or failing that the nearest enclosing
+/// key that is (a missing `app.client_id` points at `[app]`).
+fn offset_in(index: &KeyIndex, key: &str) -> Option<usize> {
+    let mut path = key;
+    loop {
+        if let Some(offset) = index.offset(path) {
+            return Some(offset);
+        }
+        // `tenant[1]` has no key of its own: use its first key.
+        if path.ends_with(']') {
+            let first = index.first_under(path);
+            if first.is_some() {
+                return first;
+            }
+        }
+        path = &path[..path.rfind(['.', '['])?];
+    }
+}
+
+/// The 1-based line of byte `offset` of `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    // Bytes, not `str` slicing: an offset inside a multi-byte character must not panic.
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 fn is_guid(s: &str) -> bool {

@@ -30,7 +30,9 @@ pub use app::{AppConfig, CertificateCredential, Credential, FederatedCredential,
 pub use cloud::{CloudConfig, CloudPreset, TokenEndpointVersion};
 pub use hunting::{HuntingConfig, HuntingVia, GRAPH_HUNTING_PATH};
 pub use inbound::{AuditTarget, ClientConfig, ClientCredential, CorsConfig, TenantAllow};
-pub use listen::{AdminConfig, ConnectionOverflow, ListenConfig, ListenLimits, ServerTlsConfig};
+pub use listen::{
+    AdminConfig, ConnectionOverflow, ListenConfig, ListenLimits, OnboardingConfig, ServerTlsConfig,
+};
 pub use load::{load_file, parse_str, ConfigErrors, Problem};
 pub use ratelimit::{
     LimitBackend, LimitMode, LimitPolicy, OnBackendError, RateLimitConfig, RedisBackendConfig,
@@ -62,7 +64,13 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub routing: RoutingConfig,
     pub rate_limit: RateLimitConfig,
+    /// The `[[tenant]]`s of the config file, then those of `[tenants] file`.
     pub tenants: Vec<TenantConfig>,
+    /// `[tenants] file`: where tenants outside the config file live (written by the admin API
+    /// and by consent onboarding).
+    pub tenants_file: Option<PathBuf>,
+    /// `[onboarding]`: the consent callback's listener; `None`: no onboarding listener.
+    pub onboarding: Option<OnboardingConfig>,
     /// `[[client]]`; empty: no inbound authentication (loopback only, unless opted out).
     pub clients: Vec<ClientConfig>,
     pub cors: CorsConfig,
@@ -171,4 +179,26 @@ pub struct TenantConfig {
     pub app: Option<String>,
     /// `cloud = "NAME"`: one of `[clouds]`; `None`: `[cloud]`.
     pub cloud: Option<String>,
+    /// Which file it is written in.
+    pub source: TenantSource,
+}
+
+/// Where a tenant is written: the admin API may change only those of the tenants file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TenantSource {
+    /// A `[[tenant]]` of the config file (read-only for the admin API).
+    #[default]
+    Config,
+    /// A `[[tenant]]` of `[tenants] file`.
+    File,
+}
+
+impl TenantSource {
+    /// As the admin API's STATUS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantSource::Config => "config",
+            TenantSource::File => "file",
+        }
+    }
 }

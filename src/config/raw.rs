@@ -17,7 +17,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-pub(crate) use schema::{index, KeyIndex};
+pub(crate) use schema::{index, index_tenants_file, KeyIndex};
 /// For the test that keeps the structs and the schema in step.
 #[cfg(test)]
 pub(crate) use schema::{Shape, SCHEMA};
@@ -57,6 +57,10 @@ pub(crate) struct RawConfig {
     pub(crate) cache: Option<RawCache>,
     pub(crate) metrics: Option<RawMetrics>,
     pub(crate) advanced_hunting: Option<RawHunting>,
+    /// `[tenants]` (not `[[tenant]]`): where tenants outside this file live.
+    #[serde(rename = "tenants")]
+    pub(crate) tenants_section: Option<RawTenantsSection>,
+    pub(crate) onboarding: Option<RawOnboarding>,
 }
 
 /// `[advanced_hunting]`.
@@ -173,6 +177,33 @@ pub(crate) struct RawAudit {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub(crate) addr: Option<String>,
+    pub(crate) key_sha256: Option<String>,
+    pub(crate) allow_unauthenticated: Option<bool>,
+}
+
+/// `[tenants]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenantsSection {
+    pub(crate) file: Option<String>,
+}
+
+/// The tenants file: `[[tenant]]` entries only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenantsFile {
+    #[serde(default, rename = "tenant")]
+    pub(crate) tenants: Vec<RawTenant>,
+}
+
+/// `[onboarding]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOnboarding {
+    pub(crate) addr: Option<String>,
+    pub(crate) redirect_uri: Option<String>,
+    pub(crate) state_key: Option<RawSecret>,
+    pub(crate) tls: Option<RawServerTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]

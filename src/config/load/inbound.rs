@@ -341,7 +341,7 @@ fn client_name_problem(name: &str) -> Option<String> {
 }
 
 /// 64 hex digits (either case) -> the 32 bytes.
-fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+pub(super) fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     let hex = hex.as_bytes();
     if hex.len() != 64 {
         return None;

@@ -58,7 +58,7 @@ impl Validator<'_> {
         );
         let tls = match raw.tls {
             None => Some(None),
-            Some(tls) => self.server_tls(tls).map(Some),
+            Some(tls) => self.server_tls("listen.tls", tls).map(Some),
         };
         Some(ListenConfig {
             addr: addr?,
@@ -204,11 +204,13 @@ impl Validator<'_> {
 
     /// `[listen.tls]`: the files must be usable now; they are read again when the listener's TLS
     /// config is built, so this is an early check, not the only one.
-    fn server_tls(&mut self, raw: RawServerTls) -> Option<ServerTlsConfig> {
+    /// `at`: the table (`listen.tls`, `onboarding.tls`).
+    pub(super) fn server_tls(&mut self, at: &str, raw: RawServerTls) -> Option<ServerTlsConfig> {
+        let key_of = |name: &str| format!("{at}.{name}");
         let cert = match raw.cert {
             None => {
                 self.problem(
-                    "listen.tls.cert",
+                    &key_of("cert"),
                     "is required: the server's PEM certificate chain",
                 );
                 None
@@ -218,7 +220,7 @@ impl Validator<'_> {
                 match read_certificates(&path) {
                     Ok(chain) => Some((path, chain)),
                     Err(message) => {
-                        self.problem("listen.tls.cert", message);
+                        self.problem(&key_of("cert"), message);
                         None
                     }
                 }
@@ -226,21 +228,18 @@ impl Validator<'_> {
         };
         let key = match raw.key {
             None => {
-                self.problem(
-                    "listen.tls.key",
-                    "is required: the server's PEM private key",
-                );
+                self.problem(&key_of("key"), "is required: the server's PEM private key");
                 None
             }
             Some(key) => {
                 let path = self.resolve_watched(&key);
                 match read_private_key(&path) {
                     Ok(der) => {
-                        self.check_secret_file_mode("listen.tls.key", &path);
+                        self.check_secret_file_mode(&key_of("key"), &path);
                         Some((path, der))
                     }
                     Err(message) => {
-                        self.problem("listen.tls.key", message);
+                        self.problem(&key_of("key"), message);
                         None
                     }
                 }
@@ -249,7 +248,7 @@ impl Validator<'_> {
         let mut usable = true;
         if let (Some((cert_path, chain)), Some((key_path, der))) = (&cert, &key) {
             if let Err((key, message)) = key_fits_certificate(cert_path, chain, key_path, der) {
-                self.problem(key, message);
+                self.problem(&key_of(key), message);
                 usable = false;
             }
         }
@@ -260,7 +259,7 @@ impl Validator<'_> {
                 match count_certificates(&path) {
                     Ok(_) => Some(Some(path)),
                     Err(message) => {
-                        self.problem("listen.tls.client_ca", message);
+                        self.problem(&key_of("client_ca"), message);
                         None
                     }
                 }
@@ -283,13 +282,14 @@ fn key_fits_certificate(
     key_path: &Path,
     key: &PrivateKeyDer<'static>,
 ) -> Result<(), (&'static str, String)> {
+    // The error names the key within its table (`key`, `cert`).
     let provider = default_provider();
     let signing_key = provider
         .key_provider
         .load_private_key(key.clone_key())
         .map_err(|_| {
             (
-                "listen.tls.key",
+                "key",
                 format!(
                     "{} holds a key type the TLS stack cannot use (RSA, ECDSA P-256/P-384 or \
                      Ed25519 are)",
@@ -300,7 +300,7 @@ fn key_fits_certificate(
     match CertifiedKey::new(chain.to_vec(), signing_key).keys_match() {
         Ok(()) | Err(TlsError::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(()),
         Err(TlsError::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err((
-            "listen.tls.key",
+            "key",
             format!(
                 "{} is not the key of the first certificate in {}",
                 key_path.display(),
@@ -308,7 +308,7 @@ fn key_fits_certificate(
             ),
         )),
         Err(e) => Err((
-            "listen.tls.cert",
+            "cert",
             format!(
                 "the first certificate in {} cannot be used: {e}",
                 cert_path.display()

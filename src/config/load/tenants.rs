@@ -9,7 +9,7 @@ use super::profiles::{Profiles, APP, CLOUD};
 use super::ratelimit::GlobalLimits;
 use super::{is_guid, Validator};
 use crate::config::raw::{RawRouting, RawTenant};
-use crate::config::{defaults, RoutingConfig, TenantConfig};
+use crate::config::{defaults, RoutingConfig, TenantConfig, TenantSource};
 
 /// Tenant names that would make routing ambiguous: in header mode (or with `default_tenant`) the
 /// first path segment is an API path like `/api/incidents`, not a tenant.
@@ -96,8 +96,10 @@ impl Validator<'_> {
         raw: Vec<RawTenant>,
         limits: &GlobalLimits,
         profiles: &Profiles,
+        tenants_file: bool,
     ) -> Vec<TenantConfig> {
-        if raw.is_empty() {
+        // With a tenants file, none at all is a proxy waiting for its first customer.
+        if raw.is_empty() && !tenants_file {
             self.problem(
                 "tenant",
                 "no tenants: add at least one [[tenant]] with a name and an id",
@@ -130,18 +132,17 @@ impl Validator<'_> {
             };
             if let Some(name) = &name {
                 if let Some(first) = names.insert(name.clone(), i) {
+                    let first = self.tenant_label(first);
                     self.problem(
                         &name_key,
-                        format!("`{name}` is already the name of tenant[{first}]"),
+                        format!("`{name}` is already the name of {first}"),
                     );
                 }
             }
             if let Some(id) = &id {
                 if let Some(first) = ids.insert(id.clone(), i) {
-                    self.problem(
-                        &id_key,
-                        format!("{id} is already the id of tenant[{first}]"),
-                    );
+                    let first = self.tenant_label(first);
+                    self.problem(&id_key, format!("{id} is already the id of {first}"));
                 }
             }
             let rate_limit = self.tenant_limits(
@@ -153,12 +154,18 @@ impl Validator<'_> {
             let app = self.profile_ref(&at("app"), tenant.app, &profiles.app_names, APP);
             let cloud = self.profile_ref(&at("cloud"), tenant.cloud, &profiles.cloud_names, CLOUD);
             if let (Some(name), Some(id), Some(app), Some(cloud)) = (name, id, app, cloud) {
+                let source = if self.from_file(i) {
+                    TenantSource::File
+                } else {
+                    TenantSource::Config
+                };
                 tenants.push(TenantConfig {
                     name,
                     id,
                     rate_limit,
                     app,
                     cloud,
+                    source,
                 });
             }
         }

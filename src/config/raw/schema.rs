@@ -49,6 +49,35 @@ const CLOUD: &[(&str, Shape)] = &[
     ("ca", Shape::Value),
 ];
 
+/// The keys of each `[[tenant]]`, in the config and in the tenants file.
+const TENANT: &[(&str, Shape)] = &[
+    ("name", Shape::Value),
+    ("id", Shape::Value),
+    (
+        "rate_limit",
+        Shape::Table(&[
+            ("per_minute", Shape::Value),
+            ("per_hour", Shape::Value),
+            ("burst", Shape::Value),
+            ("mode", Shape::Value),
+            ("max_wait", Shape::Value),
+            ("max_queue", Shape::Value),
+        ]),
+    ),
+    ("app", Shape::Value),
+    ("cloud", Shape::Value),
+];
+
+/// The keys of `[listen.tls]` and `[onboarding.tls]`.
+const SERVER_TLS: &[(&str, Shape)] = &[
+    ("cert", Shape::Value),
+    ("key", Shape::Value),
+    ("client_ca", Shape::Value),
+];
+
+/// The tenants file (`[tenants] file`) holds `[[tenant]]` entries only.
+const TENANTS_FILE: &[(&str, Shape)] = &[("tenant", Shape::Tables(TENANT))];
+
 /// Every key the `Raw*` structs accept. A test checks that a file using all of them parses and
 /// that the walk finds nothing unknown in it, so this list and the structs cannot drift apart.
 pub(crate) const SCHEMA: &[(&str, Shape)] = &[
@@ -68,17 +97,30 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("h2_max_header_list_size", Shape::Value),
             ("shutdown_grace", Shape::Value),
             ("public_url", Shape::Value),
-            (
-                "tls",
-                Shape::Table(&[
-                    ("cert", Shape::Value),
-                    ("key", Shape::Value),
-                    ("client_ca", Shape::Value),
-                ]),
-            ),
+            ("tls", Shape::Table(SERVER_TLS)),
         ]),
     ),
-    ("admin", Shape::Table(&[("addr", Shape::Value)])),
+    (
+        "admin",
+        Shape::Table(&[
+            ("addr", Shape::Value),
+            ("key_sha256", Shape::Value),
+            ("allow_unauthenticated", Shape::Value),
+        ]),
+    ),
+    ("tenants", Shape::Table(&[("file", Shape::Value)])),
+    (
+        "onboarding",
+        Shape::Table(&[
+            ("addr", Shape::Value),
+            ("redirect_uri", Shape::Value),
+            (
+                "state_key",
+                Shape::Table(&[("env", Shape::Value), ("file", Shape::Value)]),
+            ),
+            ("tls", Shape::Table(SERVER_TLS)),
+        ]),
+    ),
     ("reload", Shape::Table(&[("watch", Shape::Value)])),
     (
         "metrics",
@@ -138,26 +180,7 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ),
         ]),
     ),
-    (
-        "tenant",
-        Shape::Tables(&[
-            ("name", Shape::Value),
-            ("id", Shape::Value),
-            (
-                "rate_limit",
-                Shape::Table(&[
-                    ("per_minute", Shape::Value),
-                    ("per_hour", Shape::Value),
-                    ("burst", Shape::Value),
-                    ("mode", Shape::Value),
-                    ("max_wait", Shape::Value),
-                    ("max_queue", Shape::Value),
-                ]),
-            ),
-            ("app", Shape::Value),
-            ("cloud", Shape::Value),
-        ]),
-    ),
+    ("tenant", Shape::Tables(TENANT)),
     (
         "client",
         Shape::Tables(&[
@@ -399,11 +422,20 @@ impl KeyIndex {
 /// Walks `text` against [`SCHEMA`]. `None` when the text is not TOML the walk can read (a syntax
 /// error, which serde then reports, or a datetime whose internal keys carry no span).
 pub(crate) fn index(text: &str) -> Option<(KeyIndex, Vec<UnknownKey>)> {
+    index_with(text, SCHEMA)
+}
+
+/// As [`index`], for a tenants file.
+pub(crate) fn index_tenants_file(text: &str) -> Option<(KeyIndex, Vec<UnknownKey>)> {
+    index_with(text, TENANTS_FILE)
+}
+
+fn index_with(text: &str, schema: &[(&'static str, Shape)]) -> Option<(KeyIndex, Vec<UnknownKey>)> {
     let root: Node = toml::from_str(text).ok()?;
     let mut index = KeyIndex::default();
     let mut unknown = Vec::new();
     if let Node::Table(entries) = &root {
-        walk(entries, SCHEMA, "", "", &mut index, &mut unknown);
+        walk(entries, schema, "", "", &mut index, &mut unknown);
     }
     index.by_offset.sort();
     Some((index, unknown))

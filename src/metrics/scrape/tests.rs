@@ -26,6 +26,7 @@ fn proxy(extra: usize, per_tenant_histograms: bool) -> Arc<Proxy> {
         name: format!("tenant-{n:05}"),
         id: format!("11111111-bbbb-4bbb-8bbb-{n:012}"),
         rate_limit: LimitPolicy::default(),
+        source: Default::default(),
     }));
     config.metrics.per_tenant_histograms = per_tenant_histograms;
     let proxy = App::build(&config, None).unwrap().proxy().clone();
