@@ -172,6 +172,7 @@ impl App {
         let admin = Admin {
             proxy: proxy.clone(),
             ready: ready.clone(),
+            reloader: self.reloader.clone(),
         };
         // The admin listener outlives the data listener's drain, so probes see /readyz turn 503.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -195,8 +196,8 @@ impl App {
             admin_stop_rx,
             admin_options,
             move |req, _conn| {
-                let response = admin.handle(&req);
-                async move { response }
+                let admin = admin.clone();
+                async move { admin.handle(req).await }
             },
         ));
         // Ready before "listening" is logged: both sockets are bound, so connections queue.

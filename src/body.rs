@@ -30,6 +30,35 @@ pin_project_lite::pin_project! {
         Full { data: Option<Bytes> },
         // `/metrics`, rendered a chunk at a time as hyper asks for it.
         Scrape { scrape: Scrape },
+        // An admin answer rendered a chunk at a time (`GET /tenants` of thousands of tenants).
+        Chunks { chunks: Chunks },
+    }
+}
+
+/// A body made by the proxy piece by piece as hyper asks for it, never held whole.
+pub(crate) struct Chunks {
+    next: Option<Bytes>,
+    rest: Box<dyn Iterator<Item = Bytes> + Send + Sync>,
+}
+
+impl Chunks {
+    pub(crate) fn new(chunks: impl Iterator<Item = Bytes> + Send + Sync + 'static) -> Self {
+        let mut rest = Box::new(chunks);
+        // One ahead, so the body knows when it has ended.
+        let next = rest.next();
+        Chunks { next, rest }
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        let out = self.next.take()?;
+        self.next = self.rest.next();
+        Some(out)
+    }
+}
+
+impl std::fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunks").finish_non_exhaustive()
     }
 }
 
@@ -88,6 +117,14 @@ impl ResponseBody {
         }
     }
 
+    /// A body the proxy renders while it is sent.
+    pub(crate) fn chunks(chunks: Chunks) -> Self {
+        ResponseBody {
+            inner: Inner::Chunks { chunks },
+            log: None,
+        }
+    }
+
     pub fn empty() -> Self {
         ResponseBody {
             inner: Inner::Full { data: None },
@@ -116,6 +153,7 @@ impl Body for ResponseBody {
             InnerProj::Scrape { scrape } => {
                 Poll::Ready(scrape.next_chunk().map(|d| Ok(Frame::data(d))))
             }
+            InnerProj::Chunks { chunks } => Poll::Ready(chunks.take().map(|d| Ok(Frame::data(d)))),
             InnerProj::Upstream { mut body } => {
                 let polled = body.as_mut().poll_frame(cx);
                 let ended = body.is_end_stream();
@@ -137,6 +175,7 @@ impl Body for ResponseBody {
             Inner::Shared { body } => body.is_end_stream(),
             Inner::Full { data } => data.is_none(),
             Inner::Scrape { scrape } => scrape.is_end(),
+            Inner::Chunks { chunks } => chunks.next.is_none(),
         }
     }
 
@@ -147,7 +186,7 @@ impl Body for ResponseBody {
             Inner::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Inner::Scrape { .. } => SizeHint::default(),
+            Inner::Scrape { .. } | Inner::Chunks { .. } => SizeHint::default(),
         }
     }
 }

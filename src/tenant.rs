@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::api::ApiTarget;
-use crate::config::TenantConfig;
+use crate::config::{TenantConfig, TenantSource};
 use crate::metrics::{Metrics, StatusCounts, TenantMetrics};
 use crate::ratelimit::{RateLimiter, TenantLimiter};
 use crate::token::{TokenBroker, TokenSlot};
@@ -22,6 +22,8 @@ pub struct Tenant {
     /// for `[app]` and `[cloud]`): for logs, metrics and `check`.
     pub app: Arc<str>,
     pub cloud: Arc<str>,
+    /// The file it is written in (the admin API changes only the tenants file's).
+    pub source: TenantSource,
     /// Token cache and request counters, one per API (index 0: `[cloud]`'s, then each
     /// `[[api]]` in order, as the snapshot's API targets).
     pub apis: Box<[TenantApi]>,
@@ -66,6 +68,7 @@ impl Tenant {
             id: Arc::from(config.id.as_str()),
             app: Arc::from(profile.app),
             cloud: Arc::from(profile.cloud),
+            source: config.source,
             apis: apis
                 .iter()
                 .map(|target| TenantApi {

@@ -173,6 +173,30 @@ impl AuditLog {
         }
     }
 
+    /// Queues a line for a change of who the proxy serves (the admin API, consent onboarding):
+    /// `who` made `action` (`tenant_created`...) to `tenant`.
+    pub(crate) fn record_change(&self, who: &str, action: &str, tenant: &str) {
+        #[derive(Serialize)]
+        struct Change<'a> {
+            time: String,
+            event: &'a str,
+            who: &'a str,
+            tenant: &'a str,
+        }
+        let line = Change {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            event: action,
+            who,
+            tenant,
+        };
+        let mut text = serde_json::to_string(&line).unwrap_or_else(|_| "{}".to_owned());
+        text.push('\n');
+        if self.tx.try_send(Msg::Line(text)).is_err() {
+            let total = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            self.warn_dropped(total);
+        }
+    }
+
     /// Audit lines dropped so far because the writer could not keep up.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)

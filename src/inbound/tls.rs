@@ -283,7 +283,7 @@ fn directory_string(tag: u8, value: &[u8]) -> Option<String> {
     match tag {
         0x0c => String::from_utf8(value.to_vec()).ok(),
         0x13 | 0x16 | 0x14 if value.is_ascii() => String::from_utf8(value.to_vec()).ok(),
-        0x1e if value.len() % 2 == 0 => {
+        0x1e if value.len().is_multiple_of(2) => {
             let units: Vec<u16> = value
                 .chunks_exact(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))

@@ -154,7 +154,7 @@ impl Validator<'_> {
             let app = self.profile_ref(&at("app"), tenant.app, &profiles.app_names, APP);
             let cloud = self.profile_ref(&at("cloud"), tenant.cloud, &profiles.cloud_names, CLOUD);
             if let (Some(name), Some(id), Some(app), Some(cloud)) = (name, id, app, cloud) {
-                let source = if self.from_file(i) {
+                let source = if self.in_tenants_file(i) {
                     TenantSource::File
                 } else {
                     TenantSource::Config

@@ -123,7 +123,7 @@ impl Validator<'_> {
     }
 
     /// Whether tenant `i` of the merged list comes from the tenants file.
-    pub(super) fn from_file(&self, i: usize) -> bool {
+    pub(super) fn in_tenants_file(&self, i: usize) -> bool {
         self.file_tenants.as_ref().is_some_and(|f| i >= f.first)
     }
 }

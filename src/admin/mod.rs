@@ -1,5 +1,8 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`. Kept off the data port so probes and
-//! scrapes never compete with (or get routed like) API traffic.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the admin API (`/tenants`). Kept
+//! off the data port so probes and scrapes never compete with (or get routed like) API traffic.
+
+mod auth;
+mod tenants;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use crate::body::ResponseBody;
 use crate::error::json_error_response;
 use crate::metrics::Scrape;
 use crate::proxy::Proxy;
+use crate::reload::Reloader;
 
 /// Admin endpoints' view of the running proxy.
 #[derive(Debug, Clone)]
@@ -19,18 +23,24 @@ pub(crate) struct Admin {
     pub proxy: Arc<Proxy>,
     /// True once the config is loaded and the data listener is up; false again while draining.
     pub ready: Arc<AtomicBool>,
+    /// Where tenant changes go (`None` without a config file: `serve --dev`).
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 impl Admin {
-    pub(crate) fn handle(&self, request: &Request<Incoming>) -> Response<ResponseBody> {
+    pub(crate) async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+        let path = request.uri().path();
+        if path == "/tenants" || path.starts_with("/tenants/") {
+            return tenants::handle(self, request).await;
+        }
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return json_error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "BadRequest",
-                "admin endpoints answer GET only",
+                "admin endpoints answer GET only (and PUT, DELETE on /tenants/{name})",
             );
         }
-        match request.uri().path() {
+        match path {
             "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
             "/readyz" if self.ready.load(Ordering::Acquire) => {
                 text(StatusCode::OK, "ready\n", "text/plain")
@@ -50,7 +60,7 @@ impl Admin {
             _ => json_error_response(
                 StatusCode::NOT_FOUND,
                 "NotFound",
-                "admin endpoints: /healthz /readyz /metrics",
+                "admin endpoints: /healthz /readyz /metrics /tenants",
             ),
         }
     }
