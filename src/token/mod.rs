@@ -9,6 +9,7 @@
 //! - `source.rs`: the `TokenSource` trait (what issues tokens) and one bounded attempt at it.
 //! - `slot.rs`: the per-slot cache: single flight, refresh-ahead, usable deadline, backoff and
 //!   failure memory. It talks to a `TokenSource`, so its timing is tested with a fake one.
+//!   [`TokenSlot::status`] is its read-only view for the tenant status.
 //! - `entra.rs`: the `TokenSource` that asks Entra ID (v2 or v1 endpoint).
 //! - `credential.rs`: client secret, certificate -> signed client assertion, or workload identity
 //!   token file -> its content as the assertion.
@@ -39,7 +40,7 @@ pub(crate) use access::{accept, Accepted};
 pub(crate) use brokers::TokenBrokers;
 pub(crate) use classify::{aadsts_meaning, ErrorClass};
 pub(crate) use error::{InvalidResponse, TokenError, TokenInitError};
-pub(crate) use slot::TokenSlot;
+pub(crate) use slot::{SlotState, TokenSlot};
 pub(crate) use source::{fetch_attempt, FetchFuture, FetchedToken, SharedSource, TokenSource};
 
 use crate::config::{AppConfig, CloudConfig, CloudPreset, TokenEndpointVersion, UpstreamConfig};

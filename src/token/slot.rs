@@ -23,7 +23,8 @@
 //!   slot's generation instead: the token goes, and a flight started before is not installed.
 //!
 //! This file is the cache and the way into a flight; `slot/flight.rs` is the flight itself
-//! (retries, install, refresh timers).
+//! (retries, install, refresh timers); `slot/status.rs` the read-only view the tenant status
+//! shows (valid, refreshing, failing, none).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +38,9 @@ use tokio::time::Instant;
 use super::{AccessToken, SharedSource, TokenError};
 use crate::sync::LockExt;
 mod flight;
+mod status;
+
+pub(crate) use status::SlotState;
 
 /// Attempts within one flight for transient failures.
 const MAX_ATTEMPTS: u32 = 4;

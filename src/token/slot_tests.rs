@@ -835,3 +835,7 @@ async fn a_failed_reconfigure_changes_nothing() {
     assert!(format!("{broker:?}").contains("EntraClient"));
     assert!(slot.stats().expires_in.is_none(), "the token was dropped");
 }
+
+/// The slot's status view, with this file's fakes.
+#[path = "slot/status_tests.rs"]
+mod status_tests;

@@ -1,0 +1,87 @@
+//! The tenant status of the admin API (`GET /tenants`, `GET /tenants/{name}`) and the status
+//! page: what one tenant's live state says now, as JSON. Read from the token slots, limiters and
+//! counters the hot path keeps; nothing here asks Entra ID, Redis or the API, and nothing here
+//! carries a secret (no token, no fingerprint, no credential).
+//!
+//! # Layout
+//! - this file: [`TenantStatus`] and [`tenant_status`], and times (RFC 3339 UTC, to the
+//!   second: [`Time`]).
+//! - `tokens`: one [`TokenStatus`] per API, from `TokenSlot::status`.
+//! - `health`: [`Health`] and its rules, which the status page sorts by.
+
+mod health;
+mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub(crate) use health::{health, Health};
+pub(crate) use tokens::TokenStatus;
+
+use crate::tenant::Tenant;
+
+/// `source` of a tenant from the main config file.
+pub(crate) const SOURCE_CONFIG: &str = "config";
+/// `source` of a tenant from `[tenants] file` (written by the admin API).
+pub(crate) const SOURCE_FILE: &str = "file";
+
+/// One tenant, now. Serialized as the admin API's STATUS.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TenantStatus {
+    pub(crate) name: String,
+    /// The customer's tenant id (lower case).
+    pub(crate) id: String,
+    /// [`SOURCE_CONFIG`] or [`SOURCE_FILE`].
+    pub(crate) source: &'static str,
+    /// The app and cloud profile by config name (`default` for `[app]` and `[cloud]`).
+    pub(crate) app: String,
+    pub(crate) cloud: String,
+    /// [`health`] of the rest.
+    pub(crate) health: Health,
+    /// One per API of the tenant, `default` first.
+    pub(crate) tokens: Vec<TokenStatus>,
+}
+
+/// A wall-clock time, serialized RFC 3339 UTC to the second (`2025-01-31T12:00:00Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Time(pub(crate) SystemTime);
+
+impl Serialize for Time {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_rfc3339_seconds(self.0))
+    }
+}
+
+impl Time {
+    /// A tokio instant (the slots' and limiters' clock) on the wall clock, as of now.
+    pub(crate) fn of(at: Instant) -> Time {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let time = if at >= now {
+            wall.checked_add(at - now)
+        } else {
+            wall.checked_sub(now - at)
+        };
+        Time(time.unwrap_or(wall))
+    }
+}
+
+/// The status of `tenant`, from its live state; `source` says where it is configured
+/// ([`SOURCE_CONFIG`] or [`SOURCE_FILE`]). Cheap: a lock and a load per token slot.
+pub(crate) fn tenant_status(tenant: &Tenant, source: &'static str) -> TenantStatus {
+    let mut status = TenantStatus {
+        name: tenant.name.to_string(),
+        id: tenant.id.to_string(),
+        source,
+        app: tenant.app.to_string(),
+        cloud: tenant.cloud.to_string(),
+        health: Health::Ok,
+        tokens: tenant.apis.iter().map(TokenStatus::of).collect(),
+    };
+    status.health = health(&status);
+    status
+}
