@@ -1,15 +1,18 @@
 //! The in-process decision for one route class: governor GCRA limiters for the minute and hour
 //! windows, on a clock that reads tokio's time so that paused-time tests drive the limiters, the
-//! queue's sleeps and the pauses from one clock.
+//! queue's sleeps and the pauses from one clock. Their state is governor's own atomic, kept
+//! where the tenant status can read it (`TatState`).
 
+use std::num::NonZeroU64;
 use std::ops::Add;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, Reference};
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
-use governor::state::{InMemoryState, NotKeyed};
+use governor::state::{NotKeyed, StateStore};
 
 use super::gcra::{ClassParams, WindowLimit};
 
@@ -51,14 +54,63 @@ impl Clock for TokioClock {
     }
 }
 
-type Gcra =
-    governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
+/// Governor's `InMemoryState` (the theoretical arrival time, TAT, as nanoseconds since the
+/// limiter's start, 0 before the first cell; replaced by compare-and-swap), but readable: governor
+/// owns its state store and shows none of it, and the status shows how much of a window is
+/// used. Shared with [`Limiter::tat`], hence the `Arc` (one more pointer per decision).
+#[derive(Debug, Default)]
+struct TatState(Arc<AtomicU64>);
+
+impl StateStore for TatState {
+    type Key = NotKeyed;
+
+    fn measure_and_replace<T, F, E>(&self, _key: &NotKeyed, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        // The same loop as governor's `InMemoryState::measure_and_replace_one`.
+        let mut prev = self.0.load(Ordering::Acquire);
+        loop {
+            let (result, new) = f(NonZeroU64::new(prev).map(|n| Nanos::from(n.get())))?;
+            match self.0.compare_exchange_weak(
+                prev,
+                new.into(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(result),
+                Err(next) => prev = next,
+            }
+        }
+    }
+}
+
+type Gcra = governor::RateLimiter<NotKeyed, TatState, TokioClock, NoOpMiddleware<TokioInstant>>;
 
 /// One window's limiter and what it limits (for the client's message).
 #[derive(Debug)]
 struct Limiter {
     gcra: Gcra,
     limit: WindowLimit,
+    /// The state `gcra` decides on, read by [`Limiter::used`].
+    tat: Arc<AtomicU64>,
+    /// When the limiter started (read just before governor reads its own): the origin of the
+    /// TAT.
+    start: tokio::time::Instant,
+    /// The emission interval `T`.
+    period: Duration,
+}
+
+impl Limiter {
+    /// Cells not yet drained: `ceil((TAT - now) / T)`, at most the limit.
+    fn used(&self, now: tokio::time::Instant) -> u32 {
+        let tat = self.start + Duration::from_nanos(self.tat.load(Ordering::Relaxed));
+        let ahead = tat.saturating_duration_since(now).as_nanos();
+        let period = self.period.as_nanos().max(1);
+        u32::try_from(ahead.div_ceil(period))
+            .unwrap_or(u32::MAX)
+            .min(self.limit.max)
+    }
 }
 
 /// The minute and hour limiters of one route class.
@@ -86,9 +138,17 @@ pub(crate) struct Refusal {
 impl LocalWindows {
     pub(crate) fn new(params: &ClassParams) -> Self {
         let windows = params.map(|p| {
-            p.map(|p| Limiter {
-                gcra: governor::RateLimiter::direct_with_clock(p.quota(), TokioClock),
-                limit: p.limit,
+            p.map(|p| {
+                let state = TatState::default();
+                let tat = Arc::clone(&state.0);
+                let start = tokio::time::Instant::now();
+                Limiter {
+                    gcra: governor::RateLimiter::new(p.quota(), state, TokioClock),
+                    limit: p.limit,
+                    tat,
+                    start,
+                    period: p.period,
+                }
             })
         });
         Self {
@@ -115,6 +175,15 @@ impl LocalWindows {
             }
         }
         Ok(())
+    }
+
+    /// Per window (`[minute, hour]`, `None` where not limited), its limit and how much of it is
+    /// used now: the GCRA cells not yet drained, `ceil((TAT - now) / T)`. An estimate of "requests
+    /// in the trailing window": `limit - used` requests would pass within one window from now,
+    /// and `used` never exceeds the burst (the stretched interval of `gcra.rs` paces the rest).
+    pub(crate) fn used(&self) -> [Option<(WindowLimit, u32)>; 2] {
+        let now = tokio::time::Instant::now();
+        [0, 1].map(|i| self.windows[i].as_ref().map(|w| (w.limit, w.used(now))))
     }
 }
 

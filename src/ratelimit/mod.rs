@@ -16,7 +16,7 @@
 //! - `tenant`: [`TenantLimiter`], classes, pause, queue; `pause`: `Retry-After` and pauses;
 //!   `verdict`: what one decision said (either backend's).
 //! - `error`: [`RateLimited`]; [`metrics`]: counters and their rendering; `testkit`: redis-server
-//!   for tests.
+//!   for tests; `usage`: limits and their use, for the tenant status.
 
 mod error;
 mod gcra;
@@ -27,6 +27,7 @@ mod redis_backend;
 mod tenant;
 #[doc(hidden)]
 pub mod testkit;
+mod usage;
 mod verdict;
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub struct Admission {
 #[derive(Debug)]
 pub(crate) struct ClassState {
     /// The decision with the local backend; with Redis, the fallback (limits / replicas).
-    local: LocalWindows,
+    pub(super) local: LocalWindows,
     /// Keys and arguments for the Redis backend (`None` with the local backend).
     redis: Option<RedisClass>,
     pause: Pause,
@@ -48,6 +48,8 @@ pub(crate) struct ClassState {
     turn: Semaphore,
     /// Longest emission interval of the class: the pace at which the queue drains, for estimates.
     pace: Duration,
+    /// The class's limits (with Redis, the shared ones, not the fallback's share), for the status.
+    pub(super) params: ClassParams,
 }
 
 impl ClassState {
@@ -60,6 +62,7 @@ impl ClassState {
             waiting: AtomicUsize::new(0),
             turn: Semaphore::new(1),
             pace: pace.unwrap_or(Duration::ZERO),
+            params,
         }
     }
 }
@@ -176,7 +179,8 @@ impl TenantLimiter {
             .unwrap_or(&self.default)
     }
 
-    fn classes(&self) -> impl Iterator<Item = &ClassState> {
+    /// Class 0, then the route classes in order.
+    pub(super) fn classes(&self) -> impl Iterator<Item = &ClassState> {
         std::iter::once(&self.default).chain(self.route_classes.iter())
     }
 

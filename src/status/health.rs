@@ -6,7 +6,8 @@
 //!   is not failing.
 //! - `degraded`: something is wrong but requests may still pass: a token `failing` while its
 //!   older token serves, or in any `failing` state while another token works; a token
-//!   `refreshing` again after a failure.
+//!   `refreshing` again after a failure; a route class paused after the API's 429; or requests
+//!   waiting in the queue.
 //! - `ok`: none of that.
 
 use serde::Serialize;
@@ -39,7 +40,8 @@ pub(crate) fn health(status: &TenantStatus) -> Health {
         SlotState::Refreshing => t.failure.is_some(),
         SlotState::Valid | SlotState::None => false,
     });
-    if token_trouble {
+    let limits = &status.rate_limit;
+    if token_trouble || limits.paused_until.is_some() || limits.queued > 0 {
         Health::Degraded
     } else {
         Health::Ok

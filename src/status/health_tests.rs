@@ -1,8 +1,10 @@
 //! The health rules on hand-made statuses.
 
+use std::time::{Duration, SystemTime};
+
 use super::*;
 use crate::status::tokens::{Failure, TokenErrorStatus};
-use crate::status::{TenantStatus, TokenStatus, SOURCE_FILE};
+use crate::status::{RateLimitStatus, TenantStatus, Time, TokenStatus, SOURCE_FILE};
 
 fn token(state: SlotState, usable: bool, failed: bool) -> TokenStatus {
     TokenStatus {
@@ -31,6 +33,12 @@ fn status(tokens: Vec<TokenStatus>) -> TenantStatus {
         cloud: "default".into(),
         health: Health::Ok,
         tokens,
+        rate_limit: RateLimitStatus {
+            backend: "local",
+            windows: vec![],
+            queued: 0,
+            paused_until: None,
+        },
     }
 }
 
@@ -59,6 +67,20 @@ fn refreshing_is_degraded_only_after_a_failure() {
     assert_eq!(h(vec![token(Refreshing, true, false)]), Health::Ok);
     assert_eq!(h(vec![token(Refreshing, false, true)]), Health::Degraded);
     assert_eq!(h(vec![token(Valid, true, false)]), Health::Ok);
+}
+
+#[test]
+fn pauses_and_queues_degrade() {
+    let ok = || status(vec![token(Valid, true, false)]);
+    assert_eq!(health(&ok()), Health::Ok);
+
+    let mut s = ok();
+    s.rate_limit.paused_until = Some(Time(SystemTime::now() + Duration::from_secs(9)));
+    assert_eq!(health(&s), Health::Degraded);
+
+    let mut s = ok();
+    s.rate_limit.queued = 1;
+    assert_eq!(health(&s), Health::Degraded);
 }
 
 #[test]

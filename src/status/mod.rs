@@ -7,9 +7,11 @@
 //! - this file: [`TenantStatus`] and [`tenant_status`], and times (RFC 3339 UTC, to the
 //!   second: [`Time`]).
 //! - `tokens`: one [`TokenStatus`] per API, from `TokenSlot::status`.
+//! - `limits`: [`RateLimitStatus`], from `TenantLimiter::usage`.
 //! - `health`: [`Health`] and its rules, which the status page sorts by.
 
 mod health;
+mod limits;
 mod tokens;
 
 #[cfg(test)]
@@ -21,6 +23,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 pub(crate) use health::{health, Health};
+pub(crate) use limits::RateLimitStatus;
 pub(crate) use tokens::TokenStatus;
 
 use crate::tenant::Tenant;
@@ -45,6 +48,7 @@ pub(crate) struct TenantStatus {
     pub(crate) health: Health,
     /// One per API of the tenant, `default` first.
     pub(crate) tokens: Vec<TokenStatus>,
+    pub(crate) rate_limit: RateLimitStatus,
 }
 
 /// A wall-clock time, serialized RFC 3339 UTC to the second (`2025-01-31T12:00:00Z`).
@@ -71,7 +75,8 @@ impl Time {
 }
 
 /// The status of `tenant`, from its live state; `source` says where it is configured
-/// ([`SOURCE_CONFIG`] or [`SOURCE_FILE`]). Cheap: a lock and a load per token slot.
+/// ([`SOURCE_CONFIG`] or [`SOURCE_FILE`]). Cheap: a lock and a load per token slot, a few
+/// loads per rate-limit window.
 pub(crate) fn tenant_status(tenant: &Tenant, source: &'static str) -> TenantStatus {
     let mut status = TenantStatus {
         name: tenant.name.to_string(),
@@ -81,6 +86,7 @@ pub(crate) fn tenant_status(tenant: &Tenant, source: &'static str) -> TenantStat
         cloud: tenant.cloud.to_string(),
         health: Health::Ok,
         tokens: tenant.apis.iter().map(TokenStatus::of).collect(),
+        rate_limit: RateLimitStatus::of(&tenant.limits),
     };
     status.health = health(&status);
     status

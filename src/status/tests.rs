@@ -16,7 +16,7 @@ use super::*;
 use crate::api::{ApiBase, ApiTarget};
 use crate::config::{LimitBackend, LimitPolicy, RateLimitConfig, TenantConfig};
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, RouteClass};
 use crate::rewrite::LinkBase;
 use crate::tenant::Profile;
 use crate::token::{ErrorClass, FetchFuture, FetchedToken, TokenBroker, TokenError, TokenSource};
@@ -152,7 +152,16 @@ fn about(t: SystemTime, expected: SystemTime) {
 async fn a_fresh_tenant_has_the_contract_keys_and_nothing_known() {
     let (tenant, source) = tenant();
     let v = json(&tenant);
-    let top = ["name", "id", "source", "app", "cloud", "health", "tokens"];
+    let top = [
+        "name",
+        "id",
+        "source",
+        "app",
+        "cloud",
+        "health",
+        "tokens",
+        "rate_limit",
+    ];
     assert_eq!(keys(&v), set(&top));
     assert_eq!(
         (&v["name"], &v["id"], &v["source"]),
@@ -174,6 +183,23 @@ async fn a_fresh_tenant_has_the_contract_keys_and_nothing_known() {
         assert_eq!((&t["expires_at"], &t["roles"]), (&Value::Null, &json!([])));
     }
 
+    let limits = &v["rate_limit"];
+    assert_eq!(
+        keys(limits),
+        set(&["backend", "windows", "queued", "paused_until"])
+    );
+    assert_eq!(
+        limits["windows"],
+        json!([
+            {"class": "default", "window": "minute", "limit": 10, "used": 0},
+            {"class": "default", "window": "hour", "limit": 100, "used": 0},
+            {"class": "/api/machines", "window": "minute", "limit": 20, "used": 0},
+        ])
+    );
+    assert_eq!(
+        (&limits["queued"], &limits["paused_until"]),
+        (&json!(0), &Value::Null)
+    );
     assert_eq!(
         source.calls.load(Ordering::SeqCst),
         0,
@@ -234,6 +260,30 @@ async fn the_only_token_in_use_failing_fails_the_tenant() {
     let (tenant, _) = tenant();
     tenant.apis[2].token.get().await.unwrap_err();
     assert_eq!(json(&tenant)["health"], "failing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn windows_show_admissions_and_the_pause() {
+    let (tenant, _) = tenant();
+    for _ in 0..4 {
+        tenant.limits.admit(RouteClass::DEFAULT).await.unwrap();
+    }
+    tenant
+        .limits
+        .hold(RouteClass::DEFAULT, Duration::from_secs(30));
+    let v = json(&tenant);
+    let used: Vec<&Value> = v["rate_limit"]["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["used"])
+        .collect();
+    assert_eq!(used, [&json!(4), &json!(4), &json!(0)]);
+    about(
+        time(&v["rate_limit"]["paused_until"]),
+        SystemTime::now() + Duration::from_secs(30),
+    );
+    assert_eq!(v["health"], "degraded", "paused");
 }
 
 #[test]
