@@ -283,7 +283,8 @@ impl Drop for AccessLog {
             Some(requests) => requests.record(self.status),
             None => self.metrics.record_status_without_api(self.status),
         }
-        self.metrics.record_response(self.bytes, elapsed);
+        self.metrics
+            .record_response(self.status, self.bytes, elapsed);
         if let Some(api) = &self.api {
             api.observe_request(elapsed);
         }

@@ -20,13 +20,13 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::sync::LockExt;
 use bytes::BytesMut;
 
 pub(crate) use scrape::Scrape;
-pub(crate) use status::StatusCounts;
+pub(crate) use status::{is_error_status, StatusCounts};
 
 /// Latency bucket bounds (request and upstream durations), seconds.
 pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
@@ -155,6 +155,23 @@ impl fmt::Display for Label<'_> {
     }
 }
 
+/// Moves `cell` forward to `now`: one relaxed load per request, a write only when the second
+/// changed, so the requests of a busy tenant on many cores do not each write the cache line.
+/// (`fetch_max`: two threads crossing a second boundary cannot move it back.)
+fn touch(cell: &AtomicU64, now: u64) {
+    if cell.load(Ordering::Relaxed) < now {
+        cell.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn from_unix_secs(secs: u64) -> Option<SystemTime> {
+    (secs != 0).then(|| UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 /// One tenant's request counters.
 #[derive(Debug, Default)]
 pub struct TenantMetrics {
@@ -172,6 +189,10 @@ pub struct TenantMetrics {
     upstream_errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
     /// Legacy advanced-hunting requests: `[forwarded to the legacy API, answered through Graph]`.
     hunting: [AtomicU64; 2],
+    /// Unix seconds when the last request ended, 0 before any; and the last one whose status
+    /// [`is_error_status`]: for the tenant status (see [`TenantMetrics::record_response`]).
+    last_at: AtomicU64,
+    last_error_at: AtomicU64,
 }
 
 impl TenantMetrics {
@@ -199,11 +220,42 @@ impl TenantMetrics {
         }
     }
 
-    /// One finished request: response body bytes, time to the end of the body. (Its status is
-    /// counted in its API's [`StatusCounts`].)
-    pub fn record_response(&self, bytes: u64, elapsed: Duration) {
+    /// One finished request: its status, response body bytes, time to the end of the body.
+    /// (Its status is counted in its API's [`StatusCounts`]; here it only tells whether it was
+    /// an error, for the last error's time.)
+    pub fn record_response(&self, status: u16, bytes: u64, elapsed: Duration) {
         self.duration.observe(elapsed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let now = unix_secs(SystemTime::now());
+        touch(&self.last_at, now);
+        if is_error_status(status) {
+            touch(&self.last_error_at, now);
+        }
+    }
+
+    /// When the last request ended (to the second); `None` before any.
+    pub(crate) fn last_at(&self) -> Option<SystemTime> {
+        from_unix_secs(self.last_at.load(Ordering::Relaxed))
+    }
+
+    /// When the last request with an error status ([`is_error_status`]) ended; `None` before any.
+    pub(crate) fn last_error_at(&self) -> Option<SystemTime> {
+        from_unix_secs(self.last_error_at.load(Ordering::Relaxed))
+    }
+
+    /// (requests, of them with an error status) over every API this tenant had, counters kept
+    /// since the start (across reloads).
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        let mut totals = (0, 0);
+        for (_, counts) in self.apis() {
+            for (status, n) in counts.counts() {
+                totals.0 += n;
+                if is_error_status(status) {
+                    totals.1 += n;
+                }
+            }
+        }
+        totals
     }
 
     pub fn observe_upstream(&self, elapsed: Duration) {

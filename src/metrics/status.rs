@@ -12,6 +12,14 @@ use crate::sync::LockExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// Whether a response says the tenant's service is unwell, for the tenant status's `errors`:
+/// 401 and 403 (a token or permission problem), 429 (over Defender's or the proxy's limits) and
+/// every 5xx (the API failing, or the proxy without a token or upstream). Other 4xx are the
+/// client's own mistakes (a bad path, an unknown id) and say nothing about the tenant.
+pub(crate) fn is_error_status(status: u16) -> bool {
+    matches!(status, 401 | 403 | 429) || status >= 500
+}
+
 /// Distinct statuses counted lock-free per (tenant, API): 128 bytes, two cache lines.
 pub(crate) const SLOTS: usize = 16;
 

@@ -6,14 +6,20 @@
 //!   is not failing.
 //! - `degraded`: something is wrong but requests may still pass: a token `failing` while its
 //!   older token serves, or in any `failing` state while another token works; a token
-//!   `refreshing` again after a failure; a route class paused after the API's 429; or requests
-//!   waiting in the queue.
+//!   `refreshing` again after a failure; a route class paused after the API's 429; requests
+//!   waiting in the queue; or an error status ([`crate::metrics::is_error_status`]) in the last
+//!   [`RECENT_ERRORS`].
 //! - `ok`: none of that.
+
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::TenantStatus;
 use crate::token::SlotState;
+
+/// How long a request with an error status keeps a tenant `degraded`.
+pub(crate) const RECENT_ERRORS: Duration = Duration::from_secs(300);
 
 /// Ordered from best to worst, so sorting by it descending puts the failing tenants first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -41,7 +47,12 @@ pub(crate) fn health(status: &TenantStatus) -> Health {
         SlotState::Valid | SlotState::None => false,
     });
     let limits = &status.rate_limit;
-    if token_trouble || limits.paused_until.is_some() || limits.queued > 0 {
+    let recent_error = status.requests.last_error_at.is_some_and(|at| {
+        SystemTime::now()
+            .duration_since(at.0)
+            .map_or(true, |ago| ago < RECENT_ERRORS)
+    });
+    if token_trouble || limits.paused_until.is_some() || limits.queued > 0 || recent_error {
         Health::Degraded
     } else {
         Health::Ok

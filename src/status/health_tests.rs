@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::status::tokens::{Failure, TokenErrorStatus};
-use crate::status::{RateLimitStatus, TenantStatus, Time, TokenStatus, SOURCE_FILE};
+use crate::status::{RateLimitStatus, RequestStatus, TenantStatus, Time, TokenStatus, SOURCE_FILE};
 
 fn token(state: SlotState, usable: bool, failed: bool) -> TokenStatus {
     TokenStatus {
@@ -39,6 +39,12 @@ fn status(tokens: Vec<TokenStatus>) -> TenantStatus {
             queued: 0,
             paused_until: None,
         },
+        requests: RequestStatus {
+            total: 0,
+            errors: 0,
+            last_at: None,
+            last_error_at: None,
+        },
     }
 }
 
@@ -70,7 +76,7 @@ fn refreshing_is_degraded_only_after_a_failure() {
 }
 
 #[test]
-fn pauses_and_queues_degrade() {
+fn pauses_queues_and_recent_errors_degrade() {
     let ok = || status(vec![token(Valid, true, false)]);
     assert_eq!(health(&ok()), Health::Ok);
 
@@ -81,6 +87,12 @@ fn pauses_and_queues_degrade() {
     let mut s = ok();
     s.rate_limit.queued = 1;
     assert_eq!(health(&s), Health::Degraded);
+
+    let mut s = ok();
+    s.requests.last_error_at = Some(Time(SystemTime::now() - RECENT_ERRORS / 2));
+    assert_eq!(health(&s), Health::Degraded);
+    s.requests.last_error_at = Some(Time(SystemTime::now() - RECENT_ERRORS * 2));
+    assert_eq!(health(&s), Health::Ok, "an old error");
 }
 
 #[test]

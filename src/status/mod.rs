@@ -4,8 +4,8 @@
 //! carries a secret (no token, no fingerprint, no credential).
 //!
 //! # Layout
-//! - this file: [`TenantStatus`] and [`tenant_status`], and times (RFC 3339 UTC, to the
-//!   second: [`Time`]).
+//! - this file: [`TenantStatus`] and [`tenant_status`], the request counters, and times
+//!   (RFC 3339 UTC, to the second: [`Time`]).
 //! - `tokens`: one [`TokenStatus`] per API, from `TokenSlot::status`.
 //! - `limits`: [`RateLimitStatus`], from `TenantLimiter::usage`.
 //! - `health`: [`Health`] and its rules, which the status page sorts by.
@@ -26,6 +26,7 @@ pub(crate) use health::{health, Health};
 pub(crate) use limits::RateLimitStatus;
 pub(crate) use tokens::TokenStatus;
 
+use crate::metrics::TenantMetrics;
 use crate::tenant::Tenant;
 
 /// `source` of a tenant from the main config file.
@@ -49,6 +50,21 @@ pub(crate) struct TenantStatus {
     /// One per API of the tenant, `default` first.
     pub(crate) tokens: Vec<TokenStatus>,
     pub(crate) rate_limit: RateLimitStatus,
+    pub(crate) requests: RequestStatus,
+}
+
+/// The tenant's requests since the proxy started (counters survive reloads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct RequestStatus {
+    /// Responses, all APIs.
+    pub(crate) total: u64,
+    /// Of them, those with a status that says the tenant's service is unwell: 401, 403, 429 and
+    /// 5xx, whether the API or the proxy answered (`metrics::is_error_status`).
+    pub(crate) errors: u64,
+    /// When the last request ended; `null` before any.
+    pub(crate) last_at: Option<Time>,
+    /// When the last request with an error status ended; `null` before any.
+    pub(crate) last_error_at: Option<Time>,
 }
 
 /// A wall-clock time, serialized RFC 3339 UTC to the second (`2025-01-31T12:00:00Z`).
@@ -75,8 +91,8 @@ impl Time {
 }
 
 /// The status of `tenant`, from its live state; `source` says where it is configured
-/// ([`SOURCE_CONFIG`] or [`SOURCE_FILE`]). Cheap: a lock and a load per token slot, a few
-/// loads per rate-limit window.
+/// ([`SOURCE_CONFIG`] or [`SOURCE_FILE`]). Cheap: a lock and a load per token slot, one per
+/// counter list.
 pub(crate) fn tenant_status(tenant: &Tenant, source: &'static str) -> TenantStatus {
     let mut status = TenantStatus {
         name: tenant.name.to_string(),
@@ -87,7 +103,18 @@ pub(crate) fn tenant_status(tenant: &Tenant, source: &'static str) -> TenantStat
         health: Health::Ok,
         tokens: tenant.apis.iter().map(TokenStatus::of).collect(),
         rate_limit: RateLimitStatus::of(&tenant.limits),
+        requests: request_status(&tenant.metrics),
     };
     status.health = health(&status);
     status
+}
+
+fn request_status(metrics: &TenantMetrics) -> RequestStatus {
+    let (total, errors) = metrics.totals();
+    RequestStatus {
+        total,
+        errors,
+        last_at: metrics.last_at().map(Time),
+        last_error_at: metrics.last_error_at().map(Time),
+    }
 }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::api::{ApiBase, ApiTarget};
+use crate::body::AccessLog;
 use crate::config::{LimitBackend, LimitPolicy, RateLimitConfig, TenantConfig};
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimiter, RouteClass};
@@ -161,6 +162,7 @@ async fn a_fresh_tenant_has_the_contract_keys_and_nothing_known() {
         "health",
         "tokens",
         "rate_limit",
+        "requests",
     ];
     assert_eq!(keys(&v), set(&top));
     assert_eq!(
@@ -199,6 +201,10 @@ async fn a_fresh_tenant_has_the_contract_keys_and_nothing_known() {
     assert_eq!(
         (&limits["queued"], &limits["paused_until"]),
         (&json!(0), &Value::Null)
+    );
+    assert_eq!(
+        v["requests"],
+        json!({"total": 0, "errors": 0, "last_at": null, "last_error_at": null})
     );
     assert_eq!(
         source.calls.load(Ordering::SeqCst),
@@ -284,6 +290,65 @@ async fn windows_show_admissions_and_the_pause() {
         SystemTime::now() + Duration::from_secs(30),
     );
     assert_eq!(v["health"], "degraded", "paused");
+}
+
+/// One request of `tenant` to API `api` ending with `status`, counted where the proxy counts
+/// it: when its access line is dropped.
+fn finish(tenant: &Tenant, api: usize, status: u16) {
+    drop(AccessLog {
+        metrics: tenant.metrics.clone(),
+        requests: Some(tenant.apis[api].requests.clone()),
+        api: None,
+        start: tokio::time::Instant::now(),
+        request_id: http::HeaderValue::from_static("test"),
+        tenant: None,
+        method: http::Method::GET,
+        uri: http::Uri::from_static("/contoso/api/alerts"),
+        status,
+        bytes: 10,
+        complete: true,
+        client: None,
+        peer: None,
+        audit: None,
+        coalesced: false,
+        cache: None,
+        translated: false,
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_count_errors_and_their_times() {
+    let (tenant, _) = tenant();
+    // A status counted without a finished request (as after a reload): no time yet.
+    tenant.apis[2].requests.record(503);
+    let v = json(&tenant);
+    assert_eq!(
+        (&v["requests"]["total"], &v["requests"]["last_at"]),
+        (&json!(1), &Value::Null)
+    );
+
+    for (api, status) in [(0, 200), (0, 404), (1, 403), (0, 200)] {
+        finish(&tenant, api, status);
+    }
+    let v = json(&tenant);
+    assert_eq!(
+        (&v["requests"]["total"], &v["requests"]["errors"]),
+        (&json!(5), &json!(2)),
+        "403 and 503 are errors, 404 is the client's"
+    );
+    about(time(&v["requests"]["last_at"]), SystemTime::now());
+    about(time(&v["requests"]["last_error_at"]), SystemTime::now());
+    assert_eq!(v["health"], "degraded", "a recent error status");
+}
+
+#[test]
+fn only_statuses_about_the_tenant_are_errors() {
+    let errors: Vec<u16> = (100..600)
+        .filter(|s| crate::metrics::is_error_status(*s))
+        .collect();
+    let mut expected = vec![401, 403, 429];
+    expected.extend(500..600);
+    assert_eq!(errors, expected);
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn proxy(extra: usize, per_tenant_histograms: bool) -> Arc<Proxy> {
         tenant.apis[0].requests.record(200);
         tenant
             .metrics
-            .record_response(1234, Duration::from_millis(7));
+            .record_response(200, 1234, Duration::from_millis(7));
     }
     proxy
 }
@@ -108,7 +108,7 @@ async fn every_family_is_rendered_as_before() {
     contoso.apis[0].requests.record(200);
     contoso
         .metrics
-        .record_response(10, Duration::from_millis(3));
+        .record_response(200, 10, Duration::from_millis(3));
     let text = text(&proxy);
     for line in [
         "# HELP defender_proxy_request_duration_seconds Time from request to the end of the response body, by tenant.",
