@@ -72,9 +72,6 @@ pub(crate) mod share;
 pub mod sim;
 pub(crate) mod snapshot;
 pub(crate) mod sniff;
-// The tenant status of the admin API's `/tenants`, whose handlers are being built alongside:
-// until they call it, only the tests do.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod status;
 pub(crate) mod sync;
 mod target;

@@ -351,3 +351,39 @@ async fn a_change_on_one_replica_is_served_by_another_that_watches_the_same_file
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn get_tenants_shows_a_failing_tenants_aadsts_code_and_consent_link() {
+    let dir = TempDir::new("tenants-status");
+    let h = start(&dir, "proxy.toml", "").await;
+    let fabrikam = h.tenant_id(FABRIKAM);
+    h.sim.set_consent(&fabrikam, false);
+    assert_eq!(put(&h, FABRIKAM, &fabrikam_body(&h)).await.status(), 201);
+    assert_eq!(h.get("/fabrikam/api/incidents").await.status(), 503);
+    assert_eq!(h.get("/contoso/api/incidents").await.status(), 200);
+
+    let (status, one) = get_json(&h, "/tenants/fabrikam").await;
+    assert_eq!(status, 200);
+    let token = &one["tokens"][0];
+    assert_eq!(token["state"], "failing", "{one}");
+    let code = token["error"]["code"].as_str().unwrap();
+    assert!(code.starts_with("AADSTS"), "{token}");
+    assert!(!token["error"]["meaning"].as_str().unwrap().is_empty());
+    let consent = token["consent_url"].as_str().unwrap();
+    assert!(
+        consent.contains("adminconsent") && consent.contains(&fabrikam),
+        "{consent}"
+    );
+    assert_eq!(one["requests"]["errors"], 1);
+    assert_eq!(one["health"], "failing");
+
+    let (_, contoso) = get_json(&h, "/tenants/contoso").await;
+    assert_eq!(contoso["tokens"][0]["state"], "valid", "{contoso}");
+    assert!(contoso["tokens"][0]["expires_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert!(contoso["requests"]["last_at"].is_string());
+    assert!(contoso["rate_limit"]["windows"].is_array());
+    h.stop().await;
+}

@@ -12,6 +12,7 @@ use super::auth::{authorize, Caller};
 use super::Admin;
 use crate::body::{Chunks, ResponseBody};
 use crate::error::json_error_response;
+use crate::status::{tenant_status, TenantStatus};
 use crate::tenant::Tenant;
 use crate::tenants::{self, Change, ChangeError, Outcome, TenantEntry};
 
@@ -200,13 +201,7 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<ResponseB
     response
 }
 
-/// The tenant STATUS (until the live status lands: the tenant's identity only).
-fn status(tenant: &Tenant) -> serde_json::Value {
-    serde_json::json!({
-        "name": &*tenant.name,
-        "id": &*tenant.id,
-        "source": tenant.source.as_str(),
-        "app": &*tenant.app,
-        "cloud": &*tenant.cloud,
-    })
+/// The tenant STATUS, from its live token slots, limiters and counters.
+fn status(tenant: &Tenant) -> TenantStatus {
+    tenant_status(tenant)
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::status::tokens::{Failure, TokenErrorStatus};
-use crate::status::{RateLimitStatus, RequestStatus, TenantStatus, Time, TokenStatus, SOURCE_FILE};
+use crate::status::{RateLimitStatus, RequestStatus, TenantStatus, Time, TokenStatus};
 
 fn token(state: SlotState, usable: bool, failed: bool) -> TokenStatus {
     TokenStatus {
@@ -28,7 +28,7 @@ fn status(tokens: Vec<TokenStatus>) -> TenantStatus {
     TenantStatus {
         name: "t".into(),
         id: "i".into(),
-        source: SOURCE_FILE,
+        source: "file",
         app: "default".into(),
         cloud: "default".into(),
         health: Health::Ok,

@@ -29,18 +29,13 @@ pub(crate) use tokens::TokenStatus;
 use crate::metrics::TenantMetrics;
 use crate::tenant::Tenant;
 
-/// `source` of a tenant from the main config file.
-pub(crate) const SOURCE_CONFIG: &str = "config";
-/// `source` of a tenant from `[tenants] file` (written by the admin API).
-pub(crate) const SOURCE_FILE: &str = "file";
-
 /// One tenant, now. Serialized as the admin API's STATUS.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct TenantStatus {
     pub(crate) name: String,
     /// The customer's tenant id (lower case).
     pub(crate) id: String,
-    /// [`SOURCE_CONFIG`] or [`SOURCE_FILE`].
+    /// `config` or `file` ([`crate::config::TenantSource`]).
     pub(crate) source: &'static str,
     /// The app and cloud profile by config name (`default` for `[app]` and `[cloud]`).
     pub(crate) app: String,
@@ -90,14 +85,13 @@ impl Time {
     }
 }
 
-/// The status of `tenant`, from its live state; `source` says where it is configured
-/// ([`SOURCE_CONFIG`] or [`SOURCE_FILE`]). Cheap: a lock and a load per token slot, one per
+/// The status of `tenant`, from its live state. Cheap: a lock and a load per token slot, one per
 /// counter list.
-pub(crate) fn tenant_status(tenant: &Tenant, source: &'static str) -> TenantStatus {
+pub(crate) fn tenant_status(tenant: &Tenant) -> TenantStatus {
     let mut status = TenantStatus {
         name: tenant.name.to_string(),
         id: tenant.id.to_string(),
-        source,
+        source: tenant.source.as_str(),
         app: tenant.app.to_string(),
         cloud: tenant.cloud.to_string(),
         health: Health::Ok,

@@ -116,6 +116,7 @@ fn tenant() -> (Tenant, Arc<Source>) {
         rate_limit: policy,
         app: None,
         cloud: None,
+        source: Default::default(),
     };
     let profile = Profile {
         app: "default",
@@ -126,7 +127,7 @@ fn tenant() -> (Tenant, Arc<Source>) {
 }
 
 fn json(tenant: &Tenant) -> Value {
-    serde_json::to_value(tenant_status(tenant, SOURCE_CONFIG)).unwrap()
+    serde_json::to_value(tenant_status(tenant)).unwrap()
 }
 
 fn keys(v: &Value) -> BTreeSet<&str> {
