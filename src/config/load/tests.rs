@@ -17,6 +17,7 @@ mod inbound;
 mod listen;
 mod profiles;
 mod ratelimit;
+mod tenants_file;
 
 const CLIENT: &str = "11111111-1111-1111-1111-111111111111";
 const CONTOSO: &str = "22222222-2222-2222-2222-222222222222";
@@ -70,6 +71,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "SECRET" => Some(SECRET.to_owned()),
         "EMPTY" => Some(String::new()),
+        "STATE_KEY" => Some("k".repeat(40)),
         _ => None,
     }
 }
@@ -188,6 +190,8 @@ key = "k"
 client_ca = "a"
 [admin]
 addr = "127.0.0.1:2"
+key_sha256 = "h"
+allow_unauthenticated = true
 [app]
 client_id = "x"
 client_secret = { env = "A", file = "B" }
@@ -271,6 +275,16 @@ file = "f"
 watch = true
 [metrics]
 per_tenant_histograms = false
+[tenants]
+file = "f"
+[onboarding]
+addr = "a"
+redirect_uri = "r"
+state_key = { env = "A", file = "B" }
+[onboarding.tls]
+cert = "c"
+key = "k"
+client_ca = "a"
 [cache]
 ttl = "1s"
 max_entry_bytes = 1
