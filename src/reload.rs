@@ -26,6 +26,7 @@ use crate::config::{self, Config};
 use crate::inbound::{self, TlsAcceptor};
 use crate::proxy::Proxy;
 use crate::snapshot::{self, BuildError, Previous, Shared, Snapshot};
+use crate::sync::LockExt;
 
 /// Why a reload did not take effect (the running config stays).
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,10 @@ pub(crate) struct Reloader {
     queued: AtomicUsize,
     /// What the listeners run with until a restart, whatever reloads say.
     started: Arc<RestartOnly>,
+    /// The watched files as the running config last read them: the watcher reloads when they
+    /// differ. A change of the tenants file sets it after writing, so the proxy's own write
+    /// does not make its watcher reload the same files again.
+    seen: Arc<std::sync::Mutex<Fingerprint>>,
 }
 
 impl Reloader {
@@ -70,6 +75,7 @@ impl Reloader {
             path,
             lock: Arc::new(Mutex::new(())),
             queued: AtomicUsize::new(0),
+            seen: Arc::default(),
         })
     }
 
@@ -109,6 +115,7 @@ impl Reloader {
         let tls = self.tls.clone();
         let path = self.path.clone();
         let started = self.started.clone();
+        let seen = self.seen.clone();
         let task = tokio::task::spawn_blocking(move || {
             let _turn = guard;
             work(&Locked {
@@ -116,6 +123,7 @@ impl Reloader {
                 tls: tls.as_deref(),
                 started: &started,
                 path: &path,
+                seen: &seen,
             })
         });
         task.await.ok()
@@ -139,12 +147,20 @@ impl Reloader {
 
     /// The current fingerprint of the config and the files it names, taken on the blocking pool.
     async fn fingerprint(&self) -> Fingerprint {
-        let files: Vec<PathBuf> = std::iter::once(self.path.clone())
-            .chain(self.proxy.config.load().watched_files.iter().cloned())
-            .collect();
+        let files = watched(&self.path, &self.proxy);
         tokio::task::spawn_blocking(move || fingerprint(&files))
             .await
             .unwrap_or_default()
+    }
+
+    /// Take the watched files' fingerprint now as the one the running config read.
+    async fn remember_files(&self) {
+        let now = self.fingerprint().await;
+        *self.seen.locked() = now;
+    }
+
+    fn seen(&self) -> Fingerprint {
+        self.seen.locked().clone()
     }
 }
 
@@ -155,6 +171,7 @@ pub(crate) struct Locked<'a> {
     started: &'a RestartOnly,
     /// The config file.
     pub(crate) path: &'a Path,
+    seen: &'a std::sync::Mutex<Fingerprint>,
 }
 
 impl Locked<'_> {
@@ -163,6 +180,10 @@ impl Locked<'_> {
     pub(crate) fn apply(&self, new: Config) -> Result<(), ReloadError> {
         let result = apply(self.proxy, self.tls, self.started, new);
         self.proxy.metrics.record_reload(result.is_ok());
+        if result.is_ok() {
+            // What was just written and applied is no news to the watcher.
+            *self.seen.locked() = fingerprint(&watched(self.path, self.proxy));
+        }
         result
     }
 }
@@ -360,20 +381,27 @@ pub(crate) async fn watch(
     reloader: Arc<Reloader>,
     every: Duration,
 ) -> impl std::future::Future<Output = ()> {
-    let seen = reloader.fingerprint().await;
-    watch_from(reloader, every, seen)
+    reloader.remember_files().await;
+    watch_from(reloader, every)
 }
 
-async fn watch_from(reloader: Arc<Reloader>, every: Duration, mut seen: Fingerprint) {
+async fn watch_from(reloader: Arc<Reloader>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         let now = reloader.fingerprint().await;
-        if now != seen {
+        if now != reloader.seen() {
             tracing::info!("watched files changed: reloading the config");
             let _ = reloader.reload().await;
-            seen = reloader.fingerprint().await;
+            reloader.remember_files().await;
         }
     }
+}
+
+/// The config file and the files it names.
+fn watched(path: &Path, proxy: &Proxy) -> Vec<PathBuf> {
+    std::iter::once(path.to_path_buf())
+        .chain(proxy.config.load().watched_files.iter().cloned())
+        .collect()
 }
 
 /// Modification times (following symlinks) and sizes of the config and the files it names.

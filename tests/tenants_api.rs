@@ -387,3 +387,62 @@ async fn get_tenants_shows_a_failing_tenants_aadsts_code_and_consent_link() {
     assert!(contoso["rate_limit"]["windows"].is_array());
     h.stop().await;
 }
+
+#[tokio::test]
+async fn every_change_is_audited_with_who_and_the_admin_key_is_never_logged() {
+    let (logs, _guard) = support::Logs::capture();
+    let dir = TempDir::new("tenants-audit");
+    let audit = dir.path("audit.log");
+    let h = start(
+        &dir,
+        "proxy.toml",
+        &format!("[audit]\nfile = \"{}\"\n", audit.display()),
+    )
+    .await;
+    assert_eq!(put(&h, FABRIKAM, &fabrikam_body(&h)).await.status(), 201);
+    assert_eq!(put(&h, FABRIKAM, &fabrikam_body(&h)).await.status(), 200);
+    assert_eq!(delete(&h, FABRIKAM).await.status(), 204);
+    let refused = h
+        .http
+        .delete(admin_url(&h, "/tenants/x"))
+        .bearer_auth("dpk_wrong-key")
+        .send();
+    assert_eq!(refused.await.unwrap().status(), 401);
+    h.proxy
+        .snapshot
+        .load()
+        .audit
+        .as_ref()
+        .unwrap()
+        .flush()
+        .await;
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let changes: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l.get("event").is_some())
+        .collect();
+    let events: Vec<&str> = changes
+        .iter()
+        .map(|c| c["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["tenant_created", "tenant_replaced", "tenant_deleted"]
+    );
+    let hash = defender_proxy::inbound::auth::key_sha256_hex(ADMIN_KEY);
+    for change in &changes {
+        assert_eq!(change["tenant"], FABRIKAM);
+        assert_eq!(change["who"], format!("admin key sha256:{}", &hash[..8]));
+    }
+    assert_eq!(
+        logs.messages("tenants changed").len(),
+        3,
+        "the log was captured"
+    );
+    let everything = format!("{text}{:?}", logs.lines());
+    assert!(!everything.contains(ADMIN_KEY) && !everything.contains("dpk_wrong-key"));
+    assert!(!everything.contains(&hash), "not even the whole hash");
+    h.stop().await;
+}

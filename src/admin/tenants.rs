@@ -168,7 +168,6 @@ fn refused(name: &str, err: ChangeError) -> Response<ResponseBody> {
             bad_request(&problems.join("; "))
         }
         ChangeError::Io { .. } | ChangeError::Build(_) | ChangeError::Panicked => {
-            tracing::error!(tenant = %name, error = %err, "tenant change failed; nothing changed");
             json_error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",

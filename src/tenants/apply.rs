@@ -58,8 +58,6 @@ pub(super) fn change(
             _ => ChangeError::Panicked,
         });
     }
-    let tenants = locked.proxy.config.load().tenants.len();
-    tracing::info!(tenant = %name, outcome = ?outcome, who, tenants, "tenants changed");
     if let Some(audit) = &locked.proxy.snapshot.load().audit {
         audit.record_change(who, outcome.action(), &name);
     }

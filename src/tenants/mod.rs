@@ -110,9 +110,19 @@ pub(crate) async fn change(
     who: &str,
 ) -> Result<Outcome, ChangeError> {
     let reloader = reloader.ok_or(ChangeError::NoConfigFile)?;
-    let who = who.to_owned();
-    reloader
-        .exclusive(move |locked| apply::change(locked, change, &who))
+    let name = change.name().to_owned();
+    let by = who.to_owned();
+    let result = reloader
+        .exclusive(move |locked| apply::change(locked, change, &by))
         .await
-        .unwrap_or(Err(ChangeError::Panicked))
+        .unwrap_or(Err(ChangeError::Panicked));
+    match &result {
+        Ok(outcome) => {
+            tracing::info!(tenant = %name, outcome = outcome.action(), who, "tenants changed")
+        }
+        Err(err) => {
+            tracing::warn!(tenant = %name, who, error = %err, "tenant change refused; nothing changed")
+        }
+    }
+    result
 }
