@@ -31,6 +31,8 @@
 //! - [`body`]: the response body and the access/audit line written when it ends;
 //!   [`dev`]: `serve --dev`.
 //! - [`tls`]: outbound TLS config; [`sync`]: the one way to take a lock (`LockExt::locked`).
+//! - [`onboarding`]: consent onboarding: `consent-url --new`'s signed link and the
+//!   `/consent/callback` listener that adds a consented tenant to the tenants file.
 //! - [`check`]: `defender-proxy check`: one token per tenant, its `tid` and `roles` judged (and
 //!   its Graph token's readiness for advanced hunting).
 //! - [`rewrite`]: paging links (`@odata.nextLink`, `Location`) pointed back at the proxy,
@@ -63,6 +65,7 @@ pub(crate) mod idle;
 pub mod inbound;
 pub(crate) mod listener;
 pub(crate) mod metrics;
+pub mod onboarding;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use defender_proxy::{app, config, dev, sim};
+use defender_proxy::{app, config, dev, onboarding, sim};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,12 +90,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print each tenant's admin-consent link.
+    /// Print each tenant's admin-consent link, or with --new the link that onboards a new one.
     ConsentUrl {
         #[arg(long, env = "DEFENDER_PROXY_CONFIG")]
         config: PathBuf,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "new")]
         tenant: Option<String>,
+        /// The name the consenting tenant is added as (needs [onboarding]).
+        #[arg(long, value_name = "NAME")]
+        new: Option<String>,
+        /// With --new: the app to consent to (default: [app]).
+        #[arg(long, requires = "new")]
+        app: Option<String>,
+        /// With --new: the cloud the tenant is in (default: [cloud]).
+        #[arg(long, requires = "new")]
+        cloud: Option<String>,
     },
 }
 
@@ -130,7 +139,16 @@ fn main() -> ExitCode {
         } => dev_certs(&out),
         Command::Validate { config } => validate(&config),
         Command::Check { config, json } => check(&config, json),
-        Command::ConsentUrl { config, tenant } => consent_url(&config, tenant.as_deref()),
+        Command::ConsentUrl {
+            config,
+            tenant,
+            new,
+            app,
+            cloud,
+        } => {
+            let [t, n, a, c] = [&tenant, &new, &app, &cloud].map(Option::as_deref);
+            consent_url(&config, onboarding::Wanted::of(t, n, a, c))
+        }
         Command::Serve {
             config: Some(path),
             workers,
@@ -208,38 +226,20 @@ fn validate(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `consent-url`: each tenant's (or the one named) admin-consent link; exit 2 if none matched.
-fn consent_url(path: &std::path::Path, tenant: Option<&str>) -> ExitCode {
+/// `consent-url`: the links `wanted`; exit 2 without one (no such tenant, a name refused).
+fn consent_url(path: &std::path::Path, wanted: onboarding::Wanted<'_>) -> ExitCode {
     let cfg = match config::load_file(path) {
         Ok(cfg) => cfg,
         Err(errors) => return config_failure(path, &errors),
     };
-    let mut found = false;
-    for t in cfg
-        .tenants
-        .iter()
-        .filter(|t| tenant.is_none_or(|n| n == t.name))
-    {
-        found = true;
-        // The tenant's own app on its own cloud's authority; then the names of both.
-        let (app_name, app) = cfg.app_of(t);
-        let (cloud_name, cloud) = cfg.cloud_of(t);
-        println!(
-            "{}\t{}\t{app_name}\t{cloud_name}",
-            t.name,
-            cloud.consent_url(&t.id, &app.client_id)
-        );
+    match onboarding::consent_links(&cfg, wanted, std::time::SystemTime::now()) {
+        Ok(lines) => println!("{}", lines.join("\n")),
+        Err(err) => {
+            eprintln!("{}: {err}", path.display());
+            return ExitCode::from(2);
+        }
     }
-    if found {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!(
-            "no tenant named '{}' in {}",
-            tenant.unwrap_or_default(),
-            path.display()
-        );
-        ExitCode::from(2)
-    }
+    ExitCode::SUCCESS
 }
 
 /// `serve --config`: the proxy on the configured addresses, reloading from `path`.

@@ -50,6 +50,7 @@ use super::{
 };
 use api_clouds::CloudUse;
 use listen::InboundAuth;
+pub(crate) use tenants::tenant_name_problem;
 
 /// One thing wrong with the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -173,7 +173,9 @@ impl Validator<'_> {
     }
 }
 
-fn tenant_name_problem(name: &str) -> Option<String> {
+/// What is wrong with `name` as a tenant name, if anything; shared with consent onboarding, whose
+/// `consent-url --new NAME` must refuse what the tenants file would.
+pub(crate) fn tenant_name_problem(name: &str) -> Option<String> {
     let problem = if name.is_empty() {
         "must not be empty".to_owned()
     } else if name.len() > 63 {
