@@ -24,6 +24,7 @@ use crate::config::{Config, ListenLimits};
 use crate::inbound::{self, TlsAcceptor};
 use crate::listener::{accept_loop, ListenOptions};
 use crate::metrics::Metrics;
+use crate::onboarding::Onboarding;
 use crate::proxy::Proxy;
 use crate::reload::{ReloadError, Reloader};
 use crate::snapshot::{self, BuildError, Shared, Snapshot};
@@ -32,11 +33,13 @@ use crate::token::TokenBrokers;
 /// How often `[reload] watch` looks at the watched files.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
-/// The two bound sockets the proxy serves.
+/// The bound sockets the proxy serves.
 #[derive(Debug)]
 pub struct Listeners {
     pub data: TcpListener,
     pub admin: TcpListener,
+    /// `[onboarding] addr`: the consent callback's listener, when onboarding is configured.
+    pub onboarding: Option<TcpListener>,
 }
 
 /// Why the proxy could not start.
@@ -60,9 +63,14 @@ pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
             .await
             .map_err(|source| StartError::Bind { addr, source })
     };
+    let onboarding = match &config.onboarding {
+        Some(onboarding) => Some(bind(onboarding.addr).await?),
+        None => None,
+    };
     Ok(Listeners {
         data: bind(config.listen.addr).await?,
         admin: bind(config.admin.addr).await?,
+        onboarding,
     })
 }
 
@@ -90,6 +98,8 @@ pub struct App {
     reloader: Option<Arc<Reloader>>,
     /// `[reload] watch`, as started.
     watch: bool,
+    /// `[onboarding]`: the consent callback's listener, built (its TLS files read) at start.
+    onboarding: Option<Onboarding>,
 }
 
 impl App {
@@ -122,11 +132,13 @@ impl App {
             config: ArcSwap::from_pointee(config.clone()),
         });
         let reloader = file.map(|file| Reloader::new(proxy.clone(), tls, file));
+        let onboarding = Onboarding::new(config)?;
         Ok(App {
             proxy,
             listen,
             reloader,
             watch: config.reload.watch,
+            onboarding,
         })
     }
 
@@ -207,6 +219,14 @@ impl App {
             tracing::info!(%addr, tls = self.listen.tls.is_some(), "listening");
         }
         let data_proxy = proxy.clone();
+        // Consent onboarding: its own listener, stopped and drained with the data listener.
+        let onboarding_task = Onboarding::start(
+            self.onboarding,
+            listeners.onboarding,
+            (proxy.clone(), self.reloader.clone()),
+            stop_rx.clone(),
+            self.listen.grace,
+        );
         let data_task = tokio::spawn(accept_loop(data, stop_rx, self.listen, move |req, conn| {
             let proxy = data_proxy.clone();
             async move { proxy.handle(req, conn).await }
@@ -217,6 +237,9 @@ impl App {
         ready.store(false, Ordering::Release);
         let _ = stop_tx.send(true);
         let _ = data_task.await;
+        if let Some(onboarding_task) = onboarding_task {
+            let _ = onboarding_task.await;
+        }
         let _ = admin_stop_tx.send(true);
         let _ = admin_task.await;
         if let Some(audit) = &proxy.snapshot.load().audit {

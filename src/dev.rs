@@ -276,6 +276,7 @@ pub async fn run(
         admin: TcpListener::bind(admin)
             .await
             .with_context(|| format!("cannot bind {admin} (use --admin)"))?,
+        onboarding: None,
     };
 
     let simulator = Simulator::new(sim_config.clone());

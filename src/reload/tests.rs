@@ -199,10 +199,16 @@ fn a_reload_stuck_on_a_file_does_not_stall_a_current_thread_runtime() {
                 let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let admin_addr = admin.local_addr().unwrap();
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                let serving =
-                    tokio::spawn(app.clone().run(Listeners { data, admin }, async move {
+                let serving = tokio::spawn(app.clone().run(
+                    Listeners {
+                        data,
+                        admin,
+                        onboarding: None,
+                    },
+                    async move {
                         let _ = stopped.await;
-                    }));
+                    },
+                ));
                 let text = std::fs::read_to_string(&config)
                     .unwrap()
                     .replace(&dir_secret(&config), &fifo.display().to_string());

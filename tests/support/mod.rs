@@ -29,6 +29,8 @@ pub struct Harness {
     pub app: App,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The consent callback's listener, when the config has `[onboarding]`.
+    pub onboarding: Option<SocketAddr>,
     pub http: reqwest::Client,
     server: ServerTask,
 }
@@ -118,9 +120,18 @@ impl Harness {
         let admin = TcpListener::bind(loopback).await.unwrap();
         let addr = data.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
+        let onboarding = match config.onboarding {
+            Some(_) => Some(TcpListener::bind(loopback).await.unwrap()),
+            None => None,
+        };
+        let onboarding_addr = onboarding.as_ref().map(|l| l.local_addr().unwrap());
         let app = App::build(&config, file).expect("proxy builds");
         let proxy = app.proxy().clone();
-        let listeners = Listeners { data, admin };
+        let listeners = Listeners {
+            data,
+            admin,
+            onboarding,
+        };
         let server = ServerTask::spawn(|stop| app.clone().run(listeners, stop));
         Harness {
             sim,
@@ -130,6 +141,7 @@ impl Harness {
             app,
             addr,
             admin: admin_addr,
+            onboarding: onboarding_addr,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
                 .build()
