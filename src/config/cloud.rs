@@ -145,4 +145,23 @@ impl CloudConfig {
             self.authority, tenant_id, client_id
         )
     }
+
+    /// The admin-consent link for a tenant not known yet (consent onboarding): any
+    /// organisation's admin may open it, and Entra ID sends the browser to `redirect_uri` with
+    /// the consenting tenant and `state`. `/.default` consents to every permission the app
+    /// registration lists: application permissions can only be granted that way.
+    pub fn onboarding_consent_url(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        state: &str,
+    ) -> String {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", client_id)
+            .append_pair("scope", &self.scope)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state)
+            .finish();
+        format!("{}/organizations/v2.0/adminconsent?{query}", self.authority)
+    }
 }

@@ -140,18 +140,7 @@ pub fn new_tenant_link(
     let invite = Invite::new(name, app_name, cloud_name, now);
     let key = StateKey::new(&onboarding.state_key);
     let state = state::sign(&key, &invite).map_err(|e| LinkError::TooLong(e.to_string()))?;
-    // `/.default` consents to every permission the app registration lists: application
-    // permissions can only be granted that way.
-    let query = form_urlencoded::Serializer::new(String::new())
-        .append_pair("client_id", &app.client_id)
-        .append_pair("scope", &cloud.scope)
-        .append_pair("redirect_uri", &onboarding.redirect_uri)
-        .append_pair("state", &state)
-        .finish();
-    Ok(format!(
-        "{}/organizations/v2.0/adminconsent?{query}",
-        cloud.authority
-    ))
+    Ok(cloud.onboarding_consent_url(&app.client_id, &onboarding.redirect_uri, &state))
 }
 
 #[cfg(test)]

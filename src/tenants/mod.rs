@@ -13,8 +13,7 @@ mod apply;
 mod entry;
 mod file;
 
-#[allow(unused_imports)]
-pub(crate) use entry::{EntryLimits, TenantEntry};
+pub(crate) use entry::TenantEntry;
 
 use crate::config::ConfigErrors;
 use crate::snapshot::BuildError;
@@ -30,7 +29,6 @@ pub(crate) enum Change {
     /// Add `name` unless it is already there with the same id ([`Outcome::AlreadyThere`]);
     /// with another id it is [`ChangeError::Conflict`] (consent onboarding: a replayed state
     /// is harmless, a name already taken is not silently re-pointed).
-    #[allow(dead_code)] // consent onboarding, next
     Add {
         name: String,
         entry: TenantEntry,
