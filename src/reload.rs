@@ -285,6 +285,9 @@ fn apply(
 pub(crate) struct RestartOnly {
     listen_addr: std::net::SocketAddr,
     admin_addr: std::net::SocketAddr,
+    /// `[onboarding]`'s listener: its address and whether it speaks TLS (its files are read
+    /// once, at start).
+    onboarding: Option<(std::net::SocketAddr, Option<config::ServerTlsConfig>)>,
     tls: bool,
     limits: config::ListenLimits,
     shutdown_grace: Duration,
@@ -296,6 +299,7 @@ impl RestartOnly {
         RestartOnly {
             listen_addr: config.listen.addr,
             admin_addr: config.admin.addr,
+            onboarding: onboarding_listener(config),
             tls: config.listen.tls.is_some(),
             limits: config.listen.limits.clone(),
             shutdown_grace: config.listen.shutdown_grace,
@@ -309,6 +313,10 @@ impl RestartOnly {
         [
             (self.listen_addr != new.listen.addr, "listen.addr"),
             (self.admin_addr != new.admin.addr, "admin.addr"),
+            (
+                self.onboarding != onboarding_listener(new),
+                "onboarding (addr, tls)",
+            ),
             (self.tls != new.listen.tls.is_some(), "listen.tls (on/off)"),
             (
                 old.max_connections != new_limits.max_connections,
@@ -350,6 +358,13 @@ impl RestartOnly {
         .filter_map(|(changed, name)| changed.then_some(name))
         .collect()
     }
+}
+
+fn onboarding_listener(
+    config: &Config,
+) -> Option<(std::net::SocketAddr, Option<config::ServerTlsConfig>)> {
+    let onboarding = config.onboarding.as_ref()?;
+    Some((onboarding.addr, onboarding.tls.clone()))
 }
 
 /// Reload on every SIGHUP until the process ends. The handler is installed here, before the

@@ -269,7 +269,7 @@ fn a_restart_is_named_for_exactly_what_the_running_listeners_keep() {
     assert!(changed(&|c| c.listen.limits.max_header_bytes = 1024).is_empty());
     assert!(changed(&|c| c.tenants.clear()).is_empty());
     // Read once by the listeners and tasks started with the proxy.
-    let cases: [(&Change, &str); 12] = [
+    let cases: [(&Change, &str); 13] = [
         (
             &|c| {
                 c.listen.tls = Some(crate::config::ServerTlsConfig {
@@ -315,6 +315,17 @@ fn a_restart_is_named_for_exactly_what_the_running_listeners_keep() {
             "listen.shutdown_grace",
         ),
         (&|c| c.reload.watch = true, "reload.watch"),
+        (
+            &|c| {
+                c.onboarding = Some(crate::config::OnboardingConfig {
+                    addr: "127.0.0.1:8443".parse().unwrap(),
+                    redirect_uri: "https://onboard.example/consent/callback".into(),
+                    state_key: secrecy::SecretString::from("k".repeat(32)),
+                    tls: None,
+                })
+            },
+            "onboarding (addr, tls)",
+        ),
     ];
     for (change, name) in cases {
         assert_eq!(changed(change), [name]);
