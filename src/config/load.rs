@@ -48,8 +48,8 @@ use super::{
     defaults, ClientConfig, ClientCredential, Config, CorsConfig, ListenConfig, MetricsConfig,
     ReloadConfig,
 };
+use admin::Front;
 use api_clouds::CloudUse;
-use listen::InboundAuth;
 pub(crate) use tenants::tenant_name_problem;
 
 /// One thing wrong with the config file.
@@ -238,26 +238,6 @@ impl Validator<'_> {
         }
     }
 
-    /// `listen.addr` and `admin.addr`, which must differ.
-    fn addresses(
-        &mut self,
-        listen: Option<String>,
-        admin: Option<String>,
-    ) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        let listen_addr = self.socket_addr("listen.addr", listen, defaults::LISTEN_ADDR);
-        let admin_addr = self.socket_addr("admin.addr", admin, defaults::ADMIN_ADDR);
-        // Port 0 twice is two different ephemeral ports (tests), not a clash.
-        if let Some(listen) = listen_addr {
-            if admin_addr == Some(listen) && listen.port() != 0 {
-                self.problem(
-                    "admin.addr",
-                    "must differ from listen.addr: admin endpoints are never served on the data port",
-                );
-            }
-        }
-        (listen_addr, admin_addr)
-    }
-
     /// Warnings for a valid config that exposes something: client keys over plain HTTP off
     /// loopback, CORS origins without inbound authentication.
     fn warn_of_exposure(
@@ -289,24 +269,13 @@ impl Validator<'_> {
     }
 
     fn validate(mut self, mut raw: RawConfig) -> Result<Config, ConfigErrors> {
-        let tenants_file = self.tenants_file(raw.tenants_section.take(), &mut raw.tenants);
-        let (listen_addr, admin_addr) =
-            self.addresses(raw.listen.addr.take(), raw.admin.addr.take());
-        let admin = self.admin(&raw.admin, admin_addr);
-        let onboarding = self.onboarding(
-            raw.onboarding.take(),
-            [listen_addr, admin_addr],
-            tenants_file.is_some(),
-        );
-        let client_ca = raw
-            .listen
-            .tls
-            .as_ref()
-            .is_some_and(|tls| tls.client_ca.is_some());
-        let auth = InboundAuth {
-            clients: !raw.clients.is_empty(),
-        };
-        let listen = self.listen(raw.listen, listen_addr, auth);
+        let Front {
+            listen,
+            admin,
+            onboarding,
+            tenants_file,
+            client_ca,
+        } = self.front(&mut raw);
         let profiles = self.profiles(raw.app, raw.apps, raw.cloud, raw.clouds);
         let clouds = CloudUse::new(&profiles, &raw.tenants);
         let upstream = self.upstream(raw.upstream);

@@ -9,6 +9,7 @@
 //! Values are plain types rather than `toml::Spanned`: a `Spanned` over a table header or a key
 //! without a span fails to deserialize, whereas the key index degrades to "no line".
 
+mod node;
 mod schema;
 
 use std::collections::BTreeMap;

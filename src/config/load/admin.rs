@@ -1,21 +1,84 @@
-//! `[admin]` (its address is parsed with `listen.addr`, which it must differ from; here its key)
-//! and `[onboarding]` (the consent callback's listener).
+//! The listeners' sections: the addresses of `[listen]` and `[admin]` (which must differ),
+//! `[admin]`'s key, `[onboarding]` (the consent callback's listener), and their order with the
+//! tenants file ([`Validator::front`]).
 //!
 //! The admin API changes who the proxy serves, so off loopback it is never open: without
 //! `key_sha256` the proxy refuses to start there, unless `allow_unauthenticated` says that only
 //! the probes and `/metrics` are meant to be reached (then `/tenants` answers 401 to everyone).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::inbound::parse_sha256;
-use super::{is_loopback_ip, Validator};
-use crate::config::raw::{RawAdmin, RawOnboarding};
-use crate::config::{AdminConfig, OnboardingConfig};
+use super::listen::InboundAuth;
+use super::{defaults, is_loopback_ip, Validator};
+use crate::config::raw::{RawAdmin, RawConfig, RawOnboarding};
+use crate::config::{AdminConfig, ListenConfig, OnboardingConfig};
 
 /// Shortest `state_key`: an HMAC key shorter than this is guessable.
 const MIN_STATE_KEY_BYTES: usize = 32;
 
+/// What [`Validator::front`] made of the listeners' sections.
+pub(super) struct Front {
+    pub(super) listen: Option<ListenConfig>,
+    pub(super) admin: Option<AdminConfig>,
+    pub(super) onboarding: Option<Option<OnboardingConfig>>,
+    pub(super) tenants_file: Option<PathBuf>,
+    /// `[listen.tls] client_ca` is written (clients may be named by certificate).
+    pub(super) client_ca: bool,
+}
+
 impl Validator<'_> {
+    /// The sections of the listeners (`[listen]`, `[admin]`, `[onboarding]`) and the tenants
+    /// file (read first: its tenants join the config's before anything judges tenants).
+    pub(super) fn front(&mut self, raw: &mut RawConfig) -> Front {
+        let tenants_file = self.tenants_file(raw.tenants_section.take(), &mut raw.tenants);
+        let (listen_addr, admin_addr) =
+            self.addresses(raw.listen.addr.take(), raw.admin.addr.take());
+        let admin = self.admin(&raw.admin, admin_addr);
+        let onboarding = self.onboarding(
+            raw.onboarding.take(),
+            [listen_addr, admin_addr],
+            tenants_file.is_some(),
+        );
+        let client_ca = raw
+            .listen
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca.is_some());
+        let auth = InboundAuth {
+            clients: !raw.clients.is_empty(),
+        };
+        let listen = self.listen(std::mem::take(&mut raw.listen), listen_addr, auth);
+        Front {
+            listen,
+            admin,
+            onboarding,
+            tenants_file,
+            client_ca,
+        }
+    }
+
+    /// `listen.addr` and `admin.addr`, which must differ.
+    fn addresses(
+        &mut self,
+        listen: Option<String>,
+        admin: Option<String>,
+    ) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let listen_addr = self.socket_addr("listen.addr", listen, defaults::LISTEN_ADDR);
+        let admin_addr = self.socket_addr("admin.addr", admin, defaults::ADMIN_ADDR);
+        // Port 0 twice is two different ephemeral ports (tests), not a clash.
+        if let Some(listen) = listen_addr {
+            if admin_addr == Some(listen) && listen.port() != 0 {
+                self.problem(
+                    "admin.addr",
+                    "must differ from listen.addr: admin endpoints are never served on the data port",
+                );
+            }
+        }
+        (listen_addr, admin_addr)
+    }
+
     /// `[admin]` except `addr`, which the caller parsed.
     pub(super) fn admin(
         &mut self,
