@@ -48,7 +48,6 @@ use super::{
     defaults, ClientConfig, ClientCredential, Config, CorsConfig, ListenConfig, MetricsConfig,
     ReloadConfig,
 };
-use admin::Front;
 use api_clouds::CloudUse;
 pub(crate) use tenants::tenant_name_problem;
 
@@ -269,13 +268,8 @@ impl Validator<'_> {
     }
 
     fn validate(mut self, mut raw: RawConfig) -> Result<Config, ConfigErrors> {
-        let Front {
-            listen,
-            admin,
-            onboarding,
-            tenants_file,
-            client_ca,
-        } = self.front(&mut raw);
+        let front = self.front(&mut raw);
+        let (client_ca, has_file) = (front.client_ca, front.tenants_file.is_some());
         let profiles = self.profiles(raw.app, raw.apps, raw.cloud, raw.clouds);
         let clouds = CloudUse::new(&profiles, &raw.tenants);
         let upstream = self.upstream(raw.upstream);
@@ -287,19 +281,14 @@ impl Validator<'_> {
         let (mut rate_limit, global_limits) = self.rate_limit(raw.rate_limit);
         let routes = &mut rate_limit.routes;
         let apis = self.apis(raw.apis, &raw.tenants, &clouds, &global_limits, routes);
-        let tenants = self.tenants(
-            raw.tenants,
-            &global_limits,
-            &profiles,
-            tenants_file.is_some(),
-        );
+        let tenants = self.tenants(raw.tenants, &global_limits, &profiles, has_file);
         let cache = self.cache(raw.cache);
         let hunting = self.hunting(raw.advanced_hunting, &apis);
 
         match (
-            listen,
-            admin,
-            onboarding,
+            front.listen,
+            front.admin,
+            front.onboarding,
             profiles.app,
             profiles.cloud,
             upstream,
@@ -331,7 +320,7 @@ impl Validator<'_> {
                     routing,
                     rate_limit,
                     tenants,
-                    tenants_file,
+                    tenants_file: front.tenants_file,
                     onboarding,
                     clients,
                     cors,
