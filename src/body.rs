@@ -16,7 +16,9 @@ use tokio::time::Instant;
 
 use crate::idle::IdleTimeout;
 use crate::inbound::{AuditEntry, AuditLog};
-use crate::metrics::{ApiLatency, Scrape, StatusCounts, TenantMetrics, UpstreamErrorKind};
+use crate::metrics::{
+    ApiLatency, Scrape, StatusCounts, TenantMetrics, UpstreamErrorKind, UpstreamWarnings,
+};
 use crate::share::{Downstream, SharedBody};
 use crate::tenant::Tenant;
 
@@ -249,12 +251,20 @@ pub struct AccessLog {
     pub cache: Option<&'static str>,
     /// A legacy advanced-hunting request answered through Graph.
     pub translated: bool,
+    /// What the API warned about on this answer (throttling, `Retry-After`, a partial 206),
+    /// when it did; a cache hit has none (the API sent this request nothing).
+    pub upstream: Option<Arc<UpstreamWarnings>>,
 }
 
 impl AccessLog {
     /// The routed tenant's name, `-` before routing found one.
     pub(crate) fn tenant_name(&self) -> &str {
         self.tenant.as_deref().map_or("-", |t| &*t.name)
+    }
+
+    /// The API's warnings on the response, kept for the line (see `exchange::note_warnings`).
+    pub(crate) fn note_upstream(&mut self, extensions: &mut http::Extensions) {
+        self.upstream = extensions.remove::<Arc<UpstreamWarnings>>();
     }
 
     /// The API's body broke off or stalled: the client's response ends incomplete (hyper sends
@@ -288,6 +298,8 @@ impl Drop for AccessLog {
         if let Some(api) = &self.api {
             api.observe_request(elapsed);
         }
+        // Fields only when the API sent them.
+        let warned = self.upstream.as_deref();
         tracing::info!(
             target: "defender_proxy::access",
             request_id = self.request_id.to_str().unwrap_or("-"),
@@ -304,6 +316,12 @@ impl Drop for AccessLog {
             coalesced = self.coalesced,
             cache = self.cache,
             translated = self.translated,
+            throttle_percent = warned.and_then(|w| w.throttle_percent),
+            throttle_scope = warned.and_then(|w| w.throttle_scope.as_deref()),
+            throttle_information = warned.and_then(|w| w.throttle_information.as_deref()),
+            retry_after = warned.and_then(|w| w.retry_after),
+            partial = warned.and_then(|w| w.partial.then_some(true)),
+            warning = warned.and_then(|w| w.warning.as_deref()),
             "request"
         );
         if let Some(audit) = &self.audit {

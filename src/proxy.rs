@@ -69,6 +69,7 @@ impl Proxy {
             coalesced: false,
             cache: None,
             translated: false,
+            upstream: None,
         };
         let snapshot = self.snapshot.load_full();
         log.audit = snapshot.audit.clone();
@@ -98,6 +99,7 @@ impl Proxy {
                 let (mut parts, body) = response.into_parts();
                 headers::prepare_downstream(&mut parts.headers, &request_id);
                 log.status = parts.status.as_u16();
+                log.note_upstream(&mut parts.extensions);
                 Response::from_parts(parts, ResponseBody::downstream(body, log))
             }
             Err(err) => {

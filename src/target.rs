@@ -110,6 +110,15 @@ impl Target {
         &self.tenant.apis[self.api]
     }
 
+    /// The tenant's API the request is sent to: Graph's for a legacy hunting request answered
+    /// through Graph (its warnings are Graph's), else [`Target::api`].
+    pub(crate) fn upstream_api(&self) -> &TenantApi {
+        match self.hunting {
+            Hunting::Graph(graph) => &self.tenant.apis[graph],
+            Hunting::No | Hunting::Legacy | Hunting::Auto(_) => self.api(),
+        }
+    }
+
     /// From here on the request counts as this tenant's and this API's.
     pub(crate) fn label(&self, log: &mut AccessLog) {
         log.tenant = Some(self.tenant.clone());

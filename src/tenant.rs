@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::api::ApiTarget;
 use crate::config::{TenantConfig, TenantSource};
-use crate::metrics::{Metrics, StatusCounts, TenantMetrics};
+use crate::metrics::{Metrics, StatusCounts, TenantMetrics, WarningCounts};
 use crate::ratelimit::{RateLimiter, TenantLimiter};
 use crate::token::{TokenBroker, TokenSlot};
 
@@ -49,6 +49,9 @@ pub struct TenantApi {
     pub token: Arc<TokenSlot>,
     /// This tenant's responses on this API, by status.
     pub requests: Arc<StatusCounts>,
+    /// The API's own warnings on this tenant's responses (throttle headers, `Retry-After`,
+    /// partial answers).
+    pub warnings: Arc<WarningCounts>,
 }
 
 impl Tenant {
@@ -71,10 +74,14 @@ impl Tenant {
             source: config.source,
             apis: apis
                 .iter()
-                .map(|target| TenantApi {
-                    token: broker.slot(&config.id, &target.scope),
-                    requests: metrics.api(&target.name),
-                    target: target.clone(),
+                .map(|target| {
+                    let counters = metrics.api(&target.name);
+                    TenantApi {
+                        token: broker.slot(&config.id, &target.scope),
+                        requests: counters.requests,
+                        warnings: counters.warnings,
+                        target: target.clone(),
+                    }
                 })
                 .collect(),
             limits: limiter.tenant(&config.id, &config.rate_limit),

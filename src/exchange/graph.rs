@@ -89,7 +89,21 @@ pub(super) async fn forward(
         );
         response = send(&snapshot.upstream, &target, request).await?;
     }
-    Ok(answer(response, &target, sent_at, snapshot).await)
+    let extensions = std::mem::take(response.extensions_mut());
+    Ok(with_warnings(
+        answer(response, &target, sent_at, snapshot).await,
+        extensions,
+    ))
+}
+
+/// Graph's warnings (see `note_warnings`) stay with the answer made from Graph's, for its
+/// access line.
+fn with_warnings(
+    mut response: Response<ResponseStream>,
+    extensions: http::Extensions,
+) -> Response<ResponseStream> {
+    *response.extensions_mut() = extensions;
+    response
 }
 
 /// `runHuntingQuery` on the tenant's Graph API.

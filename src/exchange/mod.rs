@@ -7,6 +7,8 @@
 
 mod graph;
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -19,6 +21,7 @@ use crate::error::ProxyError;
 use crate::headers;
 use crate::hunting::Hunting;
 use crate::idle::ClientBody;
+use crate::metrics::UpstreamWarnings;
 use crate::rewrite::{self, ResponseStream};
 use crate::snapshot::Snapshot;
 use crate::target::Target;
@@ -132,7 +135,18 @@ async fn send(
             .limits
             .upstream_throttled(target.class, response.headers().get(header::RETRY_AFTER));
     }
-    Ok(response)
+    Ok(note_warnings(target, response))
+}
+
+/// The API's own warnings (throttle headers, `Retry-After`, a partial 206), counted for the API
+/// the request went to and kept on the response for its access line (see
+/// [`crate::metrics::UpstreamWarnings`]: two header lookups when there are none).
+fn note_warnings(target: &Target, mut response: Response<UpstreamBody>) -> Response<UpstreamBody> {
+    if let Some(warned) = UpstreamWarnings::read(response.status(), response.headers()) {
+        target.upstream_api().warnings.record(&warned);
+        response.extensions_mut().insert(Arc::new(warned));
+    }
+    response
 }
 
 fn build(method: Method, uri: Uri, headers: HeaderMap, body: RequestBody) -> Request<RequestBody> {

@@ -15,6 +15,7 @@
 
 pub(crate) mod scrape;
 mod status;
+mod upstream;
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -27,6 +28,7 @@ use bytes::BytesMut;
 
 pub(crate) use scrape::Scrape;
 pub(crate) use status::{is_error_status, StatusCounts};
+pub(crate) use upstream::{UpstreamWarnings, WarningCounts, FAMILIES as WARNING_FAMILIES};
 
 /// Latency bucket bounds (request and upstream durations), seconds.
 pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
@@ -172,12 +174,31 @@ fn from_unix_secs(secs: u64) -> Option<SystemTime> {
     (secs != 0).then(|| UNIX_EPOCH + Duration::from_secs(secs))
 }
 
+/// One (tenant, API)'s counters, by API name: the statuses answered, and the API's own warnings
+/// (see [`upstream`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ApiCounters {
+    pub(crate) name: Arc<str>,
+    pub(crate) requests: Arc<StatusCounts>,
+    pub(crate) warnings: Arc<WarningCounts>,
+}
+
+impl ApiCounters {
+    fn new(name: Arc<str>) -> Self {
+        ApiCounters {
+            name,
+            requests: Arc::default(),
+            warnings: Arc::default(),
+        }
+    }
+}
+
 /// One tenant's request counters.
 #[derive(Debug, Default)]
 pub struct TenantMetrics {
-    /// Statuses per API, by API name in the order first seen (`default` first). Locked only
+    /// Counters per API, by API name in the order first seen (`default` first). Locked only
     /// when a route table is built and at scrape time; requests hold their API's entry.
-    apis: Mutex<Vec<(Arc<str>, Arc<StatusCounts>)>>,
+    apis: Mutex<Vec<ApiCounters>>,
     /// Where requests that got no API are counted: only requests that found no tenant get
     /// none, so only the untenanted counters have this (`api="default"`, as it always was).
     /// Kept here so a request need not clone a handle shared by every thread to count them.
@@ -196,20 +217,20 @@ pub struct TenantMetrics {
 }
 
 impl TenantMetrics {
-    /// The status counters of this tenant's requests to the API named `api`, created on first
-    /// use; only called when building route tables.
-    pub fn api(&self, api: &Arc<str>) -> Arc<StatusCounts> {
+    /// The counters of this tenant's requests to the API named `api`, created on first use;
+    /// only called when building route tables.
+    pub(crate) fn api(&self, api: &Arc<str>) -> ApiCounters {
         let mut apis = self.apis.locked();
-        if let Some((_, counts)) = apis.iter().find(|(name, _)| name == api) {
-            return counts.clone();
+        if let Some(counters) = apis.iter().find(|c| c.name == *api) {
+            return counters.clone();
         }
-        let counts = Arc::new(StatusCounts::default());
-        apis.push((api.clone(), counts.clone()));
-        counts
+        let counters = ApiCounters::new(api.clone());
+        apis.push(counters.clone());
+        counters
     }
 
-    /// The APIs with status counters, for a scrape.
-    pub(crate) fn apis(&self) -> Vec<(Arc<str>, Arc<StatusCounts>)> {
+    /// The APIs with counters, for a scrape.
+    pub(crate) fn apis(&self) -> Vec<ApiCounters> {
         self.apis.locked().clone()
     }
 
@@ -247,8 +268,8 @@ impl TenantMetrics {
     /// since the start (across reloads).
     pub(crate) fn totals(&self) -> (u64, u64) {
         let mut totals = (0, 0);
-        for (_, counts) in self.apis() {
-            for (status, n) in counts.counts() {
+        for api in self.apis() {
+            for (status, n) in api.requests.counts() {
                 totals.0 += n;
                 if is_error_status(status) {
                     totals.1 += n;
@@ -340,10 +361,10 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let counts = Arc::new(StatusCounts::default());
+        let counters = ApiCounters::new(Arc::from(UNTENANTED_API));
         let untenanted = Arc::new(TenantMetrics {
-            apis: Mutex::new(vec![(Arc::from(UNTENANTED_API), counts.clone())]),
-            no_api: Some(counts),
+            no_api: Some(counters.requests.clone()),
+            apis: Mutex::new(vec![counters]),
             ..TenantMetrics::default()
         });
         Metrics {

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{ApiLatency, Histogram, Label, Metrics, TenantMetrics, UpstreamErrorKind};
+use super::{
+    ApiLatency, Histogram, Label, Metrics, TenantMetrics, UpstreamErrorKind, WARNING_FAMILIES,
+};
 use crate::ratelimit::{self, RateLimiter};
 use crate::snapshot::Snapshot;
 use crate::tenant::Tenant;
@@ -77,12 +79,14 @@ impl Scrape {
         }
     }
 
-    /// The families in the order they are written: the request metrics here, then the
-    /// rate limiter's.
+    /// The families in the order they are written: the request metrics here, the API's
+    /// warnings, then the rate limiter's.
     fn family(i: usize) -> Option<&'static Family> {
+        let warnings = FAMILIES.len() + WARNING_FAMILIES.len();
         FAMILIES
             .get(i)
-            .or_else(|| ratelimit::metrics::FAMILIES.get(i - FAMILIES.len()))
+            .or_else(|| WARNING_FAMILIES.get(i.checked_sub(FAMILIES.len())?))
+            .or_else(|| ratelimit::metrics::FAMILIES.get(i.checked_sub(warnings)?))
     }
 
     /// The next piece of the text, about [`CHUNK`] bytes (less for the last); `None` at the end.
@@ -128,6 +132,11 @@ impl Scrape {
     /// Latency histograms per API (`[metrics] per_tenant_histograms = false`).
     pub(crate) fn by_api(&self) -> bool {
         !self.snapshot.metrics.per_tenant_histograms
+    }
+
+    /// Tenants with request counters: `""` (untenanted) first, then by name.
+    pub(crate) fn counted_tenants(&self) -> &[(Arc<str>, Arc<TenantMetrics>)] {
+        &self.counted
     }
 
     pub(crate) fn routed(&self) -> &[Arc<Tenant>] {
@@ -229,9 +238,10 @@ const FAMILIES: [Family; 13] = [
         row: |s, name, i, out| {
             let (tenant, m) = &s.counted[i];
             let tenant = Label("tenant", tenant);
-            for (api, counts) in m.apis() {
-                let api = Label("api", &api);
-                for (status, n) in counts.counts() {
+            for api in m.apis() {
+                let counts = api.requests.counts();
+                let api = Label("api", &api.name);
+                for (status, n) in counts {
                     let _ = writeln!(
                         out,
                         "{name}{{{tenant},{api},status=\"{status}\",status_class=\"{}xx\"}} {n}",

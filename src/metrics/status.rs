@@ -63,6 +63,11 @@ impl StatusCounts {
         }
     }
 
+    /// Nothing counted yet (slots are claimed in order, so the first one tells).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots[0].load(Ordering::Relaxed) == 0 && self.overflow.locked().is_empty()
+    }
+
     /// (status, count) of every status seen, by status.
     pub(crate) fn counts(&self) -> Vec<(u16, u64)> {
         let mut counts: Vec<(u16, u64)> = self

@@ -314,6 +314,7 @@ fn finish(tenant: &Tenant, api: usize, status: u16) {
         coalesced: false,
         cache: None,
         translated: false,
+        upstream: None,
     });
 }
 

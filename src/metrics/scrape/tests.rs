@@ -67,13 +67,57 @@ async fn streams_in_bounded_chunks_at_thousands_of_tenants() {
     assert!(chunks.len() >= total / bound, "{} chunks", chunks.len());
     // Every family once, the last one last.
     let text = String::from_utf8(chunks.concat()).unwrap();
-    assert_eq!(text.matches("# TYPE ").count(), 22);
+    assert_eq!(text.matches("# TYPE ").count(), 28);
     assert!(text.ends_with("defender_proxy_ratelimit_fallback_decisions_total 0\n"));
     let tenant_rows = text
         .lines()
         .filter(|l| l.starts_with("defender_proxy_response_bytes_total{tenant=\"tenant-"))
         .count();
     assert_eq!(tenant_rows, 3000);
+}
+
+/// The API's warnings: counters for each (tenant, API) that answered (zeros too, so the first
+/// warning shows in a rate), gauges once a value came; nothing for an API with neither.
+#[tokio::test]
+async fn upstream_warnings_per_tenant_and_api() {
+    let proxy = proxy(0, true);
+    let contoso = proxy
+        .tenants()
+        .into_iter()
+        .find(|t| &*t.name == "contoso")
+        .unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "x-ms-throttle-limit-percentage",
+        HeaderValue::from_static("0.95"),
+    );
+    headers.insert("retry-after", HeaderValue::from_static("30"));
+    let warned = crate::metrics::UpstreamWarnings::read(http::StatusCode::OK, &headers).unwrap();
+    // Graph's (index 2), which answered nothing itself (a legacy hunting request through it).
+    contoso.apis[2].warnings.record(&warned);
+    let text = text(&proxy);
+    for line in [
+        "defender_proxy_upstream_throttle_warnings_total{tenant=\"contoso\",api=\"default\"} 0",
+        "defender_proxy_upstream_throttle_warnings_total{tenant=\"contoso\",api=\"graph\"} 1",
+        "defender_proxy_upstream_throttle_percent{tenant=\"contoso\",api=\"graph\"} 0.95",
+        "defender_proxy_upstream_retry_after_total{tenant=\"contoso\",api=\"graph\"} 1",
+        "defender_proxy_upstream_retry_after_seconds{tenant=\"contoso\",api=\"graph\"} 30",
+        "defender_proxy_upstream_partial_total{tenant=\"fabrikam\",api=\"default\"} 0",
+        "# TYPE defender_proxy_upstream_throttle_percent gauge",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    let seen = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+    // contoso: default (answered) and graph (warned); fabrikam: default; not mde, nor `""`.
+    assert_eq!(seen("defender_proxy_upstream_partial_total{"), 3);
+    assert_eq!(seen("defender_proxy_upstream_throttle_percent{"), 1);
+    assert_eq!(
+        seen("defender_proxy_upstream_throttle_timestamp_seconds{"),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -263,7 +307,7 @@ async fn a_reload_that_reorders_apis_keeps_each_apis_counts() {
     assert_eq!(reloaded.apis[1].requests.counts(), []);
     // Kept for the API that went away, as for a tenant that went away.
     let kept = proxy.metrics.tenant("contoso").apis();
-    let names: Vec<&str> = kept.iter().map(|(name, _)| &**name).collect();
+    let names: Vec<&str> = kept.iter().map(|api| &*api.name).collect();
     assert_eq!(names, ["default", "mde", "graph"]);
-    assert_eq!(kept[1].1.counts(), [(200, 1)]);
+    assert_eq!(kept[1].requests.counts(), [(200, 1)]);
 }
