@@ -175,12 +175,19 @@ impl Fill {
         self.cache.max_entry
     }
 
-    /// The body completed: keep it if the answer was a 200.
+    /// The body completed: keep it if the answer may be kept ([`storable`]).
     pub fn complete(self, head: &Head, body: Bytes) {
-        if head.status == StatusCode::OK {
+        if storable(head) {
             self.cache.put(self.key, head.headers.clone(), body);
         }
     }
+}
+
+/// Only a `200` is kept: an error is not worth repeating, and a `206` is an incomplete answer
+/// (Graph's `Warning: 199`: a federated provider failed), which a later request must not get
+/// as if it were whole (see [`Head::is_partial`]).
+pub(super) fn storable(head: &Head) -> bool {
+    head.status == StatusCode::OK
 }
 
 #[cfg(test)]
@@ -206,6 +213,7 @@ mod tests {
             status,
             headers: HeaderMap::new(),
             empty: false,
+            warnings: None,
         }
     }
 
@@ -240,6 +248,29 @@ mod tests {
         assert!(c.get(&key("a", "/big")).is_none());
         assert!(c.get(&key("a", "/ok")).is_some());
         assert!(c.get(&key("b", "/ok")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_answer_is_never_kept() {
+        let c = cache(15, 1024, 4096);
+        let mut partial = head(StatusCode::PARTIAL_CONTENT);
+        partial.headers.insert(
+            http::header::WARNING,
+            HeaderValue::from_static("199 - \"Microsoft/MCAS/504/10000\""),
+        );
+        c.fill(key("a", "/alerts"))
+            .complete(&partial, Bytes::from_static(b"{\"value\":[]}"));
+        assert!(c.get(&key("a", "/alerts")).is_none());
+        assert_eq!(c.tenant_bytes("a"), 0);
+        // Nor anything but a 200 (a 2xx that is not the whole answer, or says nothing).
+        for status in [
+            StatusCode::CREATED,
+            StatusCode::NO_CONTENT,
+            StatusCode::NOT_MODIFIED,
+        ] {
+            assert!(!storable(&head(status)), "{status}");
+        }
+        assert!(storable(&head(StatusCode::OK)));
     }
 
     #[tokio::test(start_paused = true)]

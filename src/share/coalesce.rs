@@ -9,11 +9,12 @@ use http::Response;
 use http_body::Body;
 use tokio::sync::oneshot;
 
-use super::cache::Fill;
+use super::cache::{storable, Fill};
 use super::flight::{Failure, Flight, Flights, Place};
 use super::key::{Head, Key};
 use super::stream::{pump, First, Mode, SharedBody};
 use crate::error::ProxyError;
+use crate::metrics::UpstreamWarnings;
 use crate::rewrite::ResponseStream;
 use crate::sync::LockExt;
 
@@ -77,6 +78,9 @@ impl Member {
                 let mut response = Response::new(self.body);
                 *response.status_mut() = head.status;
                 *response.headers_mut() = head.headers;
+                if let Some(warnings) = head.warnings {
+                    response.extensions_mut().insert(warnings);
+                }
                 Ok(response)
             }
             Ok(Err(failure)) => Err(Wait::Failed(failure)),
@@ -125,7 +129,15 @@ impl Leader {
             status: parts.status,
             headers: parts.headers.clone(),
             empty: body.is_end_stream(),
+            warnings: parts.extensions.get::<Arc<UpstreamWarnings>>().cloned(),
         };
+        let fill = fill.filter(|_| storable(&head));
+        let partial = head.is_partial();
+        if partial {
+            // Before the head is out, so no one joins between: those who asked before it get
+            // it, a later request asks anew (see `Head::is_partial`).
+            place.close();
+        }
         let followed = {
             let mut f = place.flight.locked();
             f.head = Some(head.clone());
@@ -149,7 +161,7 @@ impl Leader {
             SharedBody {
                 mode: Mode::Direct {
                     body: Some(body),
-                    place: Some(place),
+                    place: (!partial).then_some(place),
                 },
                 empty: false,
                 done: false,
@@ -183,3 +195,7 @@ fn add_member(flight: &mut Flight) -> Member {
         body: SharedBody::channel(replay, flight.add_channel()),
     }
 }
+
+#[cfg(test)]
+#[path = "coalesce_tests.rs"]
+mod tests;

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use crate::metrics::UpstreamWarnings;
+
 /// The request headers that change the answer, in the key.
 pub(crate) const VARY: [HeaderName; 5] = [
     header::ACCEPT,
@@ -135,6 +137,18 @@ pub struct Head {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub empty: bool,
+    /// What the API warned about on it, for every member's access line.
+    pub warnings: Option<Arc<UpstreamWarnings>>,
+}
+
+impl Head {
+    /// An answer that is not the whole answer: Graph's 206 with `Warning: 199` (a federated
+    /// provider failed). `Range` requests are never shared (see [`Key::of`]), so no 206 here is
+    /// a range. It goes to the requests that asked before it came, never to one that comes
+    /// after its head: the flight closes at once and the cache does not keep it.
+    pub(super) fn is_partial(&self) -> bool {
+        self.status == StatusCode::PARTIAL_CONTENT
+    }
 }
 
 #[cfg(test)]
