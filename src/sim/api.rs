@@ -25,7 +25,7 @@ use super::records::{ApiRequestRecord, TokenInfo};
 use super::site::{self, Site};
 use super::state::Shared;
 use super::support::{self, defender_error, Body, ReadBody};
-use super::{graph, gzip, hunting, jwt, testapi};
+use super::{graph, gzip, hunting, jwt, testapi, warnings};
 
 /// Bodies the API parses (advanced-hunting queries) are kept up to this size; larger ones are
 /// only hashed.
@@ -54,7 +54,10 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, site: &Site)
             "The request body could not be read.",
         ),
         (Ok(_), Err(refused)) => family.unauthorized(refused.message),
-        (Ok(read), Ok(info)) => serve(shared, &parts, read, &info, family, &site.base).await,
+        (Ok(read), Ok(info)) => {
+            let resp = serve(shared, &parts, read, &info, family, &site.base).await;
+            warnings::decorate(shared, &info.tid, resp)
+        }
     };
     // Decided on the request's headers before they move into the record.
     let resp = if shared.gzip_json() && gzip::accepts_gzip(&parts.headers) {

@@ -15,7 +15,11 @@
 //!   "tid_override": "..." ("" clears it), "token_suffix": "..." ("" clears it),
 //!   "force_api_429": n, "retry_after": "2", "revoke": true, "hunting_429": n,
 //!   "hunting_retry_after": s, "hunting_quota": n, "legacy_hunting_retired": bool,
-//!   "threat_hunting_role": bool, "app_consent": {"<client id>": bool}}` (see
+//!   "threat_hunting_role": bool, "app_consent": {"<client id>": bool},
+//!   "throttle_percent": "0.9" ("" clears), "throttle_scope": "...", "throttle_information": "...",
+//!   "success_retry_after": "30" ("" clears), "partial": n}` (see
+//!   [`Simulator::set_throttle_headers`], [`Simulator::set_retry_after_on_success`],
+//!   [`Simulator::force_partial`],
 //!   [`Simulator::fail_hunting_429`], [`Simulator::fail_hunting_quota`],
 //!   [`Simulator::set_legacy_hunting_retired`], [`Simulator::set_threat_hunting_granted`],
 //!   [`Simulator::set_app_consent`]).
@@ -30,7 +34,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::support::{self, Body};
-use super::{Simulator, PUBLIC_CLOUD};
+use super::{Simulator, ThrottleHeaders, PUBLIC_CLOUD};
 
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -70,6 +74,11 @@ struct TenantUpdate {
     legacy_hunting_retired: Option<bool>,
     threat_hunting_role: Option<bool>,
     app_consent: Option<std::collections::BTreeMap<String, bool>>,
+    throttle_percent: Option<String>,
+    throttle_scope: Option<String>,
+    throttle_information: Option<String>,
+    success_retry_after: Option<String>,
+    partial: Option<u32>,
 }
 
 fn bad_request(message: String) -> Response<Body> {
@@ -221,5 +230,36 @@ fn apply(sim: &Simulator, tenant: &str, u: TenantUpdate) -> Result<(), String> {
     if u.revoke == Some(true) {
         sim.revoke_tokens(tenant);
     }
+    apply_warnings(
+        sim,
+        tenant,
+        u.throttle_percent,
+        u.throttle_scope,
+        u.throttle_information,
+    );
+    if let Some(value) = u.success_retry_after {
+        sim.set_retry_after_on_success(tenant, Some(value.as_str()).filter(|v| !v.is_empty()));
+    }
+    if let Some(count) = u.partial {
+        sim.force_partial(tenant, count);
+    }
     Ok(())
+}
+
+/// `throttle_percent` sets the throttle headers (`""` clears them).
+fn apply_warnings(
+    sim: &Simulator,
+    tenant: &str,
+    percent: Option<String>,
+    scope: Option<String>,
+    information: Option<String>,
+) {
+    if let Some(percent) = percent {
+        let headers = (!percent.is_empty()).then(|| ThrottleHeaders {
+            percent,
+            scope: scope.unwrap_or_default(),
+            information: information.unwrap_or_default(),
+        });
+        sim.set_throttle_headers(tenant, headers);
+    }
 }

@@ -37,7 +37,8 @@
 //! - `profiles`: apps, consents and clouds; `site`: which listener (cloud) a request came to.
 //! - `control`: the `/_sim/` HTTP endpoints; `state`: modes and recorder; `records`: recorder
 //!   entries; `limits`: Defender's limits; `jwt`: token minting and assertion checks;
-//!   `support`: response helpers.
+//!   `support`: response helpers; `warnings`: the API's throttle headers, `Retry-After` on
+//!   answers and partial (206) answers, on request.
 
 mod api;
 mod assertion;
@@ -63,6 +64,7 @@ mod testapi;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+mod warnings;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -82,6 +84,7 @@ pub use profiles::{
     SimApp, SimCloud, SimCredential, DEV_GOV_CLOUD, DEV_OWN_APP, GOV_AUDIENCES, PUBLIC_CLOUD,
 };
 pub use records::{ApiRequestRecord, CredentialKind, TokenEndpoint, TokenRequestRecord};
+pub use warnings::{ThrottleHeaders, PARTIAL_WARNING};
 
 /// One customer tenant the simulated Entra ID knows.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -81,6 +81,11 @@ pub(crate) struct TenantModes {
     pub(crate) hunting_quota_remaining: u32,
     /// The legacy hunting endpoints answer as retired.
     pub(crate) legacy_hunting_retired: bool,
+    /// Throttle headers on every API answer, `Retry-After` on successful ones, and answers
+    /// still to turn from 200 into 206 with a `Warning` (see `warnings`).
+    pub(crate) throttle: Option<super::ThrottleHeaders>,
+    pub(crate) success_retry_after: Option<String>,
+    pub(crate) partial_remaining: u32,
     /// Application roles granted (`true`) or withheld (`false`) on top of the tenant's configured
     /// `roles`, in tokens issued from now on.
     pub(crate) role_overrides: HashMap<String, bool>,
@@ -104,6 +109,9 @@ impl Default for TenantModes {
             hunting_429_retry_after: 0,
             hunting_quota_remaining: 0,
             legacy_hunting_retired: false,
+            throttle: None,
+            success_retry_after: None,
+            partial_remaining: 0,
             role_overrides: HashMap::new(),
         }
     }
