@@ -20,7 +20,7 @@ use crate::config::{
     RateLimitConfig, ReloadConfig, RouteLimit, RoutingConfig, TenantConfig, TenantSource,
     TokenEndpointVersion, UpstreamConfig,
 };
-use crate::sim::{Audience, SimConfig, SimCredential, Simulator, PUBLIC_CLOUD};
+use crate::sim::{Audience, SimConfig, SimCredential, Simulator, ThrottleHeaders, PUBLIC_CLOUD};
 
 /// Each cloud's listener base URL, by cloud ([`PUBLIC_CLOUD`] and the simulator's clouds).
 pub type SimBases = [(String, String)];
@@ -283,9 +283,15 @@ pub async fn run(
     // As in February 2027: contoso's legacy hunting API is gone and its admin consented to
     // Graph's hunting permission (so `auto` answers it through Graph); fabrikam has not
     // consented yet and stays on its legacy API.
+    // And fabrikam's app is near its Graph limit: Graph's answers say so (the dashboard's
+    // "Upstream warnings" row has something to show).
     if let [contoso, fabrikam, ..] = sim_config.tenants.as_slice() {
         simulator.set_legacy_hunting_retired(&contoso.id, true);
         simulator.set_threat_hunting_granted(&fabrikam.id, false);
+        simulator.set_throttle_headers(
+            &fabrikam.id,
+            Some(near_graph_limit(&sim_config, &fabrikam.id)),
+        );
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut sim_tasks = tokio::task::JoinSet::new();
@@ -311,6 +317,15 @@ pub async fn run(
     drop(stop_tx);
     while sim_tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Graph's throttle headers for an app at 85 % of its per-tenant limit.
+fn near_graph_limit(sim: &SimConfig, tenant_id: &str) -> ThrottleHeaders {
+    ThrottleHeaders {
+        percent: "0.85".into(),
+        scope: format!("Tenant_Application/ReadWrite/{}/{tenant_id}", sim.client_id),
+        information: String::new(),
+    }
 }
 
 /// What `serve --dev` prints: where the simulator is, the tenants (with their own app or cloud),

@@ -56,7 +56,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request<Incoming>, site: &Site)
         (Ok(_), Err(refused)) => family.unauthorized(refused.message),
         (Ok(read), Ok(info)) => {
             let resp = serve(shared, &parts, read, &info, family, &site.base).await;
-            warnings::decorate(shared, &info.tid, resp)
+            warnings::decorate(shared, &info.tid, family, resp)
         }
     };
     // Decided on the request's headers before they move into the record.

@@ -1,13 +1,14 @@
-//! The API's warnings, on request per tenant: Graph's throttle headers on every answer
+//! The API's warnings, on request per tenant: Graph's throttle headers on its answers
 //! ([`Simulator::set_throttle_headers`]), a `Retry-After` on successful answers
 //! ([`Simulator::set_retry_after_on_success`]), and Graph's `206 Partial Content` with
-//! `Warning: 199` instead of a 200 ([`Simulator::force_partial`]). Applied to every API answer
-//! of a token of the tenant (Defender's and Graph's paths alike: the proxy must not care which
-//! API sends them).
+//! `Warning: 199` instead of a 200 ([`Simulator::force_partial`]). The throttle headers only on
+//! Graph's paths, as only Graph sends them; the others on any path of a token of the tenant
+//! (the proxy must not care which API sends them, and tests may use `/api/_test/stream`).
 
 use http::header::{HeaderValue, RETRY_AFTER, WARNING};
 use http::{Response, StatusCode};
 
+use super::family::Family;
 use super::state::Shared;
 use super::support::Body;
 use super::Simulator;
@@ -28,7 +29,7 @@ pub struct ThrottleHeaders {
 }
 
 impl Simulator {
-    /// Every API answer for the tenant carries these throttle headers from now on (`None`:
+    /// Every Graph answer for the tenant carries these throttle headers from now on (`None`:
     /// none; empty values are left out).
     pub fn set_throttle_headers(&self, tenant_id: &str, headers: Option<ThrottleHeaders>) {
         self.shared.with_modes(tenant_id, |m| m.throttle = headers);
@@ -50,8 +51,14 @@ impl Simulator {
     }
 }
 
-/// The answer to a request with a token of `tid`, with the tenant's warnings.
-pub(crate) fn decorate(shared: &Shared, tid: &str, mut resp: Response<Body>) -> Response<Body> {
+/// The answer to a request with a token of `tid` on a path of `family`, with the tenant's
+/// warnings.
+pub(crate) fn decorate(
+    shared: &Shared,
+    tid: &str,
+    family: Family,
+    mut resp: Response<Body>,
+) -> Response<Body> {
     let status = resp.status();
     let (throttle, retry_after, partial) = {
         let mut state = shared.lock();
@@ -66,7 +73,8 @@ pub(crate) fn decorate(shared: &Shared, tid: &str, mut resp: Response<Body>) -> 
             .success_retry_after
             .clone()
             .filter(|_| status.is_success());
-        (m.throttle.clone(), retry_after, partial)
+        let throttle = m.throttle.clone().filter(|_| family == Family::Graph);
+        (throttle, retry_after, partial)
     };
     let headers = resp.headers_mut();
     if let Some(t) = throttle {
