@@ -449,11 +449,13 @@ def live_metrics(used: set[str], exprs: list[tuple[str, str]]) -> None:
                         break
             except OSError:
                 time.sleep(0.1)
+        # Graph too: serve --dev's fabrikam gets Graph's throttle headers (the upstream gauges).
         for tenant in ("contoso", "fabrikam", "nobody"):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{listen}/{tenant}/api/incidents?$top=1", timeout=10).read()
-            except OSError:
-                pass
+            for path in ("/api/incidents?$top=1", "/graph/v1.0/security/incidents?$top=1"):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{listen}/{tenant}{path}", timeout=10).read()
+                except OSError:
+                    pass
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
             body = r.read().decode()
     except OSError as e:
