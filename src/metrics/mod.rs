@@ -13,6 +13,7 @@
 //! they are shown per API instead ([`ApiLatency`], a registry keyed by API name); the counters
 //! stay per tenant.
 
+mod recent;
 pub(crate) mod scrape;
 mod status;
 mod upstream;
@@ -214,6 +215,8 @@ pub struct TenantMetrics {
     /// [`is_error_status`]: for the tenant status (see [`TenantMetrics::record_response`]).
     last_at: AtomicU64,
     last_error_at: AtomicU64,
+    /// Requests and errors per minute, for the status's last five minutes.
+    recent: recent::RecentCounts,
 }
 
 impl TenantMetrics {
@@ -249,9 +252,17 @@ impl TenantMetrics {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         let now = unix_secs(SystemTime::now());
         touch(&self.last_at, now);
-        if is_error_status(status) {
+        let error = is_error_status(status);
+        if error {
             touch(&self.last_error_at, now);
         }
+        self.recent.record(now / 60, error);
+    }
+
+    /// (requests, of them with an error status) in the last five minutes, this one
+    /// included (the ring in `metrics::recent`).
+    pub(crate) fn recent(&self) -> (u64, u64) {
+        self.recent.sum(unix_secs(SystemTime::now()) / 60)
     }
 
     /// When the last request ended (to the second); `None` before any.

@@ -44,6 +44,7 @@ fn status(tokens: Vec<TokenStatus>) -> TenantStatus {
             errors: 0,
             last_at: None,
             last_error_at: None,
+            last_5m: Default::default(),
         },
     }
 }

@@ -60,6 +60,16 @@ pub(crate) struct RequestStatus {
     pub(crate) last_at: Option<Time>,
     /// When the last request with an error status ended; `null` before any.
     pub(crate) last_error_at: Option<Time>,
+    /// The same two counts over the last five minutes (this minute so far and the four before),
+    /// which tell a tenant failing now from one that failed long ago.
+    pub(crate) last_5m: RecentStatus,
+}
+
+/// Requests and errors of the last five minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub(crate) struct RecentStatus {
+    pub(crate) total: u64,
+    pub(crate) errors: u64,
 }
 
 /// A wall-clock time, serialized RFC 3339 UTC to the second (`2025-01-31T12:00:00Z`).
@@ -105,10 +115,15 @@ pub(crate) fn tenant_status(tenant: &Tenant) -> TenantStatus {
 
 fn request_status(metrics: &TenantMetrics) -> RequestStatus {
     let (total, errors) = metrics.totals();
+    let (recent_total, recent_errors) = metrics.recent();
     RequestStatus {
         total,
         errors,
         last_at: metrics.last_at().map(Time),
         last_error_at: metrics.last_error_at().map(Time),
+        last_5m: RecentStatus {
+            total: recent_total,
+            errors: recent_errors,
+        },
     }
 }

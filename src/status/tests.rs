@@ -205,7 +205,8 @@ async fn a_fresh_tenant_has_the_contract_keys_and_nothing_known() {
     );
     assert_eq!(
         v["requests"],
-        json!({"total": 0, "errors": 0, "last_at": null, "last_error_at": null})
+        json!({"total": 0, "errors": 0, "last_at": null, "last_error_at": null,
+               "last_5m": {"total": 0, "errors": 0}})
     );
     assert_eq!(
         source.calls.load(Ordering::SeqCst),
@@ -340,6 +341,11 @@ async fn requests_count_errors_and_their_times() {
     );
     about(time(&v["requests"]["last_at"]), SystemTime::now());
     about(time(&v["requests"]["last_error_at"]), SystemTime::now());
+    assert_eq!(
+        v["requests"]["last_5m"],
+        json!({"total": 4, "errors": 1}),
+        "finished requests only (the 503 above was counted without one)"
+    );
     assert_eq!(v["health"], "degraded", "a recent error status");
 }
 
