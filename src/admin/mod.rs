@@ -1,7 +1,9 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, and the admin API (`/tenants`). Kept
-//! off the data port so probes and scrapes never compete with (or get routed like) API traffic.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, the admin API (`/tenants`) and the
+//! status page (`/`). Kept off the data port so probes and scrapes never compete with (or get
+//! routed like) API traffic.
 
 mod auth;
+mod page;
 mod tenants;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +43,7 @@ impl Admin {
             );
         }
         match path {
+            "/" => page::handle(self, request.headers(), request.uri()),
             "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
             "/readyz" if self.ready.load(Ordering::Acquire) => {
                 text(StatusCode::OK, "ready\n", "text/plain")
@@ -60,7 +63,7 @@ impl Admin {
             _ => json_error_response(
                 StatusCode::NOT_FOUND,
                 "NotFound",
-                "admin endpoints: /healthz /readyz /metrics /tenants",
+                "admin endpoints: / /healthz /readyz /metrics /tenants",
             ),
         }
     }

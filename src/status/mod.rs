@@ -25,6 +25,11 @@ use tokio::time::Instant;
 pub(crate) use health::{health, Health};
 pub(crate) use limits::RateLimitStatus;
 pub(crate) use tokens::TokenStatus;
+#[cfg(test)]
+pub(crate) use {
+    limits::WindowStatus,
+    tokens::{Failure, TokenErrorStatus},
+};
 
 use crate::metrics::TenantMetrics;
 use crate::tenant::Tenant;
