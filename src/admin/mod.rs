@@ -43,7 +43,7 @@ impl Admin {
             );
         }
         match path {
-            "/" => page::handle(self, request.headers(), request.uri()),
+            "/" => page::handle(self, request.headers(), request.uri()).await,
             "/healthz" => text(StatusCode::OK, "ok\n", "text/plain"),
             "/readyz" if self.ready.load(Ordering::Acquire) => {
                 text(StatusCode::OK, "ready\n", "text/plain")
