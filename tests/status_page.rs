@@ -129,6 +129,36 @@ async fn the_page_shows_each_tenants_state_and_the_failing_ones_error_first() {
 }
 
 #[tokio::test]
+async fn pages_of_500_are_worst_first_across_pages() {
+    let h = Harness::start_with(SimConfig::demo_with_tenants(600), |_| {}).await;
+    let last = "tenant-00600";
+    h.sim.set_consent(&h.tenant_id(last), false);
+    assert_eq!(h.get(&format!("/{last}/api/incidents")).await.status(), 503);
+
+    let first = page(&h, "/").await;
+    let rows = |html: &str| html.matches("<tr class=").count();
+    assert_eq!(rows(&first), 500);
+    assert!(first.contains("Tenants 1–500 of 602"), "{}", &first[..2000]);
+    assert!(first.contains("href=\"/?page=2\">next ›</a>"));
+    let first_row = first.find("<tr class=").unwrap();
+    assert_eq!(
+        row_of(&first, last),
+        first.find("<a href=\"/?tenant=").unwrap()
+    );
+    assert!(first[first_row..].starts_with("<tr class=\"failing\""));
+
+    let second = page(&h, "/?page=2").await;
+    assert_eq!(rows(&second), 102);
+    assert!(second.contains("Tenants 501–602 of 602") && !second.contains(last));
+    assert!(second.contains("href=\"/?page=1\">‹ previous</a>"));
+    assert_eq!(
+        page(&h, "/?page=99").await.matches("<tr class=").count(),
+        102
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn what_the_request_brings_is_escaped() {
     let h = Harness::start().await;
     let html = page(&h, "/?q=%3Cscript%3Ealert('x')%3C/script%3E%22").await;
