@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -19,16 +19,6 @@ use support::within;
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_defender-proxy");
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "defender-proxy-check-{name}-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A config for every tenant of the simulator, the simulator as Entra ID and API.
 fn config_text(sim: &RunningSim) -> String {
@@ -76,7 +66,7 @@ fn by_name<'a>(checks: &'a [TenantCheck], name: &str) -> &'a TenantCheck {
 
 /// Runs `defender-proxy check --config <config> [extra]` with the app secret in its environment.
 async fn check(name: &str, config: &str, secret: Option<&str>, extra: &[&str]) -> Output {
-    let dir = temp_dir(name);
+    let dir = support::TempDir::new(name);
     let path = dir.join("proxy.toml");
     std::fs::write(&path, config).unwrap();
     let mut command = Command::new(BIN);
@@ -92,7 +82,6 @@ async fn check(name: &str, config: &str, secret: Option<&str>, extra: &[&str]) -
         None => command.env_remove("TEST_APP_SECRET"),
     };
     let out = command.output().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     out
 }
 

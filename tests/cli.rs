@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,16 +13,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_defender-proxy");
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "defender-proxy-{name}-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn config_text(sim_base: &str, client_id: &str, tenants: &[(String, String)]) -> String {
     let mut text = format!(
@@ -39,7 +28,7 @@ fn config_text(sim_base: &str, client_id: &str, tenants: &[(String, String)]) ->
 
 #[tokio::test]
 async fn validate_accepts_a_good_config_and_reports_every_problem_of_a_bad_one() {
-    let dir = temp_dir("validate");
+    let dir = support::TempDir::new("validate");
     let good = dir.join("good.toml");
     let tenants = vec![(
         "contoso".to_string(),
@@ -159,7 +148,7 @@ async fn logs_have_one_access_line_per_request_and_no_secret_or_token() {
         .iter()
         .map(|t| (t.name.clone(), t.id.clone()))
         .collect();
-    let dir = temp_dir("logs");
+    let dir = support::TempDir::new("logs");
     let config = dir.join("proxy.toml");
     std::fs::write(&config, config_text(&base, &sim_config.client_id, &tenants)).unwrap();
 
@@ -392,7 +381,7 @@ async fn serve_dev_shows_a_tenant_on_its_own_app_and_one_in_a_gov_cloud() {
 
 #[tokio::test]
 async fn consent_url_prints_each_tenants_link() {
-    let dir = temp_dir("consent");
+    let dir = support::TempDir::new("consent");
     let config = dir.join("proxy.toml");
     let tenants = vec![
         (

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,16 +19,6 @@ use support::{error_code, Harness, ProxyProcess, CONTOSO};
 const ISSUER: &str = "https://oidc.prod-aks.azure.com/00000000-0000-0000-0000-000000000000/";
 const FIRST: &str = "system:serviceaccount:soc:defender-proxy";
 const SECOND: &str = "system:serviceaccount:soc:defender-proxy-rotated";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "defender-proxy-federated-{name}-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A projected service account token as Kubernetes writes it (unsigned here: the simulator
 /// trusts the issuer), valid for an hour.
@@ -58,7 +48,7 @@ fn federated(path: &Path) -> Credential {
 
 #[tokio::test]
 async fn the_token_file_is_the_assertion_and_is_read_again_for_the_next_token() {
-    let dir = temp_dir("rotate");
+    let dir = support::TempDir::new("rotate");
     let file = dir.join("azure-identity-token");
     // Kubelet writes no trailing newline; a hand-made file has one, which is not sent.
     std::fs::write(&file, format!("{}\n", projected_token(FIRST))).unwrap();
@@ -94,12 +84,11 @@ async fn the_token_file_is_the_assertion_and_is_read_again_for_the_next_token() 
         "the second token request carries the rewritten file"
     );
     h.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_missing_token_file_is_a_503_naming_it_and_nothing_is_sent() {
-    let dir = temp_dir("missing");
+    let dir = support::TempDir::new("missing");
     let file = dir.join("not-projected-yet");
     let credential = federated(&file);
     let h = Harness::start_with(SimConfig::demo(), move |c| c.app.credential = credential).await;
@@ -135,12 +124,11 @@ async fn a_missing_token_file_is_a_503_naming_it_and_nothing_is_sent() {
     );
     assert_eq!(h.sim.total_token_request_count(), 0);
     h.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn an_unknown_workload_is_refused_by_entra_and_its_token_never_shown() {
-    let dir = temp_dir("unknown");
+    let dir = support::TempDir::new("unknown");
     let file = dir.join("token");
     let token = projected_token("system:serviceaccount:other:app");
     std::fs::write(&file, &token).unwrap();
@@ -156,14 +144,13 @@ async fn an_unknown_workload_is_refused_by_entra_and_its_token_never_shown() {
     assert!(!text.contains(payload), "{text}");
     assert_eq!(h.sim.api_request_count(), 0);
     h.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn the_binary_takes_workload_identity_from_the_azure_environment() {
     let sim = Simulator::start(SimConfig::demo()).await.unwrap();
     sim.register_federation(ISSUER, FIRST);
-    let dir = temp_dir("env");
+    let dir = support::TempDir::new("env");
     let file = dir.join("azure-identity-token");
     std::fs::write(&file, projected_token(FIRST)).unwrap();
     let contoso = sim.config().tenants[0].id.clone();
@@ -202,5 +189,4 @@ async fn the_binary_takes_workload_identity_from_the_azure_environment() {
     );
     let log = proxy.log.lock().unwrap().join("\n");
     assert!(!log.contains(&projected_token(FIRST)[..40]), "{log}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use defender_proxy::config::{
@@ -17,16 +17,6 @@ use defender_proxy::inbound::certs::write_dev_certs;
 use defender_proxy::sim::SimConfig;
 use support::{error_code, eventually, raw_request, Harness};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "defender-proxy-sec-{name}-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn sha256(key: &str) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
@@ -79,9 +69,9 @@ async fn audit_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn tls_listener_serves_https() {
-    let dir = temp_dir("tls");
+    let dir = support::TempDir::new("tls");
     write_dev_certs(&dir).unwrap();
-    let certs = dir.clone();
+    let certs = dir.to_path_buf();
     let h = Harness::start_with(SimConfig::demo(), move |c| {
         c.listen.tls = Some(ServerTlsConfig {
             cert: certs.join("server.pem"),
@@ -108,12 +98,12 @@ async fn tls_listener_serves_https() {
 
 #[tokio::test]
 async fn mtls_refuses_missing_and_foreign_certificates_and_names_the_client() {
-    let dir = temp_dir("mtls");
+    let dir = support::TempDir::new("mtls");
     write_dev_certs(&dir).unwrap();
-    let other = temp_dir("mtls-other");
+    let other = support::TempDir::new("mtls-other");
     write_dev_certs(&other).unwrap();
     let audit = dir.join("audit.jsonl");
-    let (certs, audit_path) = (dir.clone(), audit.clone());
+    let (certs, audit_path) = (dir.to_path_buf(), audit.clone());
     let h = Harness::start_with(SimConfig::demo(), move |c| {
         c.listen.tls = Some(ServerTlsConfig {
             cert: certs.join("server.pem"),
@@ -171,7 +161,7 @@ async fn mtls_refuses_missing_and_foreign_certificates_and_names_the_client() {
 
 #[tokio::test]
 async fn api_keys_allowlists_and_no_secret_in_the_audit_log() {
-    let dir = temp_dir("keys");
+    let dir = support::TempDir::new("keys");
     let audit = dir.join("audit.jsonl");
     let audit_path = audit.clone();
     let h = Harness::start_with(SimConfig::demo(), move |c| {

@@ -321,20 +321,19 @@ pub struct ProxyProcess {
     pub admin: SocketAddr,
     /// Every stderr line so far (a background task keeps reading).
     pub log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The folder [`ProxyProcess::spawn`] wrote the config to, removed with the process.
+    dir: Option<TempDir>,
 }
 
 impl ProxyProcess {
     /// Start `defender-proxy serve` on `config_text` (listen and admin on port 0), with `env`.
     pub async fn spawn(config_text: &str, env: &[(&str, &str)]) -> ProxyProcess {
-        let dir = std::env::temp_dir().join(format!(
-            "defender-proxy-proc-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("proxy.toml");
+        let dir = TempDir::new("proc");
+        let config = dir.path("proxy.toml");
         std::fs::write(&config, config_text).unwrap();
-        Self::spawn_file(&config, env).await
+        let mut process = Self::spawn_file(&config, env).await;
+        process.dir = Some(dir);
+        process
     }
 
     /// Start `defender-proxy serve --config <config>` (a file the test may rewrite and reload).
@@ -382,6 +381,7 @@ impl ProxyProcess {
             addr: addr.unwrap(),
             admin: admin.unwrap(),
             log,
+            dir: None,
         }
     }
 
@@ -589,6 +589,14 @@ impl TempDir {
 
     pub fn path(&self, file: &str) -> std::path::PathBuf {
         self.0.join(file)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
     }
 }
 
