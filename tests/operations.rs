@@ -52,7 +52,7 @@ async fn wait_metric(p: &ProxyProcess, metric: &str, value: f64) {
 
 struct Setup {
     sim: defender_proxy::sim::RunningSim,
-    dir: std::path::PathBuf,
+    dir: support::TempDir,
     secret: std::path::PathBuf,
     contoso: String,
     fabrikam: String,
@@ -63,12 +63,7 @@ struct Setup {
 async fn setup(name: &str) -> Setup {
     let sim_config = SimConfig::demo();
     let sim = Simulator::start(sim_config.clone()).await.unwrap();
-    let dir = std::env::temp_dir().join(format!(
-        "defender-proxy-ops-{name}-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::TempDir::new(&format!("ops-{name}"));
     let secret = dir.join("client-secret");
     std::fs::write(&secret, &sim_config.client_secret).unwrap();
     Setup {

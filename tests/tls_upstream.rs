@@ -45,23 +45,15 @@ fn pki() -> Pki {
     }
 }
 
-fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "defender-proxy-{}-{}-{name}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn https_api_and_entra_with_extra_ca_speak_http2() {
     let pki = pki();
     let tls_sim = Simulator::start_tls(SimConfig::demo(), pki.server.clone())
         .await
         .unwrap();
-    let ca_file = write_temp("ca.pem", &pki.ca_pem);
+    let dir = support::TempDir::new("tls-upstream");
+    let ca_file = dir.path("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
     let base = tls_sim.base_url().to_owned();
     assert!(base.starts_with("https://localhost:"));
     let h = Harness::start_with(SimConfig::demo(), |c| {
