@@ -428,7 +428,9 @@ fn line_at(text: &str, offset: usize) -> usize {
     before.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
-fn is_guid(s: &str) -> bool {
+/// `8-4-4-4-12` hex digits (any case): a tenant id, and the only `tenant` the consent callback
+/// puts into a token endpoint's path.
+pub(crate) fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
         && groups

@@ -34,7 +34,7 @@ pub use listen::{
     AdminConfig, ConnectionOverflow, ListenConfig, ListenLimits, OnboardingConfig, ServerTlsConfig,
 };
 pub use load::{load_file, parse_str, ConfigErrors, Problem};
-pub(crate) use load::{parse_with, tenant_name_problem};
+pub(crate) use load::{is_guid, parse_with, tenant_name_problem};
 pub use ratelimit::{
     LimitBackend, LimitMode, LimitPolicy, OnBackendError, RateLimitConfig, RedisBackendConfig,
     RouteLimit, Windows,

@@ -16,7 +16,7 @@ use http::{Method, Request};
 use super::limit::ClientLimit;
 use super::page::Answer;
 use super::state::{self, Invite, StateKey};
-use crate::config::Config;
+use crate::config::{is_guid, Config};
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::tenants::{self, Change, ChangeError, Outcome, TenantEntry};
@@ -237,12 +237,3 @@ fn already(config: &Config, name: &str, tenant_id: &str) -> Option<Answer> {
     }
 }
 
-/// `8-4-4-4-12` hex digits: the only `tenant` put into a token endpoint's path.
-fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
-}
