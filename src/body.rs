@@ -298,32 +298,42 @@ impl Drop for AccessLog {
         if let Some(api) = &self.api {
             api.observe_request(elapsed);
         }
-        // Fields only when the API sent them.
-        let warned = self.upstream.as_deref();
-        tracing::info!(
-            target: "defender_proxy::access",
-            request_id = self.request_id.to_str().unwrap_or("-"),
-            tenant = self.tenant_name(),
-            app = self.tenant.as_deref().map(|t| &*t.app),
-            cloud = self.tenant.as_deref().map(|t| &*t.cloud),
-            method = %self.method,
-            path = self.uri.path(),
-            status = self.status,
-            bytes = self.bytes,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            complete = self.complete,
-            client = self.client.as_deref(),
-            coalesced = self.coalesced,
-            cache = self.cache,
-            translated = self.translated,
-            throttle_percent = warned.and_then(|w| w.throttle_percent),
-            throttle_scope = warned.and_then(|w| w.throttle_scope.as_deref()),
-            throttle_information = warned.and_then(|w| w.throttle_information.as_deref()),
-            retry_after = warned.and_then(|w| w.retry_after),
-            partial = warned.and_then(|w| w.partial.then_some(true)),
-            warning = warned.and_then(|w| w.warning.as_deref()),
-            "request"
-        );
+        // One event shape per case: an event's fields cost per request even when empty, and
+        // the API's warnings are rare.
+        macro_rules! access {
+            ($($extra:tt)*) => {
+                tracing::info!(
+                    target: "defender_proxy::access",
+                    request_id = self.request_id.to_str().unwrap_or("-"),
+                    tenant = self.tenant_name(),
+                    app = self.tenant.as_deref().map(|t| &*t.app),
+                    cloud = self.tenant.as_deref().map(|t| &*t.cloud),
+                    method = %self.method,
+                    path = self.uri.path(),
+                    status = self.status,
+                    bytes = self.bytes,
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    complete = self.complete,
+                    client = self.client.as_deref(),
+                    coalesced = self.coalesced,
+                    cache = self.cache,
+                    translated = self.translated,
+                    $($extra)*
+                    "request"
+                )
+            };
+        }
+        match self.upstream.as_deref() {
+            None => access!(),
+            Some(w) => access!(
+                throttle_percent = w.throttle_percent,
+                throttle_scope = w.throttle_scope.as_deref(),
+                throttle_information = w.throttle_information.as_deref(),
+                retry_after = w.retry_after,
+                partial = w.partial.then_some(true),
+                warning = w.warning.as_deref(),
+            ),
+        }
         if let Some(audit) = &self.audit {
             audit.record(AuditEntry {
                 request_id: self.request_id.to_str().unwrap_or("-").to_owned(),

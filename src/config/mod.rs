@@ -33,8 +33,8 @@ pub use inbound::{AuditTarget, ClientConfig, ClientCredential, CorsConfig, Tenan
 pub use listen::{
     AdminConfig, ConnectionOverflow, ListenConfig, ListenLimits, OnboardingConfig, ServerTlsConfig,
 };
-pub use load::{load_file, parse_str, ConfigErrors, Problem};
 pub(crate) use load::{is_guid, parse_with, tenant_name_problem};
+pub use load::{load_file, parse_str, ConfigErrors, Problem};
 pub use ratelimit::{
     LimitBackend, LimitMode, LimitPolicy, OnBackendError, RateLimitConfig, RedisBackendConfig,
     RouteLimit, Windows,

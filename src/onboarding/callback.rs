@@ -236,4 +236,3 @@ fn already(config: &Config, name: &str, tenant_id: &str) -> Option<Answer> {
         (None, None) => None,
     }
 }
-
