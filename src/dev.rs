@@ -104,6 +104,8 @@ pub fn dev_config_in(
             via: crate::config::HuntingVia::Auto,
             ..crate::config::HuntingConfig::default()
         },
+        // `serve --dev` sends no traces.
+        telemetry: None,
         watched_files: vec![],
         warnings: vec![],
     };

@@ -281,7 +281,7 @@ fn apply(
 /// Everything else takes effect at once, `max_body_bytes`, `body_idle_timeout` and the proxy's
 /// own `max_header_bytes` check among them: requests read them from the snapshot's
 /// `inbound::Policy`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RestartOnly {
     listen_addr: std::net::SocketAddr,
     admin_addr: std::net::SocketAddr,
@@ -292,6 +292,8 @@ pub(crate) struct RestartOnly {
     limits: config::ListenLimits,
     shutdown_grace: Duration,
     watch: bool,
+    /// The trace pipeline and the subscriber layer feeding it are made once, at start.
+    telemetry: Option<config::TelemetryConfig>,
 }
 
 impl RestartOnly {
@@ -304,6 +306,7 @@ impl RestartOnly {
             limits: config.listen.limits.clone(),
             shutdown_grace: config.listen.shutdown_grace,
             watch: config.reload.watch,
+            telemetry: config.telemetry.clone(),
         }
     }
 
@@ -353,6 +356,7 @@ impl RestartOnly {
                 "listen.shutdown_grace",
             ),
             (self.watch != new.reload.watch, "reload.watch"),
+            (self.telemetry != new.telemetry, "telemetry"),
         ]
         .into_iter()
         .filter_map(|(changed, name)| changed.then_some(name))

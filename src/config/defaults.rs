@@ -46,6 +46,8 @@ pub const CORS_MAX_AGE: Duration = Duration::from_secs(600);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Today's behaviour, so dashboards that split latency by tenant keep working.
 pub const PER_TENANT_HISTOGRAMS: bool = true;
+/// `[telemetry] service_name`.
+pub const SERVICE_NAME: &str = "defender-proxy";
 /// The `[[api]]` advanced hunting goes through when it goes through Graph.
 pub const HUNTING_GRAPH_API: &str = "graph";
 /// Graph's hunting CPU quota works in 15-minute cycles whose start is not published.

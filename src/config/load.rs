@@ -34,6 +34,7 @@ mod inbound;
 mod listen;
 mod profiles;
 mod ratelimit;
+mod telemetry;
 mod tenants;
 mod tenants_file;
 #[cfg(test)]
@@ -284,6 +285,7 @@ impl Validator<'_> {
         let tenants = self.tenants(raw.tenants, &global_limits, &profiles, has_file);
         let cache = self.cache(raw.cache);
         let hunting = self.hunting(raw.advanced_hunting, &apis);
+        let telemetry = self.telemetry(raw.telemetry.take());
 
         match (
             front.listen,
@@ -329,6 +331,7 @@ impl Validator<'_> {
                     cache,
                     metrics,
                     hunting,
+                    telemetry,
                     watched_files: self.watched.take(),
                     warnings: self.warnings,
                 };

@@ -18,6 +18,7 @@ mod listen;
 mod load;
 mod ratelimit;
 mod raw;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ pub use ratelimit::{
     LimitBackend, LimitMode, LimitPolicy, OnBackendError, RateLimitConfig, RedisBackendConfig,
     RouteLimit, Windows,
 };
+pub use telemetry::{TelemetryConfig, TraceProtocol};
 
 /// The name `[app]` and `[cloud]` go by in labels, logs and `check`; no `[apps.NAME]` or
 /// `[clouds.NAME]` may take it.
@@ -84,6 +86,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[advanced_hunting]`: legacy hunting routes forwarded as they are, or through Graph.
     pub hunting: HuntingConfig,
+    /// `[telemetry]`: traces; `None` (no `otlp_endpoint`): none. Restart-only.
+    pub telemetry: Option<TelemetryConfig>,
     /// Files the config names whose change `[reload] watch` reacts to.
     pub watched_files: Vec<PathBuf>,
     /// Non-fatal findings (e.g. a secret file readable by others), logged at start and printed

@@ -62,6 +62,17 @@ pub(crate) struct RawConfig {
     #[serde(rename = "tenants")]
     pub(crate) tenants_section: Option<RawTenantsSection>,
     pub(crate) onboarding: Option<RawOnboarding>,
+    pub(crate) telemetry: Option<RawTelemetry>,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTelemetry {
+    pub(crate) otlp_endpoint: Option<String>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) service_name: Option<String>,
+    pub(crate) sample_ratio: Option<f64>,
 }
 
 /// `[advanced_hunting]`.

@@ -269,7 +269,7 @@ fn a_restart_is_named_for_exactly_what_the_running_listeners_keep() {
     assert!(changed(&|c| c.listen.limits.max_header_bytes = 1024).is_empty());
     assert!(changed(&|c| c.tenants.clear()).is_empty());
     // Read once by the listeners and tasks started with the proxy.
-    let cases: [(&Change, &str); 13] = [
+    let cases: [(&Change, &str); 14] = [
         (
             &|c| {
                 c.listen.tls = Some(crate::config::ServerTlsConfig {
@@ -325,6 +325,17 @@ fn a_restart_is_named_for_exactly_what_the_running_listeners_keep() {
                 })
             },
             "onboarding (addr, tls)",
+        ),
+        (
+            &|c| {
+                c.telemetry = Some(crate::config::TelemetryConfig {
+                    endpoint: http::Uri::from_static("http://127.0.0.1:4318/v1/traces"),
+                    protocol: crate::config::TraceProtocol::Json,
+                    service_name: "defender-proxy".into(),
+                    sample_ratio: 1.0,
+                })
+            },
+            "telemetry",
         ),
     ];
     for (change, name) in cases {

@@ -289,6 +289,11 @@ client_ca = "a"
 ttl = "1s"
 max_entry_bytes = 1
 max_bytes_per_tenant = 2
+[telemetry]
+otlp_endpoint = "http://c"
+protocol = "http/json"
+service_name = "s"
+sample_ratio = 0.5
 "#;
     toml::from_str::<RawConfig>(full).expect("the structs accept every schema key");
     let (index, unknown) = raw::index(full).expect("walk");

@@ -126,6 +126,15 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
         Shape::Table(&[("per_tenant_histograms", Shape::Value)]),
     ),
     (
+        "telemetry",
+        Shape::Table(&[
+            ("otlp_endpoint", Shape::Value),
+            ("protocol", Shape::Value),
+            ("service_name", Shape::Value),
+            ("sample_ratio", Shape::Value),
+        ]),
+    ),
+    (
         "advanced_hunting",
         Shape::Table(&[
             ("via", Shape::Value),
