@@ -7,7 +7,7 @@
 //! The listeners are taken already bound, so tests bind port 0 and the binary binds the
 //! configured addresses ([`bind`]). On shutdown the listeners stop accepting, `/readyz` turns
 //! 503, open connections get a bounded grace period to finish, then the admin listener stops
-//! and the audit log is flushed.
+//! and the audit log and the trace spans (`[telemetry]`, within 5 s) are flushed.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -28,6 +28,7 @@ use crate::onboarding::Onboarding;
 use crate::proxy::Proxy;
 use crate::reload::{ReloadError, Reloader};
 use crate::snapshot::{self, BuildError, Shared, Snapshot};
+use crate::telemetry::{Telemetry, TelemetryError};
 use crate::token::TokenBrokers;
 
 /// How often `[reload] watch` looks at the watched files.
@@ -48,6 +49,9 @@ pub enum StartError {
     /// The config could not be made into a proxy (TLS files, keys, the audit file, Redis URL).
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// `[telemetry]`: the trace exporter could not be made.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -100,14 +104,32 @@ pub struct App {
     watch: bool,
     /// `[onboarding]`: the consent callback's listener, built (its TLS files read) at start.
     onboarding: Option<Onboarding>,
+    /// `[telemetry]`: the trace pipeline, flushed when the proxy stops.
+    telemetry: Option<Telemetry>,
 }
 
 impl App {
-    /// Everything a validated config makes, its warnings logged first. `file`: see [`run`].
+    /// Everything a validated config makes, its warnings logged first, its trace pipeline
+    /// started when `[telemetry]` asks for one (see [`App::telemetry`]). `file`: see [`run`].
     pub fn build(config: &Config, file: Option<PathBuf>) -> Result<App, StartError> {
+        let telemetry = Telemetry::start(config)?;
+        Self::build_with(config, file, telemetry)
+    }
+
+    /// [`App::build`] with a trace pipeline already started (`main` starts it first, to put its
+    /// layer in the subscriber before anything is logged).
+    pub fn build_with(
+        config: &Config,
+        file: Option<PathBuf>,
+        telemetry: Option<Telemetry>,
+    ) -> Result<App, StartError> {
         snapshot::log_config_warnings(config);
         let broker = TokenBrokers::new(config).map_err(BuildError::from)?;
-        let metrics = Arc::new(Metrics::default());
+        let mut metrics = Metrics::default();
+        if let Some(telemetry) = &telemetry {
+            metrics.spans = telemetry.counts().clone();
+        }
+        let metrics = Arc::new(metrics);
         let tls = match &config.listen.tls {
             Some(tls) => Some(Arc::new(TlsAcceptor::new(
                 inbound::tls::server_config(tls).map_err(BuildError::from)?,
@@ -139,7 +161,14 @@ impl App {
             reloader,
             watch: config.reload.watch,
             onboarding,
+            telemetry,
         })
+    }
+
+    /// The trace pipeline, when `[telemetry]` is on: its [`Telemetry::layer`] belongs in the
+    /// process's subscriber (`main` puts it there; a test installs its own).
+    pub fn telemetry(&self) -> Option<&Telemetry> {
+        self.telemetry.as_ref()
     }
 
     /// The state requests are served from.
@@ -162,6 +191,7 @@ impl App {
             .reloader
             .clone()
             .map(|reloader| tokio::spawn(crate::reload::on_sighup(reloader)));
+        let telemetry = self.telemetry.clone();
         let watcher = match (&self.reloader, self.watch) {
             (Some(reloader), true) => Some(tokio::spawn(
                 crate::reload::watch(reloader.clone(), WATCH_EVERY).await,
@@ -175,6 +205,9 @@ impl App {
         }
         if let Some(watcher) = watcher {
             watcher.abort();
+        }
+        if let Some(telemetry) = telemetry {
+            telemetry.shutdown().await;
         }
     }
 

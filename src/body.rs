@@ -71,6 +71,17 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Inner,
         log: Option<AccessLog>,
+        // After `log`: the request's trace span ends after its access line is written.
+        trace: tracing::Span,
+    }
+
+    impl PinnedDrop for ResponseBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(log) = this.log.as_ref() {
+                crate::telemetry::spans::answered(this.trace, log.status, log.bytes);
+            }
+        }
     }
 }
 
@@ -84,6 +95,7 @@ impl ResponseBody {
                 ResponseBody {
                     inner: Inner::Shared { body },
                     log: Some(log),
+                    trace: tracing::Span::none(),
                 }
             }
         }
@@ -95,6 +107,7 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Upstream { body },
             log: Some(log),
+            trace: tracing::Span::none(),
         }
     }
 
@@ -108,6 +121,7 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Full { data },
             log,
+            trace: tracing::Span::none(),
         }
     }
 
@@ -116,6 +130,7 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Scrape { scrape },
             log: None,
+            trace: tracing::Span::none(),
         }
     }
 
@@ -124,13 +139,21 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Chunks { chunks },
             log: None,
+            trace: tracing::Span::none(),
         }
+    }
+
+    /// With the request's trace span, which ends (status and bytes recorded) with the body.
+    pub(crate) fn traced(mut self, span: tracing::Span) -> Self {
+        self.trace = span;
+        self
     }
 
     pub fn empty() -> Self {
         ResponseBody {
             inner: Inner::Full { data: None },
             log: None,
+            trace: tracing::Span::none(),
         }
     }
 }

@@ -42,6 +42,9 @@
 //! - [`hunting`]: legacy advanced hunting answered through Microsoft Graph: which requests, the
 //!   query made Graph's, Graph's answer translated as it streams, its errors in Defender's shape
 //!   (the exchange itself is `exchange`'s `graph.rs`).
+//! - [`telemetry`]: traces over OTLP/HTTP (`[telemetry]`): the request's spans, W3C
+//!   propagation, the batched export; [`logging`]: the process's subscriber (logs, and the
+//!   trace layer when telemetry is on).
 //! - [`sim`]: the simulated Entra ID and Defender API (dev mode, tests, dashboard developers).
 
 // The crate docs are for the people working on it (`cargo doc --document-private-items`): they
@@ -64,6 +67,7 @@ pub(crate) mod hunting;
 pub(crate) mod idle;
 pub mod inbound;
 pub(crate) mod listener;
+pub mod logging;
 pub(crate) mod metrics;
 pub mod onboarding;
 pub mod proxy;
@@ -78,6 +82,7 @@ pub(crate) mod sniff;
 pub(crate) mod status;
 pub(crate) mod sync;
 mod target;
+pub mod telemetry;
 pub(crate) mod tenant;
 mod tenants;
 pub(crate) mod tls;

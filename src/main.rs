@@ -15,7 +15,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use defender_proxy::{app, config, dev, onboarding, sim};
+use defender_proxy::app::{self, App};
+use defender_proxy::telemetry::Telemetry;
+use defender_proxy::{config, dev, logging, onboarding, sim};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -130,7 +132,17 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.log_format);
+    // JSON log lines unless asked for text; by default text on a terminal only.
+    let json = match cli.log_format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Text) => false,
+        None => !std::io::stderr().is_terminal(),
+    };
+    // `serve --config` makes its subscriber once the config says whether traces are on.
+    let config_first = matches!(&cli.command, Command::Serve { config, .. } if config.is_some());
+    if !config_first {
+        logging::init(json, None);
+    }
     install_panic_hook();
     match cli.command {
         Command::HashKey => hash_key(),
@@ -153,7 +165,7 @@ fn main() -> ExitCode {
             config: Some(path),
             workers,
             ..
-        } => serve(path, workers),
+        } => serve(path, workers, json),
         Command::Serve {
             config: None,
             listen,
@@ -243,14 +255,22 @@ fn consent_url(path: &std::path::Path, wanted: onboarding::Wanted<'_>) -> ExitCo
 }
 
 /// `serve --config`: the proxy on the configured addresses, reloading from `path`.
-fn serve(path: PathBuf, workers: usize) -> ExitCode {
+fn serve(path: PathBuf, workers: usize, json: bool) -> ExitCode {
     let cfg = match config::load_file(&path) {
         Ok(cfg) => cfg,
-        Err(errors) => return config_failure(&path, &errors),
+        Err(errors) => {
+            logging::init(json, None);
+            return config_failure(&path, &errors);
+        }
     };
+    // `[telemetry]`: the trace pipeline, and its layer in the subscriber.
+    let telemetry = Telemetry::start(&cfg);
+    logging::init(json, telemetry.as_ref().ok().and_then(Option::as_ref));
     runtime_result(run_async(workers, async move {
         let listeners = app::bind(&cfg).await?;
-        app::run(&cfg, Some(path), listeners, shutdown_signal()).await?;
+        App::build_with(&cfg, Some(path), telemetry?)?
+            .run(listeners, shutdown_signal())
+            .await;
         Ok(())
     }))
 }
@@ -375,28 +395,6 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-fn init_logging(format: Option<LogFormat>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match format {
-        Some(LogFormat::Json) => true,
-        Some(LogFormat::Text) => false,
-        None => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }
 

@@ -24,6 +24,7 @@ use crate::routing::{self, RequestError};
 use crate::share::{self, Downstream, Lookup, Outcome};
 use crate::snapshot::Snapshot;
 use crate::target::Target;
+use crate::telemetry::spans;
 use crate::tenant::Tenant;
 use crate::token::TokenBrokers;
 
@@ -71,6 +72,7 @@ impl Proxy {
             translated: false,
             upstream: None,
         };
+        let trace = spans::request(&request, &request_id);
         let snapshot = self.snapshot.load_full();
         log.audit = snapshot.audit.clone();
         if !snapshot.metrics.per_tenant_histograms {
@@ -85,14 +87,16 @@ impl Proxy {
                 .headers
                 .insert(headers::REQUEST_ID.clone(), request_id);
             log.status = parts.status.as_u16();
-            return Response::from_parts(parts, ResponseBody::full(Bytes::new(), Some(log)));
+            let body = ResponseBody::full(Bytes::new(), Some(log)).traced(trace);
+            return Response::from_parts(parts, body);
         }
         let origin = request.headers().get(header::ORIGIN).cloned();
 
         let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("-"));
         let result = self
-            .handle_inner(request, &conn, &snapshot, &request_id, &mut log)
+            .handle_inner(request, &conn, &snapshot, &request_id, &mut log, &trace)
             .instrument(span)
+            .instrument(trace.clone())
             .await;
         let mut response = match result {
             Ok(response) => {
@@ -100,7 +104,7 @@ impl Proxy {
                 headers::prepare_downstream(&mut parts.headers, &request_id);
                 log.status = parts.status.as_u16();
                 log.note_upstream(&mut parts.extensions);
-                Response::from_parts(parts, ResponseBody::downstream(body, log))
+                Response::from_parts(parts, ResponseBody::downstream(body, log).traced(trace))
             }
             Err(err) => {
                 self.note_error(&err, &log);
@@ -109,7 +113,7 @@ impl Proxy {
                 parts
                     .headers
                     .insert(headers::REQUEST_ID.clone(), request_id);
-                Response::from_parts(parts, ResponseBody::full(body, Some(log)))
+                Response::from_parts(parts, ResponseBody::full(body, Some(log)).traced(trace))
             }
         };
         if let Some(origin) = origin {
@@ -163,6 +167,7 @@ impl Proxy {
         snapshot: &Snapshot,
         request_id: &HeaderValue,
         log: &mut AccessLog,
+        trace: &tracing::Span,
     ) -> Result<Response<Downstream>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let policy = &snapshot.inbound;
@@ -175,6 +180,7 @@ impl Proxy {
         //    snapshot loaded once in `handle`.
         let mut target = Target::resolve(&parts, conn, snapshot)?;
         target.label(log);
+        spans::routed(trace, &target.tenant.name, &target.api().target.name);
 
         // 3. Who is calling, and may it use this tenant with this method? Its key goes no further.
         let client = policy

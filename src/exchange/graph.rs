@@ -21,6 +21,7 @@ use crate::rewrite::{self, ResponseStream};
 use crate::routing;
 use crate::snapshot::Snapshot;
 use crate::target::Target;
+use crate::telemetry::spans;
 use crate::token::AccessToken;
 use crate::upstream::{RequestBody, UpstreamBody};
 
@@ -56,7 +57,7 @@ pub(super) async fn forward(
     };
 
     // The tenant's Graph hunting class (Graph's per-tenant limit; a 429 pauses only it).
-    let admission = tenant.limits.admit(target.class).await?;
+    let admission = spans::rate_limit(tenant.limits.admit(target.class)).await?;
     if let Some(latency) = &target.by_api {
         latency.observe_wait(admission.waited);
     }
@@ -64,7 +65,7 @@ pub(super) async fn forward(
     // The tenant's Graph token, taken last; on 401 dropped and the query sent once more.
     let api = &tenant.apis[graph];
     let uri = graph_uri(&api.target)?;
-    let token = api.token.get().await?;
+    let token = spans::token(api.token.get()).await?;
     let mut sent_at = Instant::now();
     let request = build(
         Method::POST,
@@ -75,7 +76,7 @@ pub(super) async fn forward(
     let mut response = send(&snapshot.upstream, &target, request).await?;
     if response.status() == StatusCode::UNAUTHORIZED && api.token.invalidate(&token) {
         drop(response);
-        let fresh = api.token.get().await?;
+        let fresh = spans::token(api.token.get()).await?;
         tracing::info!(
             tenant = &*tenant.name,
             "Graph answered 401 to a hunting query; retrying once with a fresh token"

@@ -25,6 +25,7 @@ use crate::metrics::UpstreamWarnings;
 use crate::rewrite::{self, ResponseStream};
 use crate::snapshot::Snapshot;
 use crate::target::Target;
+use crate::telemetry::spans;
 use crate::upstream::{RequestBody, Upstream, UpstreamBody};
 
 /// Bodies up to this size are kept so the request can be replayed once after an upstream 401.
@@ -45,7 +46,7 @@ pub(crate) async fn forward(
     let tenant = &target.tenant;
 
     // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
-    let admission = tenant.limits.admit(target.class).await?;
+    let admission = spans::rate_limit(tenant.limits.admit(target.class)).await?;
     if let Some(latency) = &target.by_api {
         latency.observe_wait(admission.waited);
     }
@@ -57,7 +58,7 @@ pub(crate) async fn forward(
     // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token goes
     //    out; then the headers: cleaned, token and request id set.
     let slot = &target.api().token;
-    let token = slot.get().await?;
+    let token = spans::token(slot.get()).await?;
     headers::prepare_upstream(
         &mut parts.headers,
         snapshot.routes.header(),
@@ -79,7 +80,7 @@ pub(crate) async fn forward(
         return Ok(relink(response, target));
     };
     drop(response);
-    let fresh = slot.get().await?;
+    let fresh = spans::token(slot.get()).await?;
     headers.insert(header::AUTHORIZATION, fresh.authorization().clone());
     tracing::info!(
         tenant = &*tenant.name,
@@ -123,7 +124,7 @@ async fn send(
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let tenant = &target.tenant;
     let started = Instant::now();
-    let response = upstream.send(request).await;
+    let response = spans::upstream(request, |request| upstream.send(request)).await;
     let elapsed = started.elapsed();
     tenant.metrics.observe_upstream(elapsed);
     if let Some(latency) = &target.by_api {

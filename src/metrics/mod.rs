@@ -368,6 +368,8 @@ pub struct Metrics {
     pub connections: Arc<AtomicU64>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// What became of the trace spans (zeros with telemetry off).
+    pub(crate) spans: Arc<crate::telemetry::SpanCounts>,
 }
 
 impl Default for Metrics {
@@ -386,6 +388,7 @@ impl Default for Metrics {
             connections: Arc::default(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            spans: Arc::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::ratelimit::{self, RateLimiter};
 use crate::snapshot::Snapshot;
+use crate::telemetry;
 use crate::tenant::Tenant;
 use crate::token::TokenSlot;
 
@@ -80,13 +81,20 @@ impl Scrape {
     }
 
     /// The families in the order they are written: the request metrics here, the API's
-    /// warnings, then the rate limiter's.
+    /// warnings, the trace pipeline's, then the rate limiter's.
     fn family(i: usize) -> Option<&'static Family> {
-        let warnings = FAMILIES.len() + WARNING_FAMILIES.len();
+        let traces = FAMILIES.len() + WARNING_FAMILIES.len();
+        let limiter = traces + telemetry::metrics::FAMILIES.len();
         FAMILIES
             .get(i)
             .or_else(|| WARNING_FAMILIES.get(i.checked_sub(FAMILIES.len())?))
-            .or_else(|| ratelimit::metrics::FAMILIES.get(i.checked_sub(warnings)?))
+            .or_else(|| telemetry::metrics::FAMILIES.get(i.checked_sub(traces)?))
+            .or_else(|| ratelimit::metrics::FAMILIES.get(i.checked_sub(limiter)?))
+    }
+
+    /// The trace pipeline's counters.
+    pub(crate) fn span_counts(&self) -> &telemetry::SpanCounts {
+        &self.metrics.spans
     }
 
     /// The next piece of the text, about [`CHUNK`] bytes (less for the last); `None` at the end.

@@ -67,7 +67,7 @@ async fn streams_in_bounded_chunks_at_thousands_of_tenants() {
     assert!(chunks.len() >= total / bound, "{} chunks", chunks.len());
     // Every family once, the last one last.
     let text = String::from_utf8(chunks.concat()).unwrap();
-    assert_eq!(text.matches("# TYPE ").count(), 28);
+    assert_eq!(text.matches("# TYPE ").count(), 30);
     assert!(text.ends_with("defender_proxy_ratelimit_fallback_decisions_total 0\n"));
     let tenant_rows = text
         .lines()
