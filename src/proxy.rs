@@ -96,7 +96,6 @@ impl Proxy {
         let result = self
             .handle_inner(request, &conn, &snapshot, &request_id, &mut log, &trace)
             .instrument(span)
-            .instrument(trace.clone())
             .await;
         let mut response = match result {
             Ok(response) => {
@@ -180,7 +179,7 @@ impl Proxy {
         //    snapshot loaded once in `handle`.
         let mut target = Target::resolve(&parts, conn, snapshot)?;
         target.label(log);
-        spans::routed(trace, &target.tenant.name, &target.api().target.name);
+        target.trace = spans::routed(trace, &target.tenant.name, &target.api().target.name);
 
         // 3. Who is calling, and may it use this tenant with this method? Its key goes no further.
         let client = policy

@@ -37,6 +37,9 @@ pub(crate) struct Target {
     /// The class of Graph's hunting endpoint, which a request answered through Graph takes:
     /// both legacy routes share Graph's per-tenant hunting limit, pauses and CPU quota.
     graph_class: RouteClass,
+    /// The request's trace span, the parent of the exchange's spans (disabled without
+    /// telemetry).
+    pub(crate) trace: tracing::Span,
 }
 
 impl Target {
@@ -87,6 +90,7 @@ impl Target {
             by_api,
             hunting,
             graph_class,
+            trace: tracing::Span::none(),
         })
     }
 

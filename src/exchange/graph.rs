@@ -57,7 +57,8 @@ pub(super) async fn forward(
     };
 
     // The tenant's Graph hunting class (Graph's per-tenant limit; a 429 pauses only it).
-    let admission = spans::rate_limit(tenant.limits.admit(target.class)).await?;
+    let waiting = spans::rate_limit(&target.trace);
+    let admission = spans::admitted(waiting, tenant.limits.admit(target.class).await)?;
     if let Some(latency) = &target.by_api {
         latency.observe_wait(admission.waited);
     }
@@ -65,7 +66,7 @@ pub(super) async fn forward(
     // The tenant's Graph token, taken last; on 401 dropped and the query sent once more.
     let api = &tenant.apis[graph];
     let uri = graph_uri(&api.target)?;
-    let token = spans::token(api.token.get()).await?;
+    let token = spans::token(&target.trace, api.token.get()).await?;
     let mut sent_at = Instant::now();
     let request = build(
         Method::POST,
@@ -76,7 +77,7 @@ pub(super) async fn forward(
     let mut response = send(&snapshot.upstream, &target, request).await?;
     if response.status() == StatusCode::UNAUTHORIZED && api.token.invalidate(&token) {
         drop(response);
-        let fresh = spans::token(api.token.get()).await?;
+        let fresh = spans::token(&target.trace, api.token.get()).await?;
         tracing::info!(
             tenant = &*tenant.name,
             "Graph answered 401 to a hunting query; retrying once with a fresh token"

@@ -46,7 +46,8 @@ pub(crate) async fn forward(
     let tenant = &target.tenant;
 
     // 4. The tenant's rate limit for this route class: wait in its queue or refuse.
-    let admission = spans::rate_limit(tenant.limits.admit(target.class)).await?;
+    let waiting = spans::rate_limit(&target.trace);
+    let admission = spans::admitted(waiting, tenant.limits.admit(target.class).await)?;
     if let Some(latency) = &target.by_api {
         latency.observe_wait(admission.waited);
     }
@@ -58,7 +59,7 @@ pub(crate) async fn forward(
     // 6. The tenant's token (a lock-free read once warm), taken last so the freshest token goes
     //    out; then the headers: cleaned, token and request id set.
     let slot = &target.api().token;
-    let token = spans::token(slot.get()).await?;
+    let token = spans::token(&target.trace, slot.get()).await?;
     headers::prepare_upstream(
         &mut parts.headers,
         snapshot.routes.header(),
@@ -80,7 +81,7 @@ pub(crate) async fn forward(
         return Ok(relink(response, target));
     };
     drop(response);
-    let fresh = spans::token(slot.get()).await?;
+    let fresh = spans::token(&target.trace, slot.get()).await?;
     headers.insert(header::AUTHORIZATION, fresh.authorization().clone());
     tracing::info!(
         tenant = &*tenant.name,
@@ -120,11 +121,13 @@ fn relink(response: Response<UpstreamBody>, target: Target) -> Response<Response
 async fn send(
     upstream: &Upstream,
     target: &Target,
-    request: Request<RequestBody>,
+    mut request: Request<RequestBody>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let tenant = &target.tenant;
+    let span = spans::upstream(&target.trace, &mut request);
     let started = Instant::now();
-    let response = spans::upstream(request, |request| upstream.send(request)).await;
+    let response = upstream.send(request).await;
+    spans::answered_upstream(span, &response);
     let elapsed = started.elapsed();
     tenant.metrics.observe_upstream(elapsed);
     if let Some(latency) = &target.by_api {

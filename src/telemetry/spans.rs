@@ -10,13 +10,14 @@
 //! AADSTS code. Never a header value, a query, a token or a key.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::field::Empty;
-use tracing::{Instrument as _, Span};
+use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::error::ProxyError;
@@ -52,12 +53,14 @@ pub(crate) fn request<B>(request: &Request<B>, request_id: &HeaderValue) -> Span
     span
 }
 
-/// The tenant and API a request was routed to.
-pub(crate) fn routed(span: &Span, tenant: &str, api: &str) {
-    if !span.is_disabled() {
-        span.record("tenant", tenant);
-        span.record("api", api);
+/// The tenant and API a request was routed to; the span again, for the exchange's spans.
+pub(crate) fn routed(span: &Span, tenant: &str, api: &str) -> Span {
+    if span.is_disabled() {
+        return Span::none();
     }
+    span.record("tenant", tenant);
+    span.record("api", api);
+    span.clone()
 }
 
 /// The request's answer, when its body ended (or the client went away: 499).
@@ -71,78 +74,95 @@ pub(crate) fn answered(span: &Span, status: u16, bytes: u64) {
     }
 }
 
-/// The wait in the tenant's rate-limit queue, or its refusal.
-pub(crate) async fn rate_limit(
-    admit: impl Future<Output = Result<Admission, RateLimited>>,
-) -> Result<Admission, RateLimited> {
-    let span = tracing::info_span!(
+/// The wait in the tenant's rate-limit queue (from now until [`admitted`]), or its refusal.
+pub(crate) fn rate_limit(parent: &Span) -> Span {
+    tracing::info_span!(
         target: TARGET,
+        parent: parent,
         "rate_limit",
         rate_limit.waited_ms = Empty,
         rate_limit.refused = Empty,
         otel.status_code = Empty,
-    );
-    if span.is_disabled() {
-        return admit.await;
-    }
-    let result = admit.instrument(span.clone()).await;
-    match &result {
-        Ok(admission) => {
-            span.record("rate_limit.waited_ms", admission.waited.as_secs_f64() * 1e3);
-        }
-        Err(refused) => {
-            span.record("rate_limit.refused", refused.reason());
-            span.record("otel.status_code", "error");
+    )
+}
+
+/// The rate limit's decision, recorded in its span, which ends here.
+pub(crate) fn admitted(
+    span: Span,
+    result: Result<Admission, RateLimited>,
+) -> Result<Admission, RateLimited> {
+    if !span.is_disabled() {
+        match &result {
+            Ok(admission) => {
+                span.record("rate_limit.waited_ms", admission.waited.as_secs_f64() * 1e3);
+            }
+            Err(refused) => {
+                span.record("rate_limit.refused", refused.reason());
+                span.record("otel.status_code", "error");
+            }
         }
     }
     result
 }
 
 /// The tenant's token: `token.cached` when the cache had it (no wait), else the wait for its
-/// fetch; a failure names Entra's AADSTS code when it sent one.
-pub(crate) async fn token<T>(
-    get: impl Future<Output = Result<T, TokenError>>,
-) -> Result<T, TokenError> {
+/// fetch; a failure names Entra's AADSTS code when it sent one. The span ends when the returned
+/// future is dropped.
+pub(crate) fn token<F>(parent: &Span, get: F) -> TokenWait<F> {
     let span = tracing::info_span!(
         target: TARGET,
+        parent: parent,
         "token",
         token.cached = Empty,
         token.aadsts = Empty,
         otel.status_code = Empty,
     );
-    if span.is_disabled() {
-        return get.await;
+    TokenWait {
+        get,
+        span,
+        polls: 0,
     }
-    let mut get = pin!(get);
-    let mut polls = 0u32;
-    let result = std::future::poll_fn(|cx| {
-        polls += 1;
-        let _entered = span.enter();
-        get.as_mut().poll(cx)
-    })
-    .await;
-    span.record("token.cached", polls == 1 && result.is_ok());
-    if let Err(err) = &result {
-        span.record("otel.status_code", "error");
-        if let Some(code) = err.aadsts() {
-            span.record("token.aadsts", format!("AADSTS{code}"));
-        }
-    }
-    result
 }
 
-/// One exchange with the API: its `traceparent` (and the trace's `tracestate`) set to this
-/// span's, in place of the client's.
-pub(crate) async fn upstream<B, T, F, Fut>(
-    mut request: Request<B>,
-    send: F,
-) -> Result<Response<T>, ProxyError>
-where
-    F: FnOnce(Request<B>) -> Fut,
-    Fut: Future<Output = Result<Response<T>, ProxyError>>,
-{
+pin_project_lite::pin_project! {
+    /// The future of [`token`]: the token slot's, counting its polls (ready at the first: the
+    /// cache had it).
+    pub(crate) struct TokenWait<F> {
+        #[pin]
+        get: F,
+        span: Span,
+        polls: u32,
+    }
+}
+
+impl<T, F: Future<Output = Result<T, TokenError>>> Future for TokenWait<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if this.span.is_disabled() {
+            return this.get.poll(cx);
+        }
+        *this.polls += 1;
+        let result = std::task::ready!(this.get.poll(cx));
+        let span = this.span;
+        span.record("token.cached", *this.polls == 1 && result.is_ok());
+        if let Err(err) = &result {
+            span.record("otel.status_code", "error");
+            if let Some(code) = err.aadsts() {
+                span.record("token.aadsts", format!("AADSTS{code}"));
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// One exchange with the API (from now until [`answered_upstream`]): `request`'s
+/// `traceparent` (and the trace's `tracestate`) set to this span's, in place of the client's.
+pub(crate) fn upstream<B>(parent: &Span, request: &mut Request<B>) -> Span {
     let span = tracing::info_span!(
         target: TARGET,
+        parent: parent,
         "upstream",
         otel.kind = "client",
         http.request.method = %request.method(),
@@ -151,12 +171,18 @@ where
         http.response.status_code = Empty,
         otel.status_code = Empty,
     );
-    if span.is_disabled() {
-        return send(request).await;
+    if !span.is_disabled() {
+        propagate(&span, request.headers_mut());
     }
-    propagate(&span, request.headers_mut());
-    let result = send(request).instrument(span.clone()).await;
-    match &result {
+    span
+}
+
+/// The API's answer (its status), or the failure to get one; the span ends here.
+pub(crate) fn answered_upstream<T>(span: Span, response: &Result<Response<T>, ProxyError>) {
+    if span.is_disabled() {
+        return;
+    }
+    match response {
         Ok(response) => {
             let status = response.status().as_u16();
             span.record("http.response.status_code", status);
@@ -168,7 +194,6 @@ where
             span.record("otel.status_code", "error");
         }
     }
-    result
 }
 
 /// `span`'s W3C context into `headers`, replacing whatever the client sent; nothing changes
