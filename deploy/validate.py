@@ -8,7 +8,9 @@ Run through deploy/validate.sh (which installs PyYAML when missing). Sections:
   grafana     deploy/grafana/*.json: structure, variables, every metric name in every query
   systemd     deploy/systemd/: the unit <-> proxy.toml cross-references (systemd-analyze itself
               runs from validate.sh)
-  configs     every proxy.toml (ConfigMaps and deploy/systemd/proxy.toml) through
+  traces      deploy/traces/: the compose file <-> proxy.toml cross-references (the proxy's
+              otlp_endpoint is the Jaeger service's OTLP/HTTP port, the config it mounts)
+  configs     every proxy.toml (ConfigMaps, deploy/systemd/ and deploy/traces/) through
               `defender-proxy validate`, with the files they name created in a temp dir
 
 Exit status: 0 when every check passed (skips are fine), 1 otherwise.
@@ -546,6 +548,33 @@ def systemd() -> None:
         ok(int(addr.rsplit(":", 1)[1]) > 1024, f"{rel(toml_path)}: {port_key}.addr port > 1024 (the unit has no capabilities)")
 
 
+def traces() -> None:
+    compose_path = DEPLOY / "traces/docker-compose.yaml"
+    toml_path = DEPLOY / "traces/proxy.toml"
+    print(f"traces: {rel(compose_path)} + {rel(toml_path)}")
+    compose = yaml.safe_load(compose_path.read_text())
+    services = compose.get("services", {})
+    ok(set(services) == {"jaeger", "defender-proxy"}, f"{rel(compose_path)}: services jaeger and defender-proxy")
+    jaeger, proxy = services.get("jaeger", {}), services.get("defender-proxy", {})
+    ok(str(jaeger.get("image", "")).startswith("jaegertracing/all-in-one:") and "latest" not in jaeger["image"],
+       f"{rel(compose_path)}: jaeger is a pinned jaegertracing/all-in-one image")
+    ok(get(proxy, "build", "dockerfile") == "deploy/Dockerfile" and get(proxy, "build", "context") == "../..",
+       f"{rel(compose_path)}: the proxy is built from deploy/Dockerfile at the repository root")
+    ok("./proxy.toml:/etc/defender-proxy/proxy.toml:ro" in proxy.get("volumes", []),
+       f"{rel(compose_path)}: mounts deploy/traces/proxy.toml read-only where the image reads it")
+    ok(proxy.get("command", [])[-2:] == ["--config", "/etc/defender-proxy/proxy.toml"],
+       f"{rel(compose_path)}: serve --config /etc/defender-proxy/proxy.toml")
+    for port in proxy.get("ports", []) + jaeger.get("ports", []):
+        ok(str(port).startswith("127.0.0.1:"), f"{rel(compose_path)}: port {port} published on loopback only")
+    text = toml_path.read_text()
+    cfg = tomllib.loads(text)
+    CONFIGS.append((rel(toml_path), text))
+    ok(get(cfg, "telemetry", "otlp_endpoint") == "http://jaeger:4318",
+       f"{rel(toml_path)}: otlp_endpoint is the jaeger service's OTLP/HTTP port")
+    for name in re.findall(r'\{\s*env\s*=\s*"([^"]+)"', text):
+        ok(name in proxy.get("environment", {}), f"{rel(compose_path)}: the proxy's environment sets {name}")
+
+
 # --------------------------------------------------------------------------------------------
 # Each proxy.toml through `defender-proxy validate`
 
@@ -605,7 +634,7 @@ def configs() -> None:
 
 
 def main() -> int:
-    sections = sys.argv[1:] or ["kubernetes", "grafana", "systemd", "configs"]
+    sections = sys.argv[1:] or ["kubernetes", "grafana", "systemd", "traces", "configs"]
     used: set[str] = set()
     if "kubernetes" in sections:
         kubernetes()
@@ -614,6 +643,8 @@ def main() -> int:
         live_metrics(used, exprs)
     if "systemd" in sections:
         systemd()
+    if "traces" in sections:
+        traces()
     if "configs" in sections:
         configs()
     print(f"deploy/validate.py: {CHECKS[0] - len(FAILURES)} passed, {len(FAILURES)} failed, {len(SKIPS)} skipped")
