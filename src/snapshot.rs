@@ -224,7 +224,7 @@ fn cloud_targets(config: &Config, cloud: &str, metrics: &Metrics) -> Option<Vec<
             scope: Box::from(scope),
         }))
     };
-    let default = config.clouds.get(cloud).unwrap_or(&config.cloud);
+    let default = config.cloud_named(cloud).unwrap_or(&config.cloud);
     std::iter::once(target(DEFAULT_API, None, &default.api, &default.scope))
         .chain(config.apis.iter().map(|a| {
             let (url, scope) = a.endpoint(Some(cloud))?;

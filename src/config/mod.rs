@@ -107,6 +107,22 @@ impl Config {
             .map_or((DEFAULT_PROFILE, &self.app), |(n, a)| (n.as_str(), a))
     }
 
+    /// The app called `name`: `[app]` for `default`, else `[apps.NAME]`.
+    pub fn app_named(&self, name: &str) -> Option<&AppConfig> {
+        match name {
+            DEFAULT_PROFILE => Some(&self.app),
+            other => self.apps.get(other),
+        }
+    }
+
+    /// The cloud profile called `name`: `[cloud]` for `default`, else `[clouds.NAME]`.
+    pub fn cloud_named(&self, name: &str) -> Option<&CloudConfig> {
+        match name {
+            DEFAULT_PROFILE => Some(&self.cloud),
+            other => self.clouds.get(other),
+        }
+    }
+
     /// The extra trust roots of `[cloud]` and of every `[clouds.NAME]` (`ca`), in that order.
     pub fn ca_files(&self) -> Vec<&std::path::Path> {
         std::iter::once(&self.cloud)

@@ -164,8 +164,8 @@ impl Callback {
     /// The running broker of the invite's app and cloud, or a one-off one for a pair no tenant
     /// uses yet; and the cloud's scope.
     fn broker(&self, config: &Config, invite: &Invite) -> Result<(TokenBroker, String), Answer> {
-        let app = config.apps.get(&invite.app).unwrap_or(&config.app);
-        let cloud = config.clouds.get(&invite.cloud).unwrap_or(&config.cloud);
+        let app = config.app_named(&invite.app).unwrap_or(&config.app);
+        let cloud = config.cloud_named(&invite.cloud).unwrap_or(&config.cloud);
         if let Some(broker) = self.proxy.broker.of(&invite.app, &invite.cloud) {
             return Ok((broker, cloud.scope.clone()));
         }

@@ -122,21 +122,13 @@ pub fn new_tenant_link(
         return Err(LinkError::Taken(name.to_owned()));
     }
     let app_name = app.unwrap_or(DEFAULT_PROFILE);
-    let app = match app_name {
-        DEFAULT_PROFILE => &config.app,
-        other => config
-            .apps
-            .get(other)
-            .ok_or_else(|| LinkError::UnknownApp(other.to_owned()))?,
-    };
+    let app = config
+        .app_named(app_name)
+        .ok_or_else(|| LinkError::UnknownApp(app_name.to_owned()))?;
     let cloud_name = cloud.unwrap_or(DEFAULT_PROFILE);
-    let cloud = match cloud_name {
-        DEFAULT_PROFILE => &config.cloud,
-        other => config
-            .clouds
-            .get(other)
-            .ok_or_else(|| LinkError::UnknownCloud(other.to_owned()))?,
-    };
+    let cloud = config
+        .cloud_named(cloud_name)
+        .ok_or_else(|| LinkError::UnknownCloud(cloud_name.to_owned()))?;
     let invite = Invite::new(name, app_name, cloud_name, now);
     let key = StateKey::new(&onboarding.state_key);
     let state = state::sign(&key, &invite).map_err(|e| LinkError::TooLong(e.to_string()))?;

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use ring::hmac;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::config::{Config, DEFAULT_PROFILE};
+use crate::config::Config;
 
 /// How long a consent link may be used: a customer's admin may take days to get to it.
 pub(crate) const VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -127,10 +127,10 @@ pub(crate) fn verify(
     if unix_secs(now) >= invite.expires {
         return Err(StateError::Expired);
     }
-    if invite.app != DEFAULT_PROFILE && !config.apps.contains_key(&invite.app) {
+    if config.app_named(&invite.app).is_none() {
         return Err(StateError::UnknownApp(invite.app));
     }
-    if invite.cloud != DEFAULT_PROFILE && !config.clouds.contains_key(&invite.cloud) {
+    if config.cloud_named(&invite.cloud).is_none() {
         return Err(StateError::UnknownCloud(invite.cloud));
     }
     Ok(invite)

@@ -92,8 +92,8 @@ fn prepare(config: &Config) -> Result<Vec<(Pair, Prepared)>, TokenInitError> {
     pairs
         .into_iter()
         .map(|(app_name, cloud_name)| {
-            let app = config.apps.get(app_name).unwrap_or(&config.app);
-            let cloud = config.clouds.get(cloud_name).unwrap_or(&config.cloud);
+            let app = config.app_named(app_name).unwrap_or(&config.app);
+            let cloud = config.cloud_named(cloud_name).unwrap_or(&config.cloud);
             let prepared = Prepared::new(app, cloud, &config.upstream)?;
             Ok(((app_name.to_owned(), cloud_name.to_owned()), prepared))
         })
