@@ -82,30 +82,19 @@ impl Reloader {
     /// Read the config file, validate it, and apply it, after any reload already running;
     /// logs and counts the result either way.
     pub(crate) async fn reload(&self) -> Result<(), ReloadError> {
-        let guard = self.wait_turn().await;
-        let proxy = self.proxy.clone();
-        let tls = self.tls.clone();
-        let path = self.path.clone();
-        let started = self.started.clone();
-        // The guard moves into the blocking task: if this future is dropped (shutdown) the
-        // reload still ends before the next one starts.
-        let work = tokio::task::spawn_blocking(move || {
-            let _turn = guard;
-            reload_file(&proxy, tls.as_deref(), &started, &path)
-        });
-        match work.await {
-            Ok(result) => result,
-            Err(_) => {
-                self.proxy.metrics.record_reload(false);
-                tracing::error!(config = %self.path.display(), "config reload panicked; what it had not swapped in stays");
-                Err(ReloadError::Panicked)
-            }
-        }
+        let work = self
+            .exclusive(|locked| reload_file(locked.proxy, locked.tls, locked.started, locked.path))
+            .await;
+        work.unwrap_or_else(|| {
+            self.proxy.metrics.record_reload(false);
+            tracing::error!(config = %self.path.display(), "config reload panicked; what it had not swapped in stays");
+            Err(ReloadError::Panicked)
+        })
     }
 
-    /// Run `work` on the blocking pool under the reload lock, as a reload runs, with what it
-    /// needs to apply a config ([`Locked`]): the tenants file's changes go through here, so a
-    /// change never interleaves with a reload or another change. `None` when `work` panicked.
+    /// Run `work` on the blocking pool under the reload lock, with what it needs to apply a
+    /// config ([`Locked`]). Reloads and the tenants file's changes both go through here, so
+    /// none of them interleaves with another. `None` when `work` panicked.
     pub(crate) async fn exclusive<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Locked<'_>) -> T + Send + 'static,
@@ -116,6 +105,8 @@ impl Reloader {
         let path = self.path.clone();
         let started = self.started.clone();
         let seen = self.seen.clone();
+        // The guard moves into the blocking task: if this future is dropped (shutdown) the
+        // work still ends before the next one starts.
         let task = tokio::task::spawn_blocking(move || {
             let _turn = guard;
             work(&Locked {
