@@ -128,23 +128,16 @@ mod tests {
     use super::*;
     use crate::tenants::TenantEntry;
 
-    fn entry(id: &str) -> TenantEntry {
-        TenantEntry {
-            id: id.to_owned(),
-            ..TenantEntry::default()
-        }
-    }
-
     #[test]
     fn edits_say_what_they_did() {
         let mut entries: Entries = vec![];
         let put = |name: &str, id: &str| Change::Put {
             name: name.into(),
-            entry: entry(id),
+            entry: TenantEntry::of(id),
         };
         let add = |name: &str, id: &str| Change::Add {
             name: name.into(),
-            entry: entry(id),
+            entry: TenantEntry::of(id),
         };
         assert_eq!(
             edit(&mut entries, put("a", "1")).unwrap(),

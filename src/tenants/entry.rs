@@ -15,6 +15,17 @@ pub(crate) struct TenantEntry {
     pub(crate) rate_limit: Option<EntryLimits>,
 }
 
+#[cfg(test)]
+impl TenantEntry {
+    /// An entry with only its id.
+    pub(crate) fn of(id: &str) -> Self {
+        TenantEntry {
+            id: id.to_owned(),
+            ..TenantEntry::default()
+        }
+    }
+}
+
 /// A tenant's `rate_limit = { ... }`: the keys of the config file, judged by its validation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

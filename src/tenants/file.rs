@@ -41,7 +41,9 @@ struct DocTenant {
 }
 
 /// An exclusive advisory lock on the file's lock file, released when dropped.
-pub(super) struct FileLock(#[allow(dead_code)] File);
+pub(super) struct FileLock {
+    _held: File,
+}
 
 /// Wait for the lock of the tenants file at `path` (other writers, in this process or another).
 pub(super) fn lock(path: &Path) -> io::Result<FileLock> {
@@ -51,7 +53,7 @@ pub(super) fn lock(path: &Path) -> io::Result<FileLock> {
         .write(true)
         .open(lock_path(path))?;
     file.lock()?;
-    Ok(FileLock(file))
+    Ok(FileLock { _held: file })
 }
 
 fn lock_path(path: &Path) -> PathBuf {
@@ -179,19 +181,12 @@ pub(super) fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn entry(id: &str) -> TenantEntry {
-        TenantEntry {
-            id: id.to_owned(),
-            ..TenantEntry::default()
-        }
-    }
-
     #[test]
     fn render_parses_back_to_the_same_entries() {
         let entries = vec![
             (
                 "acme".to_owned(),
-                entry("11111111-2222-3333-4444-555555555555"),
+                TenantEntry::of("11111111-2222-3333-4444-555555555555"),
             ),
             (
                 "odd\"name\\\n".to_owned(),
@@ -204,7 +199,7 @@ mod tests {
                         max_wait: Some("5s".into()),
                         ..EntryLimits::default()
                     }),
-                    ..entry("22222222-2222-3333-4444-555555555555")
+                    ..TenantEntry::of("22222222-2222-3333-4444-555555555555")
                 },
             ),
         ];
